@@ -1,0 +1,195 @@
+//! The `dynadax` command line: argument parsing, dispatch, exit codes.
+//!
+//! Exit codes: 0 success, 1 an error (one line on stderr naming the path and what is
+//! wrong), 2 a usage error (from clap), 3 busy (a switch refused while mapped).
+
+mod demo;
+mod report;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use dynadax::{Mode, Policy, SwitchOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Per-file DAX access modes, switchable safely at run time.
+///
+/// Every file and directory has a persistent *physical* mode, `direct` (DAX: loads
+/// and stores through a mapping, no page cache) or `cached` (the page cache). On ext4
+/// and xfs it is the kernel's own FS_XFLAG_DAX, so `lsattr`/`xfs_io` agree; new files
+/// inherit it from their directory. The *effective* mode is what is in force now:
+/// kernel DAX where the device can do it (statx says so), emulated with a shared
+/// mapping and msync elsewhere. A volume policy (always | never | inode) can override
+/// physical modes, like the kernel's dax= mount option.
+#[derive(Parser, Debug)]
+#[command(
+    name = "dynadax",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 busy (file is mapped).\n\
+Start with `dynadax demo` to see it all on a scratch directory, or `dynadax probe .`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Can this path do DAX and MAP_SYNC, and how would it persist? Changes nothing.
+    ///
+    /// Works on any path, existing or not (a missing path is answered for a file
+    /// created there now). Reads mount options, sysfs, statx and the kernel's flags
+    /// only: it never creates, grows, maps or modifies anything.
+    Probe {
+        /// File, directory, or a path that does not exist yet.
+        path: PathBuf,
+        /// Print one JSON object (keys: path, fs_type, mount_dax, device_dax,
+        /// statx_dax, map_sync, persistence, flush_instruction, flag_store, ...).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the physical and effective mode of a file or directory, and why.
+    Stat {
+        /// An existing file or directory.
+        path: PathBuf,
+        /// Print one JSON object (keys: path, kind, physical, effective, backing,
+        /// pending, reason, flag_store, live_mappings, ...).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the physical mode of a file or directory.
+    ///
+    /// On a file this is a run-time switch: metadata only, constant time, refused
+    /// while the file is mapped by this process. On a directory it changes what new
+    /// children inherit, never the children that already exist. On kernel DAX file
+    /// systems the effective mode follows when the last holder closes the file.
+    Mode {
+        /// An existing file or directory.
+        path: PathBuf,
+        /// The new physical mode.
+        #[arg(value_enum)]
+        mode: ModeArg,
+        /// Print the resulting status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage volumes: directory trees with a policy, like a mount's dax= option.
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
+    /// Run the tour: probe, volume, modes, writes in both vectors, a switch refused
+    /// while mapped, switches both ways with data checked, and a short report.
+    Demo {
+        /// Scratch directory (created; only its `volume/` subdirectory is replaced).
+        #[arg(default_value = "dynadax-demo")]
+        dir: PathBuf,
+        /// Bytes to write in the demo file.
+        #[arg(long, default_value_t = 8 << 20)]
+        size: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VolumeCommand {
+    /// Make DIR (created if missing) the root of a volume, or change its policy.
+    Init {
+        /// The volume's root directory.
+        dir: PathBuf,
+        /// always: every file direct; never: every file cached; inode: each file
+        /// follows its physical mode.
+        #[arg(long, value_enum, default_value_t = PolicyArg::Inode)]
+        policy: PolicyArg,
+        /// Print the volume as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show which volume a path belongs to, and its policy.
+    Show {
+        /// Any path.
+        path: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ModeArg {
+    /// DAX: loads and stores through a mapping.
+    Direct,
+    /// The page cache.
+    Cached,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum PolicyArg {
+    Always,
+    Never,
+    Inode,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Direct => Mode::Direct,
+            ModeArg::Cached => Mode::Cached,
+        }
+    }
+}
+
+impl From<PolicyArg> for Policy {
+    fn from(p: PolicyArg) -> Policy {
+        match p {
+            PolicyArg::Always => Policy::Always,
+            PolicyArg::Never => Policy::Never,
+            PolicyArg::Inode => Policy::Inode,
+        }
+    }
+}
+
+/// Parses arguments, runs the command, maps errors to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dynadax: {e:#}");
+            let busy = e
+                .downcast_ref::<dynadax::Error>()
+                .is_some_and(|e| matches!(e, dynadax::Error::Busy { .. }));
+            ExitCode::from(if busy { 3 } else { 1 })
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Probe { path, json } => report::probe(&dynadax::probe(&path)?, json),
+        Command::Stat { path, json } => report::status(&dynadax::stat(&path)?, json),
+        Command::Mode { path, mode, json } => {
+            let st = dynadax::set_mode(
+                &path,
+                mode.into(),
+                SwitchOptions {
+                    wait: None::<Duration>,
+                },
+            )?;
+            report::status(&st, json)
+        }
+        Command::Volume {
+            command: VolumeCommand::Init { dir, policy, json },
+        } => report::volume(&dynadax::Volume::init(&dir, policy.into())?, json),
+        Command::Volume {
+            command: VolumeCommand::Show { path, json },
+        } => report::volume(&dynadax::Volume::of(&path)?, json),
+        Command::Demo { dir, size, json } => demo::run(&dir, size, json),
+    }
+}

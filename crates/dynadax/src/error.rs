@@ -1,0 +1,119 @@
+//! Errors. Every variant names the path it concerns and says what is wrong, so the
+//! CLI can print `Display` as its one-line message.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Result alias for dynadax operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call failed. `op` says which operation dynadax was doing.
+    #[error("{}: {op}: {source}", path.display())]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What dynadax was doing, in a few words ("read", "set FS_XFLAG_DAX", ...).
+        op: &'static str,
+        /// The operating system's error, intact.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The path does not exist.
+    #[error("{}: no such file or directory", path.display())]
+    NotFound {
+        /// The missing path.
+        path: PathBuf,
+    },
+
+    /// A mode switch (or a shrink) was refused because mapping guards of the file are
+    /// alive: changing the operations vector under a live mapping is what the seed
+    /// thread's rule 2 forbids. Drop the guards, or ask the switch to wait.
+    #[error(
+        "{}: busy: {mappings} live mapping(s) of this file in this process; \
+         drop them (or wait) before switching its mode",
+        path.display()
+    )]
+    Busy {
+        /// The file being switched.
+        path: PathBuf,
+        /// How many mapping guards were alive when the switch gave up.
+        mappings: usize,
+    },
+
+    /// The request itself is wrong for this path (bad range, wrong kind of file, ...).
+    #[error("{}: {what}", path.display())]
+    Invalid {
+        /// The path concerned.
+        path: PathBuf,
+        /// What is wrong, as a phrase.
+        what: String,
+    },
+
+    /// The file system or machine cannot do what was asked.
+    #[error("{}: {what} is not supported here: {why}", path.display())]
+    Unsupported {
+        /// The path concerned.
+        path: PathBuf,
+        /// The operation.
+        what: &'static str,
+        /// Why not.
+        why: String,
+    },
+
+    /// A file dynadax keeps (a volume file, a mode record) does not parse.
+    #[error("{}: corrupt {what}: {why}", path.display())]
+    Corrupt {
+        /// The file that does not parse.
+        path: PathBuf,
+        /// What it is ("volume file", "mode attribute", ...).
+        what: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+impl Error {
+    /// Wraps an `io::Error`, turning "not found" into [`Error::NotFound`].
+    pub(crate) fn io(path: &Path, op: &'static str, source: io::Error) -> Error {
+        if source.kind() == io::ErrorKind::NotFound {
+            Error::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            Error::Io {
+                path: path.to_path_buf(),
+                op,
+                source,
+            }
+        }
+    }
+
+    pub(crate) fn invalid(path: &Path, what: impl Into<String>) -> Error {
+        Error::Invalid {
+            path: path.to_path_buf(),
+            what: what.into(),
+        }
+    }
+}
+
+/// Adds the path and operation to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, path: &Path, op: &'static str) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, path: &Path, op: &'static str) -> Result<T> {
+        self.map_err(|e| Error::io(path, op, e))
+    }
+}
+
+impl<T> IoContext<T> for rustix::io::Result<T> {
+    fn ctx(self, path: &Path, op: &'static str) -> Result<T> {
+        self.map_err(|e| Error::io(path, op, e.into()))
+    }
+}

@@ -1,0 +1,411 @@
+//! The public face of files and directories: [`File`], [`MapGuard`], [`Status`], and
+//! the path-level calls ([`stat`], [`set_mode`], [`create_dir`]).
+
+use crate::aops::{Advice, Extent, Persistence};
+use crate::error::{Error, IoContext, Result};
+use crate::flags::FlagStore;
+use crate::inode::{Inode, SwitchOptions};
+use crate::mode::{decide, Backing, Mode, Policy};
+use crate::mount::fs_info;
+use crate::sync::unpoison;
+use crate::sys::{self, Mapping};
+use crate::volume::Volume;
+use serde::Serialize;
+use std::fs;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+}
+
+/// Physical and effective mode of a file or directory, and why they are what they are.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The path asked about.
+    pub path: PathBuf,
+    /// File or directory.
+    pub kind: Kind,
+    /// The persistent mode recorded for it.
+    pub physical: Mode,
+    /// The mode in force now; `None` for directories (the kernel never puts a
+    /// directory in DAX: their mode only says what new children inherit).
+    pub effective: Option<Mode>,
+    /// What backs the effective mode; `None` for directories.
+    pub backing: Option<Backing>,
+    /// True when physical and effective differ only until the last holder closes the
+    /// file (kernel DAX under `dax=inode`).
+    pub pending: bool,
+    /// Why the effective mode is what it is.
+    pub reason: String,
+    /// Where the physical mode is kept.
+    pub flag_store: FlagStore,
+    /// The policy of the volume the path belongs to.
+    pub policy: Policy,
+    /// That volume's root; `None` for the default volume.
+    pub volume: Option<PathBuf>,
+    /// How `persist` makes data durable in the effective mode; `None` for directories.
+    pub persistence: Option<String>,
+    /// Mapping guards of this file alive in this process.
+    pub live_mappings: usize,
+}
+
+/// A file opened through dynadax. Cheap to clone; every handle to the same file in a
+/// process shares one inode, one ops lock and one operations vector.
+#[derive(Clone)]
+pub struct File {
+    inode: Arc<Inode>,
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File")
+            .field("path", &self.inode.path)
+            .finish()
+    }
+}
+
+impl File {
+    /// Opens an existing regular file (read-write if permitted, else read-only). Its
+    /// effective mode is decided now, from its physical mode, its volume's policy and
+    /// what the kernel says.
+    pub fn open(path: impl AsRef<Path>) -> Result<File> {
+        Ok(File {
+            inode: Inode::get(path.as_ref())?,
+        })
+    }
+
+    /// Opens `path`, creating it empty if it does not exist. A new file inherits its
+    /// parent directory's physical mode (the kernel does it for `fs-xflag`; dynadax
+    /// does it for the other stores).
+    pub fn create(path: impl AsRef<Path>) -> Result<File> {
+        let path = path.as_ref();
+        match fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(f) => inherit(path, &f, false)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(path, "create", e)),
+        }
+        File::open(path)
+    }
+
+    /// The path the file was first opened by in this process.
+    pub fn path(&self) -> &Path {
+        &self.inode.path
+    }
+
+    /// Reads up to `buf.len()` bytes at `off`; fewer only at the end of the file.
+    #[inline]
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.inode.with("read", |v| v.read_at(buf, off))
+    }
+
+    /// Writes all of `data` at `off`, extending the file if needed. Not durable until
+    /// [`File::persist`].
+    pub fn write_at(&self, data: &[u8], off: u64) -> Result<()> {
+        self.inode
+            .with_room(end(off, data.len() as u64)?, "write", |v| {
+                v.write_at(data, off)
+            })
+    }
+
+    /// Makes `off..off+len` durable: cache-line flush and fence (kernel DAX), `msync`
+    /// (emulated direct) or `fdatasync` (cached).
+    pub fn persist(&self, off: u64, len: u64) -> Result<()> {
+        self.inode.with("persist", |v| v.persist(off, len))
+    }
+
+    /// Sets `off..off+len` to zeros, extending the file if needed.
+    pub fn zero_range(&self, off: u64, len: u64) -> Result<()> {
+        self.inode
+            .with_room(end(off, len)?, "zero range", |v| v.zero_range(off, len))
+    }
+
+    /// Truncates or extends the file. Shrinking below a live mapping guard's range is
+    /// refused with [`Error::Busy`].
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        self.inode.set_len(len)
+    }
+
+    /// Current length.
+    pub fn len(&self) -> Result<u64> {
+        self.inode.with("stat", |v| v.len())
+    }
+
+    /// True if the file is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Reserves blocks for `off..off+len` (`fallocate`), extending the file if needed.
+    pub fn allocate(&self, off: u64, len: u64) -> Result<()> {
+        self.inode
+            .with_room(end(off, len)?, "allocate", |v| v.allocate(off, len))
+    }
+
+    /// Access-pattern advice.
+    pub fn advise(&self, off: u64, len: u64, advice: Advice) -> Result<()> {
+        self.inode.with("advise", |v| v.advise(off, len, advice))
+    }
+
+    /// Data and hole runs of `off..off+len`.
+    pub fn extents(&self, off: u64, len: u64) -> Result<Vec<Extent>> {
+        self.inode.with("query extents", |v| v.extents(off, len))
+    }
+
+    /// Reads bypassing the page cache (`O_DIRECT` in cached mode).
+    pub fn direct_read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.inode
+            .with("direct read", |v| v.direct_read_at(buf, off))
+    }
+
+    /// Writes bypassing the page cache. In cached mode `off` and `data.len()` must be
+    /// multiples of the page size, as `O_DIRECT` requires.
+    pub fn direct_write_at(&self, data: &[u8], off: u64) -> Result<()> {
+        self.inode
+            .with_room(end(off, data.len() as u64)?, "direct write", |v| {
+                v.direct_write_at(data, off)
+            })
+    }
+
+    /// Maps `off..off+len` (inside the file) for loads and stores. While the guard
+    /// lives, the file's mode cannot be switched and the file cannot shrink below it.
+    pub fn map(&self, off: u64, len: usize, writable: bool) -> Result<MapGuard> {
+        let (id, map, persistence) = self.inode.map(off, len, writable)?;
+        Ok(MapGuard {
+            inode: self.inode.clone(),
+            id,
+            map: Some(map),
+            off,
+            persistence,
+        })
+    }
+
+    /// Switches the file's mode: records the physical mode and swaps the operations
+    /// vector, under the ops lock's write side. Refused with [`Error::Busy`] while a
+    /// mapping guard is alive (or waits, per `opts`). Its cost does not depend on the
+    /// file's size. On kernel DAX the result may be pending (see [`Status::pending`]).
+    pub fn set_mode(&self, mode: Mode, opts: SwitchOptions) -> Result<Status> {
+        self.inode.set_mode(mode, opts)?;
+        self.status()
+    }
+
+    /// The file's status now. If a kernel switch was pending and no mapping is alive,
+    /// first gives the kernel the chance to apply it.
+    pub fn status(&self) -> Result<Status> {
+        self.inode.refresh()?;
+        let i = &self.inode;
+        let st = unpoison(i.ops.read());
+        let persistence = st.vector.as_ref().map(|v| v.persistence().to_string());
+        Ok(Status {
+            path: i.path.clone(),
+            kind: Kind::File,
+            physical: st.physical,
+            effective: Some(st.decision.effective),
+            backing: Some(st.decision.backing),
+            pending: st.decision.pending,
+            reason: st.decision.reason.clone(),
+            flag_store: i.store,
+            policy: i.policy,
+            volume: i.volume_root.clone(),
+            persistence,
+            live_mappings: i.maps.count(),
+        })
+    }
+
+    /// Mapping guards of this file alive in this process.
+    pub fn live_mappings(&self) -> usize {
+        self.inode.maps.count()
+    }
+}
+
+fn end(off: u64, len: u64) -> Result<u64> {
+    off.checked_add(len).ok_or_else(|| Error::Invalid {
+        path: PathBuf::new(),
+        what: "offset + length overflows".into(),
+    })
+}
+
+/// A live mapping of part of a file. While it lives the file's mode cannot change.
+/// Dropping it unmaps, then unregisters (so a waiting switch may proceed).
+pub struct MapGuard {
+    inode: Arc<Inode>,
+    id: u64,
+    /// Always `Some` until drop, which unmaps before unregistering.
+    map: Option<Mapping>,
+    off: u64,
+    persistence: Persistence,
+}
+
+impl MapGuard {
+    fn m(&self) -> &Mapping {
+        self.map.as_ref().expect("mapping lives until drop")
+    }
+
+    /// File offset of the first mapped byte.
+    pub fn offset(&self) -> u64 {
+        self.off
+    }
+
+    /// Mapped length.
+    pub fn len(&self) -> usize {
+        self.m().len()
+    }
+
+    /// True if nothing is mapped (never: zero-length maps are refused).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Address of the first mapped byte, for callers that manage their own stores.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.m().as_ptr()
+    }
+
+    /// Copies mapped bytes at `at` (relative to the guard) into `buf`.
+    pub fn read(&self, at: usize, buf: &mut [u8]) -> Result<()> {
+        self.m().read(at, buf).ctx(&self.inode.path, "read mapping")
+    }
+
+    /// Stores `data` at `at` (relative to the guard). Not durable until [`MapGuard::persist`].
+    pub fn write(&self, at: usize, data: &[u8]) -> Result<()> {
+        self.m()
+            .write(at, data)
+            .ctx(&self.inode.path, "write mapping")
+    }
+
+    /// Makes `at..at+n` durable: cache-line flush and fence on a `MAP_SYNC` mapping,
+    /// `msync` otherwise.
+    pub fn persist(&self, at: usize, n: usize) -> Result<()> {
+        let r = match self.persistence {
+            Persistence::CacheLineFlush(insn) => self.m().flush(at, n, insn),
+            _ => self.m().msync(at, n),
+        };
+        r.ctx(&self.inode.path, "persist mapping")
+    }
+
+    /// How [`MapGuard::persist`] works for this mapping.
+    pub fn persistence(&self) -> Persistence {
+        self.persistence
+    }
+}
+
+impl Drop for MapGuard {
+    fn drop(&mut self) {
+        drop(self.map.take());
+        self.inode.maps.remove(self.id);
+    }
+}
+
+/// Status of a file or directory. A file open in this process reports its live
+/// inode; otherwise the state is computed as opening it would, without mapping it.
+pub fn stat(path: impl AsRef<Path>) -> Result<Status> {
+    let path = path.as_ref();
+    let meta = fs::metadata(path).ctx(path, "stat")?;
+    if meta.is_file() {
+        if let Some(inode) = Inode::cached(path) {
+            return File { inode }.status();
+        }
+    } else if !meta.is_dir() {
+        return Err(Error::invalid(path, "not a regular file or directory"));
+    }
+    let f = fs::File::open(path).ctx(path, "open")?;
+    let fsi = fs_info(path, meta.dev());
+    let store = FlagStore::for_fs(&fsi, f.as_fd());
+    let volume = Volume::of(path)?;
+    let physical = store.get(path, f.as_fd(), meta.is_dir())?;
+    let base = Status {
+        path: path.to_path_buf(),
+        kind: Kind::Directory,
+        physical,
+        effective: None,
+        backing: None,
+        pending: false,
+        reason: format!(
+            "directories have no effective mode; new children inherit physical {physical}"
+        ),
+        flag_store: store,
+        policy: volume.policy(),
+        volume: volume.root().map(Path::to_path_buf),
+        persistence: None,
+        live_mappings: 0,
+    };
+    if meta.is_dir() {
+        return Ok(base);
+    }
+    let d = decide(
+        volume.policy(),
+        physical,
+        &crate::inode::kernel_view(&fsi, &f),
+    );
+    let persistence = match d.backing {
+        Backing::KernelDax => crate::Persistence::CacheLineFlush(sys::FlushInsn::detect()),
+        Backing::Emulated => crate::Persistence::Msync,
+        Backing::PageCache => crate::Persistence::Fdatasync,
+    };
+    Ok(Status {
+        kind: Kind::File,
+        effective: Some(d.effective),
+        backing: Some(d.backing),
+        pending: d.pending,
+        reason: d.reason,
+        persistence: Some(persistence.to_string()),
+        ..base
+    })
+}
+
+/// Sets the physical mode of a file or directory. On a directory it changes what new
+/// children inherit, never the existing children. On a file it is [`File::set_mode`].
+pub fn set_mode(path: impl AsRef<Path>, mode: Mode, opts: SwitchOptions) -> Result<Status> {
+    let path = path.as_ref();
+    let meta = fs::metadata(path).ctx(path, "stat")?;
+    if meta.is_file() {
+        return File::open(path)?.set_mode(mode, opts);
+    }
+    if !meta.is_dir() {
+        return Err(Error::invalid(path, "not a regular file or directory"));
+    }
+    let d = fs::File::open(path).ctx(path, "open")?;
+    let store = FlagStore::for_fs(&fs_info(path, meta.dev()), d.as_fd());
+    store.set(path, d.as_fd(), true, mode)?;
+    stat(path)
+}
+
+/// Creates a directory that inherits its parent's physical mode.
+pub fn create_dir(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    fs::create_dir(path).ctx(path, "create directory")?;
+    let d = fs::File::open(path).ctx(path, "open")?;
+    inherit(path, &d, true)
+}
+
+/// Copies the parent's physical mode to a just-created `path` when the store is not
+/// the kernel's (the kernel already did it for `fs-xflag`).
+fn inherit(path: &Path, f: &fs::File, is_dir: bool) -> Result<()> {
+    let meta = f.metadata().ctx(path, "stat")?;
+    let store = FlagStore::for_fs(&fs_info(path, meta.dev()), f.as_fd());
+    if store == FlagStore::FsXflag {
+        return Ok(());
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let pd = fs::File::open(parent).ctx(parent, "open parent directory")?;
+    if store.get(parent, pd.as_fd(), true)? == Mode::Direct {
+        store.set(path, f.as_fd(), is_dir, Mode::Direct)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Where the persistent *physical* mode of a file or directory is kept.
+//!
+//! Preference order, fixed per file system:
+//! 1. `fs-xflag`: the kernel's own `FS_XFLAG_DAX` (`FS_IOC_FSSETXATTR`) on ext4 and xfs,
+//!    so `xfs_io -c lsattr` / `lsattr` agree with dynadax and the kernel does the
+//!    inheritance at creation for every program;
+//! 2. `xattr`: the extended attribute `user.dynadax.mode` (`direct` or `cached`);
+//! 3. `sidecar`: a `.dynadax-modes` file in the directory, one `MODE<TAB>NAME` line per
+//!    entry (`.` for the directory itself), replaced atomically.
+//!
+//! With the fallbacks (2, 3) only files created through dynadax inherit their parent's
+//! mode; a file created by another program has no record and is `cached`, as a file
+//! without `FS_XFLAG_DAX` is.
+
+use crate::error::{Error, IoContext, Result};
+use crate::mode::Mode;
+use crate::mount::{FsInfo, PER_FILE_DAX_FS};
+use crate::sys;
+use serde::Serialize;
+use std::fs;
+use std::io::Write;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+/// The extended attribute of the `xattr` store.
+pub const MODE_XATTR: &str = "user.dynadax.mode";
+/// The file name of the `sidecar` store, in each directory that has records.
+pub const SIDECAR_NAME: &str = ".dynadax-modes";
+
+/// Which store keeps physical modes on a file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlagStore {
+    /// The kernel's `FS_XFLAG_DAX`.
+    FsXflag,
+    /// The `user.dynadax.mode` extended attribute.
+    Xattr,
+    /// A `.dynadax-modes` file in the parent directory.
+    Sidecar,
+}
+
+impl FlagStore {
+    /// The store for files on `fs`; `fd` is any open file or directory there (only read).
+    pub(crate) fn for_fs(fs: &FsInfo, fd: BorrowedFd<'_>) -> FlagStore {
+        if PER_FILE_DAX_FS.contains(&fs.fs_type.as_str()) {
+            FlagStore::FsXflag
+        } else if sys::user_xattrs_supported(fd) {
+            FlagStore::Xattr
+        } else {
+            FlagStore::Sidecar
+        }
+    }
+
+    /// Name as printed by `stat` and `probe`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagStore::FsXflag => "fs-xflag",
+            FlagStore::Xattr => "xattr",
+            FlagStore::Sidecar => "sidecar",
+        }
+    }
+
+    /// The physical mode of `path` (open as `fd`); no record means `cached`.
+    pub(crate) fn get(self, path: &Path, fd: BorrowedFd<'_>, is_dir: bool) -> Result<Mode> {
+        match self {
+            FlagStore::FsXflag => {
+                let flags =
+                    sys::get_xflags(fd).ctx(path, "read FS_XFLAG_DAX (FS_IOC_FSGETXATTR)")?;
+                Ok(if flags & sys::FS_XFLAG_DAX != 0 {
+                    Mode::Direct
+                } else {
+                    Mode::Cached
+                })
+            }
+            FlagStore::Xattr => {
+                let mut buf = [0u8; 16];
+                match rustix::fs::fgetxattr(fd, MODE_XATTR, &mut buf) {
+                    Ok(n) => parse_mode(&buf[..n]).ok_or_else(|| Error::Corrupt {
+                        path: path.to_path_buf(),
+                        what: "mode attribute user.dynadax.mode",
+                        why: format!(
+                            "value {:?} is neither direct nor cached",
+                            String::from_utf8_lossy(&buf[..n])
+                        ),
+                    }),
+                    Err(rustix::io::Errno::NODATA) => Ok(Mode::Cached),
+                    Err(e) => Err(Error::io(path, "read user.dynadax.mode", e.into())),
+                }
+            }
+            FlagStore::Sidecar => {
+                let (file, key) = sidecar_of(path, is_dir)?;
+                Ok(read_sidecar(&file)?
+                    .into_iter()
+                    .find(|(k, _)| *k == key)
+                    .map_or(Mode::Cached, |(_, m)| m))
+            }
+        }
+    }
+
+    /// Records `mode` as the physical mode of `path` (open as `fd`), durably.
+    pub(crate) fn set(
+        self,
+        path: &Path,
+        fd: BorrowedFd<'_>,
+        is_dir: bool,
+        mode: Mode,
+    ) -> Result<()> {
+        match self {
+            FlagStore::FsXflag => {
+                sys::set_xflag_dax(fd, mode == Mode::Direct).map_err(|e| match e.raw_os_error() {
+                    Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY) | Some(libc::EINVAL) => Error::Unsupported {
+                        path: path.to_path_buf(),
+                        what: "setting FS_XFLAG_DAX",
+                        why: format!("the file system refused it ({e}); ext4 refuses it on inline-data, encrypted or verity files"),
+                    },
+                    _ => Error::io(path, "set FS_XFLAG_DAX (FS_IOC_FSSETXATTR)", e),
+                })?;
+            }
+            FlagStore::Xattr => {
+                rustix::fs::fsetxattr(
+                    fd,
+                    MODE_XATTR,
+                    mode.as_str().as_bytes(),
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .ctx(path, "write user.dynadax.mode")?;
+            }
+            FlagStore::Sidecar => {
+                let (file, key) = sidecar_of(path, is_dir)?;
+                let mut records = read_sidecar(&file)?;
+                records.retain(|(k, _)| *k != key);
+                if mode == Mode::Direct {
+                    records.push((key, mode));
+                }
+                write_sidecar(&file, &records)?;
+                return Ok(());
+            }
+        }
+        // The ioctl and the xattr are journaled metadata: fsync makes them durable.
+        rustix::fs::fsync(fd).ctx(path, "fsync after recording the mode")
+    }
+}
+
+fn parse_mode(b: &[u8]) -> Option<Mode> {
+    std::str::from_utf8(b).ok()?.trim().parse().ok()
+}
+
+/// The sidecar file holding `path`'s record, and the key of that record.
+fn sidecar_of(path: &Path, is_dir: bool) -> Result<(PathBuf, String)> {
+    if is_dir {
+        return Ok((path.join(SIDECAR_NAME), ".".into()));
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::invalid(path, "file name is not UTF-8"))?;
+    if name.contains(['\t', '\n']) {
+        return Err(Error::invalid(
+            path,
+            "the sidecar store cannot record a name with a tab or newline",
+        ));
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok((parent.join(SIDECAR_NAME), name.to_string()))
+}
+
+fn read_sidecar(file: &Path) -> Result<Vec<(String, Mode)>> {
+    let text = match fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::io(file, "read mode sidecar", e)),
+    };
+    let mut out = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+    {
+        let parsed = line
+            .split_once('\t')
+            .and_then(|(m, k)| Some((k.to_string(), parse_mode(m.as_bytes())?)));
+        out.push(parsed.ok_or_else(|| Error::Corrupt {
+            path: file.to_path_buf(),
+            what: "mode sidecar",
+            why: format!("line {} is not MODE<TAB>NAME: {line:?}", n + 1),
+        })?);
+    }
+    Ok(out)
+}
+
+/// Replaces the sidecar atomically: temporary file, fsync, rename, fsync directory.
+fn write_sidecar(file: &Path, records: &[(String, Mode)]) -> Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!("{SIDECAR_NAME}.tmp.{}", std::process::id()));
+    let mut text =
+        String::from("# dynadax physical modes: MODE<TAB>NAME ('.' is this directory)\n");
+    for (k, m) in records {
+        text.push_str(&format!("{m}\t{k}\n"));
+    }
+    let mut f = fs::File::create(&tmp).ctx(&tmp, "create mode sidecar")?;
+    f.write_all(text.as_bytes())
+        .ctx(&tmp, "write mode sidecar")?;
+    f.sync_all().ctx(&tmp, "fsync mode sidecar")?;
+    fs::rename(&tmp, file).ctx(file, "rename mode sidecar into place")?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(dir, "fsync directory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn sidecar_round_trip_and_corruption_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a");
+        fs::write(&f, b"x").unwrap();
+        let fd = fs::File::open(&f).unwrap();
+        let s = FlagStore::Sidecar;
+        assert_eq!(s.get(&f, fd.as_fd(), false).unwrap(), Mode::Cached);
+        s.set(&f, fd.as_fd(), false, Mode::Direct).unwrap();
+        assert_eq!(s.get(&f, fd.as_fd(), false).unwrap(), Mode::Direct);
+        let d = fs::File::open(dir.path()).unwrap();
+        assert_eq!(s.get(dir.path(), d.as_fd(), true).unwrap(), Mode::Cached);
+        s.set(dir.path(), d.as_fd(), true, Mode::Direct).unwrap();
+        assert_eq!(s.get(dir.path(), d.as_fd(), true).unwrap(), Mode::Direct);
+        s.set(&f, fd.as_fd(), false, Mode::Cached).unwrap();
+        assert_eq!(s.get(&f, fd.as_fd(), false).unwrap(), Mode::Cached);
+        assert_eq!(s.get(dir.path(), d.as_fd(), true).unwrap(), Mode::Direct);
+
+        fs::write(dir.path().join(SIDECAR_NAME), "bogus line\n").unwrap();
+        let err = s.get(&f, fd.as_fd(), false).unwrap_err().to_string();
+        assert!(
+            err.contains(SIDECAR_NAME) && err.contains("line 1"),
+            "{err}"
+        );
+    }
+}

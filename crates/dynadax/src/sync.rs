@@ -1,0 +1,22 @@
+//! The crate's locks, in one place so a model checker can replace them.
+//!
+//! Normal builds use `crossbeam_utils::sync::ShardedLock` for the ops lock: its read
+//! side locks one of several shards picked by thread, so readers on different cores
+//! never write the same cache line (the thread's "overhead on hot paths" objection),
+//! and its write side locks every shard. With the test-only `shuttle` feature, the
+//! same names resolve to shuttle's primitives so `tests/shuttle_model.rs` can explore
+//! interleavings of readers, mappers and switchers.
+
+#[cfg(not(feature = "shuttle"))]
+pub(crate) use std::sync::{Condvar, Mutex};
+#[cfg(not(feature = "shuttle"))]
+pub(crate) type RwLock<T> = crossbeam_utils::sync::ShardedLock<T>;
+
+#[cfg(feature = "shuttle")]
+pub(crate) use shuttle::sync::{Condvar, Mutex, RwLock};
+
+/// Ignore poisoning: every critical section in this crate leaves its data consistent
+/// at each step (a panic mid-operation cannot leave a half-swapped vector).
+pub(crate) fn unpoison<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
+    r.unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,442 @@
+//! The one fenced place for `unsafe` code and raw kernel interfaces.
+//!
+//! Everything the rest of the crate needs from the kernel that is not already a safe
+//! call in `std` or `rustix` lives here: the `FS_IOC_FS[GS]ETXATTR` ioctls, shared
+//! mappings (with `MAP_SYNC` when the file is kernel DAX), CPU cache-line flushes
+//! and fences, and page-aligned buffers for `O_DIRECT`.
+//!
+//! ## Safety model for mappings
+//!
+//! A [`Mapping`] is raw shared memory backed by a file. Two hazards exist, and the
+//! callers (the operations vectors and the mapping guard) are what rule them out:
+//!
+//! * **SIGBUS**: touching a mapped page that lies beyond the file's end kills the
+//!   process. Every access here is bounds-checked against the mapping, and the
+//!   callers keep the *file* at least as long as the bytes they touch (the inode's
+//!   ops lock makes shrinking exclusive; shrinking under a live mapping guard is
+//!   refused). Another process truncating the file behind dynadax's back breaks this,
+//!   which is why creating a mapping is `unsafe` (the same contract as `memmap2`).
+//! * **Concurrent writers**: two threads writing the same bytes at once race, as two
+//!   `pwrite`s of the same range race. Copies go through raw pointers, never through
+//!   `&mut [u8]`, so no Rust reference ever claims exclusive access to shared memory.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::ptr::{self, NonNull};
+
+/// `FS_XFLAG_DAX` from `include/uapi/linux/fs.h`: "use DAX for IO".
+pub const FS_XFLAG_DAX: u32 = 0x0000_8000;
+/// `STATX_ATTR_DAX` from `include/uapi/linux/stat.h` (0x2000 on 5.8/5.9 was a bug:
+/// it collided with `STATX_ATTR_MOUNT_ROOT`; we accept only the fixed value).
+pub const STATX_ATTR_DAX: u64 = 0x0020_0000;
+
+/// `struct fsxattr` from `include/uapi/linux/fs.h`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct FsXattr {
+    fsx_xflags: u32,
+    fsx_extsize: u32,
+    fsx_nextents: u32,
+    fsx_projid: u32,
+    fsx_cowextsize: u32,
+    fsx_pad: [u8; 8],
+}
+
+// _IOR('X', 31, struct fsxattr) and _IOW('X', 32, struct fsxattr); the struct is 28 bytes.
+const FS_IOC_FSGETXATTR: libc::c_ulong = 0x801c_581f;
+const FS_IOC_FSSETXATTR: libc::c_ulong = 0x401c_5820;
+const _: () = assert!(std::mem::size_of::<FsXattr>() == 28);
+
+fn get_fsxattr(fd: BorrowedFd<'_>) -> io::Result<FsXattr> {
+    let mut attr = FsXattr::default();
+    // SAFETY: `fd` is a live descriptor for the borrow's duration, and `attr` is a
+    // properly sized and aligned `struct fsxattr` the kernel writes into.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSGETXATTR, &mut attr as *mut FsXattr) };
+    if rc == 0 {
+        Ok(attr)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The kernel's persistent per-inode flags (`fsx_xflags`), as `xfs_io -c lsattr` shows them.
+pub fn get_xflags(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    get_fsxattr(fd).map(|a| a.fsx_xflags)
+}
+
+/// Sets or clears `FS_XFLAG_DAX`, keeping every other field as the kernel reported it
+/// (a read-modify-write, as `xfs_io -c 'chattr +x'` does).
+pub fn set_xflag_dax(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let mut attr = get_fsxattr(fd)?;
+    let want = if on {
+        attr.fsx_xflags | FS_XFLAG_DAX
+    } else {
+        attr.fsx_xflags & !FS_XFLAG_DAX
+    };
+    if want == attr.fsx_xflags {
+        return Ok(()); // Nothing to change: avoid touching ctime.
+    }
+    attr.fsx_xflags = want;
+    // SAFETY: as in `get_fsxattr`; the kernel only reads `attr`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSSETXATTR, &attr as *const FsXattr) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The system page size.
+pub fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// How a mapping is made: plain shared, or shared-validate with `MAP_SYNC`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapKind {
+    /// `MAP_SHARED`: page cache (or kernel DAX without the synchronous-fault promise).
+    Shared,
+    /// `MAP_SHARED_VALIDATE | MAP_SYNC`: kernel DAX with synchronous page faults, so a
+    /// cache-line flush and fence persist stores with no system call.
+    Sync,
+}
+
+/// A shared mapping of part of a file. Unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    /// Length of the whole mapping in bytes (page-aligned start, so `offset_in_page`
+    /// bytes precede the first byte the caller asked for).
+    map_len: usize,
+    offset_in_page: usize,
+    len: usize,
+    writable: bool,
+}
+
+// SAFETY: a `Mapping` is an address range owned by this value; all accesses copy
+// through raw pointers (see the module docs), so sharing it between threads is as
+// safe as sharing a file descriptor used with pread/pwrite.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` methods never create Rust references into the memory.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` starting at `offset` (any offset: it is rounded down to
+    /// a page and the difference hidden). `len` may exceed the file's current length
+    /// (a window the file can grow into); touching those bytes before the file grows
+    /// raises SIGBUS, so callers bound every access by the file's length.
+    ///
+    /// # Safety
+    ///
+    /// While the mapping lives, the caller must not let the file shrink below any byte
+    /// it then accesses through this mapping, and must accept that other writers of
+    /// the file (threads, processes) can change the bytes at any time.
+    ///
+    /// # Errors
+    ///
+    /// The `mmap` error; `EOPNOTSUPP` for [`MapKind::Sync`] when the file is not
+    /// effectively DAX (or the device is not synchronous), `EINVAL` on kernels older
+    /// than 4.15.
+    pub unsafe fn new(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        writable: bool,
+        kind: MapKind,
+    ) -> io::Result<Mapping> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map zero bytes",
+            ));
+        }
+        let page = page_size() as u64;
+        let aligned = offset - offset % page;
+        let offset_in_page = (offset - aligned) as usize;
+        let map_len = len
+            .checked_add(offset_in_page)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mapping too large"))?;
+        let prot = if writable {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        };
+        let flags = match kind {
+            MapKind::Shared => MapFlags::SHARED,
+            MapKind::Sync => MapFlags::SHARED_VALIDATE | MapFlags::SYNC,
+        };
+        // SAFETY: a fresh mapping at a kernel-chosen address aliases no Rust object;
+        // the file-length contract is the caller's (see `# Safety`).
+        let raw = unsafe { rustix::mm::mmap(ptr::null_mut(), map_len, prot, flags, fd, aligned) }?;
+        let ptr =
+            NonNull::new(raw.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Mapping {
+            ptr,
+            map_len,
+            offset_in_page,
+            len,
+            writable,
+        })
+    }
+
+    /// Bytes the caller asked to map.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Address of the first requested byte.
+    pub fn as_ptr(&self) -> *mut u8 {
+        // SAFETY: `offset_in_page < page size <= map_len`, so the result stays inside
+        // the mapping.
+        unsafe { self.ptr.as_ptr().add(self.offset_in_page) }
+    }
+
+    fn check(&self, at: usize, n: usize) -> io::Result<()> {
+        match at.checked_add(n) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("range {at}+{n} outside mapping of {} bytes", self.len),
+            )),
+        }
+    }
+
+    /// Copies `buf.len()` bytes from the mapping at `at` into `buf`.
+    pub fn read(&self, at: usize, buf: &mut [u8]) -> io::Result<()> {
+        self.check(at, buf.len())?;
+        // SAFETY: the range was bounds-checked against the mapping; the file-length
+        // contract was accepted at `new`; `buf` is a distinct Rust allocation.
+        unsafe { ptr::copy_nonoverlapping(self.as_ptr().add(at), buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` into the mapping at `at`.
+    pub fn write(&self, at: usize, data: &[u8]) -> io::Result<()> {
+        self.writable_or_err()?;
+        self.check(at, data.len())?;
+        // SAFETY: bounds-checked, writable mapping; see `read`.
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(at), data.len()) };
+        Ok(())
+    }
+
+    /// Sets `n` bytes at `at` to zero.
+    pub fn zero(&self, at: usize, n: usize) -> io::Result<()> {
+        self.writable_or_err()?;
+        self.check(at, n)?;
+        // SAFETY: bounds-checked, writable mapping.
+        unsafe { ptr::write_bytes(self.as_ptr().add(at), 0, n) };
+        Ok(())
+    }
+
+    fn writable_or_err(&self) -> io::Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "mapping is read-only",
+            ))
+        }
+    }
+
+    /// Page-aligned (address, length) covering `at..at+n` of this mapping.
+    fn page_span(&self, at: usize, n: usize) -> io::Result<(*mut u8, usize)> {
+        self.check(at, n)?;
+        let page = page_size();
+        let start = self.offset_in_page + at;
+        let aligned = start - start % page;
+        let end = self.offset_in_page + at + n;
+        // SAFETY: `aligned <= start < map_len`, inside the mapping.
+        Ok((unsafe { self.ptr.as_ptr().add(aligned) }, end - aligned))
+    }
+
+    /// Writes back `at..at+n` with `msync(MS_SYNC)`: the persistence of a page-cache
+    /// mapping (PMDK's "page" granularity).
+    pub fn msync(&self, at: usize, n: usize) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let (addr, len) = self.page_span(at, n)?;
+        // SAFETY: `addr..addr+len` is a page-aligned sub-range of this live mapping.
+        unsafe { rustix::mm::msync(addr.cast(), len, rustix::mm::MsyncFlags::SYNC) }?;
+        Ok(())
+    }
+
+    /// Flushes the CPU cache lines covering `at..at+n` with `insn`, then fences: the
+    /// persistence of a `MAP_SYNC` mapping (PMDK's "cache line" granularity).
+    pub fn flush(&self, at: usize, n: usize, insn: FlushInsn) -> io::Result<()> {
+        self.check(at, n)?;
+        // SAFETY: bounds-checked range of this live mapping.
+        unsafe { flush_range(self.as_ptr().add(at), n, insn) };
+        Ok(())
+    }
+
+    /// `madvise` over `at..at+n`.
+    pub fn advise(&self, at: usize, n: usize, advice: rustix::mm::Advice) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let (addr, len) = self.page_span(at, n)?;
+        // SAFETY: page-aligned sub-range of this live mapping; advice never unmaps.
+        unsafe { rustix::mm::madvise(addr.cast(), len, advice) }?;
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr..ptr+map_len` is exactly the range `mmap` returned, unmapped once.
+        // Failure is impossible for a valid range; nothing useful to do if it happens.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.map_len) };
+    }
+}
+
+/// The cache-line write-back instruction used for persistence, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushInsn {
+    /// `clwb`: writes the line back and may keep it cached.
+    Clwb,
+    /// `clflushopt`: writes back and evicts, weakly ordered.
+    Clflushopt,
+    /// `clflush`: writes back and evicts, strongly ordered (slow).
+    Clflush,
+    /// No cache-line flush instruction on this CPU: persistence falls back to `msync`.
+    None,
+}
+
+impl FlushInsn {
+    /// Detects the best instruction with `cpuid` (leaf 7 EBX bit 24 `clwb`, bit 23
+    /// `clflushopt`; leaf 1 EDX bit 19 `clflush`), as PMDK does.
+    pub fn detect() -> FlushInsn {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{__cpuid, __cpuid_count};
+            // cpuid is always present on x86_64.
+            let max_leaf = __cpuid(0).eax;
+            if max_leaf >= 7 {
+                let ebx = __cpuid_count(7, 0).ebx;
+                if ebx & (1 << 24) != 0 {
+                    return FlushInsn::Clwb;
+                }
+                if ebx & (1 << 23) != 0 {
+                    return FlushInsn::Clflushopt;
+                }
+            }
+            if __cpuid(1).edx & (1 << 19) != 0 {
+                return FlushInsn::Clflush;
+            }
+        }
+        FlushInsn::None
+    }
+
+    /// Name as printed by `probe`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushInsn::Clwb => "clwb",
+            FlushInsn::Clflushopt => "clflushopt",
+            FlushInsn::Clflush => "clflush",
+            FlushInsn::None => "none",
+        }
+    }
+}
+
+/// Cache-line size assumed for flushing (x86_64).
+pub const CACHE_LINE: usize = 64;
+
+/// Writes back every cache line overlapping `addr..addr+len`, then fences so the
+/// write-backs complete before any later store.
+///
+/// # Safety
+///
+/// `addr..addr+len` must be mapped memory (flushing faults on unmapped addresses).
+pub unsafe fn flush_range(addr: *const u8, len: usize, insn: FlushInsn) {
+    if len == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let start = addr as usize & !(CACHE_LINE - 1);
+        let end = addr as usize + len;
+        let mut line = start;
+        while line < end {
+            // SAFETY: `line` lies within a cache line that overlaps the caller's mapped
+            // range, and flushing only writes back, it never changes memory contents.
+            unsafe {
+                match insn {
+                    FlushInsn::Clwb => {
+                        std::arch::asm!("clwb [{0}]", in(reg) line, options(nostack, preserves_flags))
+                    }
+                    FlushInsn::Clflushopt => {
+                        std::arch::asm!("clflushopt [{0}]", in(reg) line, options(nostack, preserves_flags))
+                    }
+                    FlushInsn::Clflush | FlushInsn::None => {
+                        std::arch::asm!("clflush [{0}]", in(reg) line, options(nostack, preserves_flags))
+                    }
+                }
+            }
+            line += CACHE_LINE;
+        }
+        fence();
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (addr, insn);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Store fence: orders earlier cache-line write-backs before later stores.
+pub fn fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `sfence` has no memory-safety preconditions; SSE is baseline on x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A zeroed heap buffer aligned for `O_DIRECT` (page size, which satisfies every
+/// logical block size up to 4 KiB).
+pub struct AlignedBuf {
+    ptr: NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+impl AlignedBuf {
+    /// A buffer of `len` bytes (rounded up to the alignment), zero-filled.
+    pub fn new(len: usize) -> AlignedBuf {
+        let align = page_size();
+        let size = len.max(1).div_ceil(align) * align;
+        let layout =
+            std::alloc::Layout::from_size_align(size, align).expect("page-size layout is valid");
+        // SAFETY: `layout` has non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        AlignedBuf { ptr, layout }
+    }
+
+    /// The whole buffer.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` owns `layout.size()` initialised (zeroed) bytes, uniquely borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.layout.size()) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this exact layout, freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// Does this descriptor's file system accept user extended attributes? Reads only.
+pub fn user_xattrs_supported<Fd: AsFd>(fd: Fd) -> bool {
+    let mut buf = [0u8; 16];
+    match rustix::fs::fgetxattr(fd, "user.dynadax.probe", &mut buf) {
+        Ok(_) => true,
+        Err(e) => e != rustix::io::Errno::NOTSUP && e != rustix::io::Errno::OPNOTSUPP,
+    }
+}
