@@ -249,6 +249,16 @@ pub struct MapGuard {
     persistence: Persistence,
 }
 
+impl std::fmt::Debug for MapGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapGuard")
+            .field("path", &self.inode.path)
+            .field("offset", &self.off)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
 impl MapGuard {
     fn m(&self) -> &Mapping {
         self.map.as_ref().expect("mapping lives until drop")

@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests. Each helper is an *independent* way to
+//! see the truth (the raw ioctl, the raw xattr), so tests do not grade dynadax with
+//! dynadax's own code.
+#![allow(dead_code)]
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// A fresh directory on the work tree's file system (ext4 or xfs, where the kernel
+/// flag store is used). The tests that need it assert that it really is one.
+pub fn kernel_flag_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let st = rustix_free_statfs_type(d.path());
+    assert!(
+        st == EXT4_SUPER_MAGIC || st == XFS_SUPER_MAGIC,
+        "these tests need the work tree on ext4 or xfs (f_type {st:#x} at {})",
+        d.path().display()
+    );
+    d
+}
+
+/// A fresh directory on tmpfs, where FS_XFLAG_DAX cannot be set.
+pub fn tmpfs_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir_in("/dev/shm").expect("/dev/shm (tmpfs) must exist");
+    assert_eq!(
+        rustix_free_statfs_type(d.path()),
+        TMPFS_MAGIC,
+        "/dev/shm is not tmpfs"
+    );
+    d
+}
+
+const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+fn rustix_free_statfs_type(p: &Path) -> i64 {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statfs(c.as_ptr(), &mut s) }, 0);
+    s.f_type as i64
+}
+
+/// `fsx_xflags` read with a hand-made FS_IOC_FSGETXATTR (not dynadax's code).
+pub fn xflags(p: &Path) -> u32 {
+    let f = std::fs::File::open(p).unwrap();
+    let mut buf = [0u32; 7];
+    // _IOR('X', 31, struct fsxattr) with a 28-byte struct.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), 0x801c_581f, buf.as_mut_ptr()) };
+    assert_eq!(
+        rc,
+        0,
+        "FS_IOC_FSGETXATTR on {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+    buf[0]
+}
+
+pub const XFLAG_DAX: u32 = 0x8000;
+
+/// The raw `user.dynadax.mode` attribute, if any.
+pub fn mode_xattr(p: &Path) -> Option<String> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let name = c"user.dynadax.mode";
+    let mut buf = [0u8; 32];
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+}
+
+/// Deterministic bytes for block `block` at version `v`.
+pub fn pattern(len: usize, block: u64, v: u64) -> Vec<u8> {
+    let seed = block.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ v.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    (0..len)
+        .map(|i| (seed.rotate_left((i % 64) as u32) ^ i as u64) as u8)
+        .collect()
+}
+
+pub fn path(d: &tempfile::TempDir, name: &str) -> PathBuf {
+    d.path().join(name)
+}
