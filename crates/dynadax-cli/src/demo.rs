@@ -27,9 +27,7 @@ struct Report {
 
 /// Deterministic content so every read-back can be checked byte for byte.
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_right(13) as u8 ^ seed)
-        .collect()
+    (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_right(13) as u8 ^ seed).collect()
 }
 
 fn read_all(f: &File, len: u64) -> anyhow::Result<Vec<u8>> {
@@ -48,21 +46,13 @@ pub fn run(dir: &Path, size: u64, json: bool) -> anyhow::Result<()> {
     let mut steps = Vec::new();
     let mut say = |step: &str, ok: bool, detail: String, t: Option<Duration>| {
         if !json {
-            let time = t.map_or(String::new(), |t| {
-                format!("  [{:.1} µs]", t.as_secs_f64() * 1e6)
-            });
+            let time = t.map_or(String::new(), |t| format!("  [{:.1} µs]", t.as_secs_f64() * 1e6));
             println!("{} {step}: {detail}{time}", if ok { "✓" } else { "✗" });
         }
-        steps.push(Step {
-            step: step.into(),
-            ok,
-            detail,
-            micros: t.map(|t| t.as_micros()),
-        });
+        steps.push(Step { step: step.into(), ok, detail, micros: t.map(|t| t.as_micros()) });
     };
 
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create demo directory", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create demo directory", dir.display()))?;
     let probe = dynadax::probe(dir)?;
     if !json {
         println!("dynadax demo in {}\n", dir.display());
@@ -73,21 +63,12 @@ pub fn run(dir: &Path, size: u64, json: bool) -> anyhow::Result<()> {
     // A fresh volume each run; only a directory that is already a volume is replaced.
     let vol = dir.join("volume");
     if vol.join(VOLUME_FILE).exists() {
-        std::fs::remove_dir_all(&vol)
-            .with_context(|| format!("{}: cannot clear previous demo", vol.display()))?;
+        std::fs::remove_dir_all(&vol).with_context(|| format!("{}: cannot clear previous demo", vol.display()))?;
     } else if vol.exists() {
-        bail!(
-            "{}: exists and is not a dynadax volume; refusing to touch it",
-            vol.display()
-        );
+        bail!("{}: exists and is not a dynadax volume; refusing to touch it", vol.display());
     }
     Volume::init(&vol, Policy::Inode)?;
-    say(
-        "volume",
-        true,
-        format!("{} created with policy inode", vol.display()),
-        None,
-    );
+    say("volume", true, format!("{} created with policy inode", vol.display()), None);
 
     let tail = vol.join("tail");
     dynadax::create_dir(&tail)?;
@@ -122,22 +103,15 @@ pub fn run(dir: &Path, size: u64, json: bool) -> anyhow::Result<()> {
     say(
         "write direct",
         true,
-        format!(
-            "{} bytes written and persisted via {}",
-            size,
-            before.persistence.as_deref().unwrap_or("?")
-        ),
+        format!("{} bytes written and persisted via {}", size, before.persistence.as_deref().unwrap_or("?")),
         Some(t.elapsed()),
     );
 
     let guard = f.map(0, 4096, true)?;
     match f.set_mode(Mode::Cached, SwitchOptions::default()) {
-        Err(Error::Busy { mappings, .. }) => say(
-            "switch while mapped",
-            true,
-            format!("refused: Busy ({mappings} live mapping)"),
-            None,
-        ),
+        Err(Error::Busy { mappings, .. }) => {
+            say("switch while mapped", true, format!("refused: Busy ({mappings} live mapping)"), None)
+        }
         Ok(_) => say("switch while mapped", false, "was NOT refused".into(), None),
         Err(e) => return Err(e.into()),
     }
@@ -156,10 +130,7 @@ pub fn run(dir: &Path, size: u64, json: bool) -> anyhow::Result<()> {
     say(
         "read cached",
         ok,
-        format!(
-            "{size} bytes read back through the page cache {}",
-            if ok { "intact" } else { "CORRUPT" }
-        ),
+        format!("{size} bytes read back through the page cache {}", if ok { "intact" } else { "CORRUPT" }),
         None,
     );
 
@@ -188,28 +159,14 @@ pub fn run(dir: &Path, size: u64, json: bool) -> anyhow::Result<()> {
 
     let all_ok = steps.iter().all(|s| s.ok);
     if json {
-        let r = Report {
-            dir: dir.display().to_string(),
-            probe,
-            bytes: size,
-            before,
-            after_cached,
-            after_direct,
-            steps,
-        };
+        let r =
+            Report { dir: dir.display().to_string(), probe, bytes: size, before, after_cached, after_direct, steps };
         serde_json::to_writer(std::io::stdout().lock(), &r)?;
         println!();
     } else {
         println!("\nfile after the tour:");
         crate::report::status(&f.status()?, false)?;
-        println!(
-            "\n{}",
-            if all_ok {
-                "demo passed: every step checked"
-            } else {
-                "demo FAILED: see ✗ above"
-            }
-        );
+        println!("\n{}", if all_ok { "demo passed: every step checked" } else { "demo FAILED: see ✗ above" });
     }
     if !all_ok {
         bail!("{}: a demo step failed", dir.display());

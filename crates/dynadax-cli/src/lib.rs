@@ -22,16 +22,9 @@ use std::time::Duration;
 /// mapping and msync elsewhere. A volume policy (always | never | inode) can override
 /// physical modes, like the kernel's dax= mount option.
 #[derive(Parser, Debug)]
-#[command(
-    name = "dynadax",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
-#[command(
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 busy (file is mapped).\n\
-Start with `dynadax demo` to see it all on a scratch directory, or `dynadax probe .`."
-)]
+#[command(name = "dynadax", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 busy (file is mapped).\n\
+Start with `dynadax demo` to see it all on a scratch directory, or `dynadax probe .`.")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -162,9 +155,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dynadax: {e:#}");
-            let busy = e
-                .downcast_ref::<dynadax::Error>()
-                .is_some_and(|e| matches!(e, dynadax::Error::Busy { .. }));
+            let busy = e.downcast_ref::<dynadax::Error>().is_some_and(|e| matches!(e, dynadax::Error::Busy { .. }));
             ExitCode::from(if busy { 3 } else { 1 })
         }
     }
@@ -175,21 +166,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Probe { path, json } => report::probe(&dynadax::probe(&path)?, json),
         Command::Stat { path, json } => report::status(&dynadax::stat(&path)?, json),
         Command::Mode { path, mode, json } => {
-            let st = dynadax::set_mode(
-                &path,
-                mode.into(),
-                SwitchOptions {
-                    wait: None::<Duration>,
-                },
-            )?;
+            let st = dynadax::set_mode(&path, mode.into(), SwitchOptions { wait: None::<Duration> })?;
             report::status(&st, json)
         }
-        Command::Volume {
-            command: VolumeCommand::Init { dir, policy, json },
-        } => report::volume(&dynadax::Volume::init(&dir, policy.into())?, json),
-        Command::Volume {
-            command: VolumeCommand::Show { path, json },
-        } => report::volume(&dynadax::Volume::of(&path)?, json),
+        Command::Volume { command: VolumeCommand::Init { dir, policy, json } } => {
+            report::volume(&dynadax::Volume::init(&dir, policy.into())?, json)
+        }
+        Command::Volume { command: VolumeCommand::Show { path, json } } => {
+            report::volume(&dynadax::Volume::of(&path)?, json)
+        }
         Command::Demo { dir, size, json } => demo::run(&dir, size, json),
     }
 }

@@ -11,8 +11,7 @@ fn json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref()
-        .map_or_else(|| "-".to_string(), ToString::to_string)
+    v.as_ref().map_or_else(|| "-".to_string(), ToString::to_string)
 }
 
 pub fn probe(p: &Probe, as_json: bool) -> anyhow::Result<()> {
@@ -23,11 +22,7 @@ pub fn probe(p: &Probe, as_json: bool) -> anyhow::Result<()> {
     println!(
         "path               {}{}",
         p.path.display(),
-        if p.exists {
-            ""
-        } else {
-            "  (does not exist: answers are for a file created there)"
-        }
+        if p.exists { "" } else { "  (does not exist: answers are for a file created there)" }
     );
     println!(
         "file system        {} on {} (mounted at {}, block size {})",
@@ -39,28 +34,15 @@ pub fn probe(p: &Probe, as_json: bool) -> anyhow::Result<()> {
     println!(
         "mount dax=         {}{}",
         p.mount_dax,
-        if p.mount_dax_listed {
-            ""
-        } else {
-            " (default, not listed in mount options)"
-        }
+        if p.mount_dax_listed { "" } else { " (default, not listed in mount options)" }
     );
     println!(
         "device DAX         {}{}",
         yes(p.device_dax),
-        p.device
-            .as_ref()
-            .map_or(String::new(), |d| format!(" ({d})"))
+        p.device.as_ref().map_or(String::new(), |d| format!(" ({d})"))
     );
     println!("statx DAX          {}", p.statx_dax.map_or("-", yes));
-    println!(
-        "MAP_SYNC           {}",
-        if p.map_sync {
-            "would succeed"
-        } else {
-            "would fail (EOPNOTSUPP)"
-        }
-    );
+    println!("MAP_SYNC           {}", if p.map_sync { "would succeed" } else { "would fail (EOPNOTSUPP)" });
     println!("persistence        {}", p.persistence);
     println!("flush instruction  {}", p.flush_instruction.name());
     println!("flag store         {}", p.flag_store.as_str());
@@ -75,20 +57,9 @@ pub fn status(s: &Status, as_json: bool) -> anyhow::Result<()> {
         return json(s);
     }
     println!("path          {}", s.path.display());
-    println!(
-        "kind          {}",
-        serde_json::to_value(s.kind)?.as_str().unwrap_or("?")
-    );
-    println!(
-        "physical      {}  (kept in {})",
-        s.physical,
-        s.flag_store.as_str()
-    );
-    println!(
-        "effective     {}{}",
-        opt(&s.effective),
-        s.backing.map_or(String::new(), |b| format!("  ({b})"))
-    );
+    println!("kind          {}", serde_json::to_value(s.kind)?.as_str().unwrap_or("?"));
+    println!("physical      {}  (kept in {})", s.physical, s.flag_store.as_str());
+    println!("effective     {}{}", opt(&s.effective), s.backing.map_or(String::new(), |b| format!("  ({b})")));
     if let Some(p) = &s.persistence {
         println!("persistence   {p}");
     }
@@ -96,9 +67,7 @@ pub fn status(s: &Status, as_json: bool) -> anyhow::Result<()> {
     println!("reason        {}", s.reason);
     println!(
         "volume        {} (policy {})",
-        s.volume
-            .as_ref()
-            .map_or("default".into(), |v| v.display().to_string()),
+        s.volume.as_ref().map_or("default".into(), |v| v.display().to_string()),
         s.policy
     );
     println!("live maps     {}", s.live_mappings);
@@ -111,10 +80,7 @@ pub fn volume(v: &Volume, as_json: bool) -> anyhow::Result<()> {
     }
     match v.root() {
         Some(r) => println!("volume {} policy {}", r.display(), v.policy()),
-        None => println!(
-            "default volume (no .dynadax-volume above this path) policy {}",
-            v.policy()
-        ),
+        None => println!("default volume (no .dynadax-volume above this path) policy {}", v.policy()),
     }
     Ok(())
 }

@@ -81,23 +81,14 @@ impl Error {
     /// Wraps an `io::Error`, turning "not found" into [`Error::NotFound`].
     pub(crate) fn io(path: &Path, op: &'static str, source: io::Error) -> Error {
         if source.kind() == io::ErrorKind::NotFound {
-            Error::NotFound {
-                path: path.to_path_buf(),
-            }
+            Error::NotFound { path: path.to_path_buf() }
         } else {
-            Error::Io {
-                path: path.to_path_buf(),
-                op,
-                source,
-            }
+            Error::Io { path: path.to_path_buf(), op, source }
         }
     }
 
     pub(crate) fn invalid(path: &Path, what: impl Into<String>) -> Error {
-        Error::Invalid {
-            path: path.to_path_buf(),
-            what: what.into(),
-        }
+        Error::Invalid { path: path.to_path_buf(), what: what.into() }
     }
 }
 

@@ -67,9 +67,7 @@ pub struct File {
 
 impl std::fmt::Debug for File {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("File")
-            .field("path", &self.inode.path)
-            .finish()
+        f.debug_struct("File").field("path", &self.inode.path).finish()
     }
 }
 
@@ -78,9 +76,7 @@ impl File {
     /// effective mode is decided now, from its physical mode, its volume's policy and
     /// what the kernel says.
     pub fn open(path: impl AsRef<Path>) -> Result<File> {
-        Ok(File {
-            inode: Inode::get(path.as_ref())?,
-        })
+        Ok(File { inode: Inode::get(path.as_ref())? })
     }
 
     /// Opens `path`, creating it empty if it does not exist. A new file inherits its
@@ -88,12 +84,7 @@ impl File {
     /// does it for the other stores).
     pub fn create(path: impl AsRef<Path>) -> Result<File> {
         let path = path.as_ref();
-        match fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-        {
+        match fs::OpenOptions::new().read(true).write(true).create_new(true).open(path) {
             Ok(f) => inherit(path, &f, false)?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io(path, "create", e)),
@@ -115,10 +106,7 @@ impl File {
     /// Writes all of `data` at `off`, extending the file if needed. Not durable until
     /// [`File::persist`].
     pub fn write_at(&self, data: &[u8], off: u64) -> Result<()> {
-        self.inode
-            .with_room(end(off, data.len() as u64)?, "write", |v| {
-                v.write_at(data, off)
-            })
+        self.inode.with_room(end(off, data.len() as u64)?, "write", |v| v.write_at(data, off))
     }
 
     /// Makes `off..off+len` durable: cache-line flush and fence (kernel DAX), `msync`
@@ -129,8 +117,7 @@ impl File {
 
     /// Sets `off..off+len` to zeros, extending the file if needed.
     pub fn zero_range(&self, off: u64, len: u64) -> Result<()> {
-        self.inode
-            .with_room(end(off, len)?, "zero range", |v| v.zero_range(off, len))
+        self.inode.with_room(end(off, len)?, "zero range", |v| v.zero_range(off, len))
     }
 
     /// Truncates or extends the file. Shrinking below a live mapping guard's range is
@@ -151,8 +138,7 @@ impl File {
 
     /// Reserves blocks for `off..off+len` (`fallocate`), extending the file if needed.
     pub fn allocate(&self, off: u64, len: u64) -> Result<()> {
-        self.inode
-            .with_room(end(off, len)?, "allocate", |v| v.allocate(off, len))
+        self.inode.with_room(end(off, len)?, "allocate", |v| v.allocate(off, len))
     }
 
     /// Access-pattern advice.
@@ -167,30 +153,20 @@ impl File {
 
     /// Reads bypassing the page cache (`O_DIRECT` in cached mode).
     pub fn direct_read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        self.inode
-            .with("direct read", |v| v.direct_read_at(buf, off))
+        self.inode.with("direct read", |v| v.direct_read_at(buf, off))
     }
 
     /// Writes bypassing the page cache. In cached mode `off` and `data.len()` must be
     /// multiples of the page size, as `O_DIRECT` requires.
     pub fn direct_write_at(&self, data: &[u8], off: u64) -> Result<()> {
-        self.inode
-            .with_room(end(off, data.len() as u64)?, "direct write", |v| {
-                v.direct_write_at(data, off)
-            })
+        self.inode.with_room(end(off, data.len() as u64)?, "direct write", |v| v.direct_write_at(data, off))
     }
 
     /// Maps `off..off+len` (inside the file) for loads and stores. While the guard
     /// lives, the file's mode cannot be switched and the file cannot shrink below it.
     pub fn map(&self, off: u64, len: usize, writable: bool) -> Result<MapGuard> {
         let (id, map, persistence) = self.inode.map(off, len, writable)?;
-        Ok(MapGuard {
-            inode: self.inode.clone(),
-            id,
-            map: Some(map),
-            off,
-            persistence,
-        })
+        Ok(MapGuard { inode: self.inode.clone(), id, map: Some(map), off, persistence })
     }
 
     /// Switches the file's mode: records the physical mode and swaps the operations
@@ -232,10 +208,8 @@ impl File {
 }
 
 fn end(off: u64, len: u64) -> Result<u64> {
-    off.checked_add(len).ok_or_else(|| Error::Invalid {
-        path: PathBuf::new(),
-        what: "offset + length overflows".into(),
-    })
+    off.checked_add(len)
+        .ok_or_else(|| Error::Invalid { path: PathBuf::new(), what: "offset + length overflows".into() })
 }
 
 /// A live mapping of part of a file. While it lives the file's mode cannot change.
@@ -291,9 +265,7 @@ impl MapGuard {
 
     /// Stores `data` at `at` (relative to the guard). Not durable until [`MapGuard::persist`].
     pub fn write(&self, at: usize, data: &[u8]) -> Result<()> {
-        self.m()
-            .write(at, data)
-            .ctx(&self.inode.path, "write mapping")
+        self.m().write(at, data).ctx(&self.inode.path, "write mapping")
     }
 
     /// Makes `at..at+n` durable: cache-line flush and fence on a `MAP_SYNC` mapping,
@@ -343,9 +315,7 @@ pub fn stat(path: impl AsRef<Path>) -> Result<Status> {
         effective: None,
         backing: None,
         pending: false,
-        reason: format!(
-            "directories have no effective mode; new children inherit physical {physical}"
-        ),
+        reason: format!("directories have no effective mode; new children inherit physical {physical}"),
         flag_store: store,
         policy: volume.policy(),
         volume: volume.root().map(Path::to_path_buf),
@@ -355,11 +325,7 @@ pub fn stat(path: impl AsRef<Path>) -> Result<Status> {
     if meta.is_dir() {
         return Ok(base);
     }
-    let d = decide(
-        volume.policy(),
-        physical,
-        &crate::inode::kernel_view(&fsi, &f),
-    );
+    let d = decide(volume.policy(), physical, &crate::inode::kernel_view(&fsi, &f));
     let persistence = match d.backing {
         Backing::KernelDax => crate::Persistence::CacheLineFlush(sys::FlushInsn::detect()),
         Backing::Emulated => crate::Persistence::Msync,

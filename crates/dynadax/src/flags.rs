@@ -64,13 +64,8 @@ impl FlagStore {
     pub(crate) fn get(self, path: &Path, fd: BorrowedFd<'_>, is_dir: bool) -> Result<Mode> {
         match self {
             FlagStore::FsXflag => {
-                let flags =
-                    sys::get_xflags(fd).ctx(path, "read FS_XFLAG_DAX (FS_IOC_FSGETXATTR)")?;
-                Ok(if flags & sys::FS_XFLAG_DAX != 0 {
-                    Mode::Direct
-                } else {
-                    Mode::Cached
-                })
+                let flags = sys::get_xflags(fd).ctx(path, "read FS_XFLAG_DAX (FS_IOC_FSGETXATTR)")?;
+                Ok(if flags & sys::FS_XFLAG_DAX != 0 { Mode::Direct } else { Mode::Cached })
             }
             FlagStore::Xattr => {
                 let mut buf = [0u8; 16];
@@ -78,10 +73,7 @@ impl FlagStore {
                     Ok(n) => parse_mode(&buf[..n]).ok_or_else(|| Error::Corrupt {
                         path: path.to_path_buf(),
                         what: "mode attribute user.dynadax.mode",
-                        why: format!(
-                            "value {:?} is neither direct nor cached",
-                            String::from_utf8_lossy(&buf[..n])
-                        ),
+                        why: format!("value {:?} is neither direct nor cached", String::from_utf8_lossy(&buf[..n])),
                     }),
                     Err(rustix::io::Errno::NODATA) => Ok(Mode::Cached),
                     Err(e) => Err(Error::io(path, "read user.dynadax.mode", e.into())),
@@ -89,22 +81,13 @@ impl FlagStore {
             }
             FlagStore::Sidecar => {
                 let (file, key) = sidecar_of(path, is_dir)?;
-                Ok(read_sidecar(&file)?
-                    .into_iter()
-                    .find(|(k, _)| *k == key)
-                    .map_or(Mode::Cached, |(_, m)| m))
+                Ok(read_sidecar(&file)?.into_iter().find(|(k, _)| *k == key).map_or(Mode::Cached, |(_, m)| m))
             }
         }
     }
 
     /// Records `mode` as the physical mode of `path` (open as `fd`), durably.
-    pub(crate) fn set(
-        self,
-        path: &Path,
-        fd: BorrowedFd<'_>,
-        is_dir: bool,
-        mode: Mode,
-    ) -> Result<()> {
+    pub(crate) fn set(self, path: &Path, fd: BorrowedFd<'_>, is_dir: bool, mode: Mode) -> Result<()> {
         match self {
             FlagStore::FsXflag => {
                 sys::set_xflag_dax(fd, mode == Mode::Direct).map_err(|e| match e.raw_os_error() {
@@ -117,13 +100,8 @@ impl FlagStore {
                 })?;
             }
             FlagStore::Xattr => {
-                rustix::fs::fsetxattr(
-                    fd,
-                    MODE_XATTR,
-                    mode.as_str().as_bytes(),
-                    rustix::fs::XattrFlags::empty(),
-                )
-                .ctx(path, "write user.dynadax.mode")?;
+                rustix::fs::fsetxattr(fd, MODE_XATTR, mode.as_str().as_bytes(), rustix::fs::XattrFlags::empty())
+                    .ctx(path, "write user.dynadax.mode")?;
             }
             FlagStore::Sidecar => {
                 let (file, key) = sidecar_of(path, is_dir)?;
@@ -150,20 +128,12 @@ fn sidecar_of(path: &Path, is_dir: bool) -> Result<(PathBuf, String)> {
     if is_dir {
         return Ok((path.join(SIDECAR_NAME), ".".into()));
     }
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::invalid(path, "file name is not UTF-8"))?;
+    let name =
+        path.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::invalid(path, "file name is not UTF-8"))?;
     if name.contains(['\t', '\n']) {
-        return Err(Error::invalid(
-            path,
-            "the sidecar store cannot record a name with a tab or newline",
-        ));
+        return Err(Error::invalid(path, "the sidecar store cannot record a name with a tab or newline"));
     }
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     Ok((parent.join(SIDECAR_NAME), name.to_string()))
 }
 
@@ -174,14 +144,8 @@ fn read_sidecar(file: &Path) -> Result<Vec<(String, Mode)>> {
         Err(e) => return Err(Error::io(file, "read mode sidecar", e)),
     };
     let mut out = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-    {
-        let parsed = line
-            .split_once('\t')
-            .and_then(|(m, k)| Some((k.to_string(), parse_mode(m.as_bytes())?)));
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty() && !l.starts_with('#')) {
+        let parsed = line.split_once('\t').and_then(|(m, k)| Some((k.to_string(), parse_mode(m.as_bytes())?)));
         out.push(parsed.ok_or_else(|| Error::Corrupt {
             path: file.to_path_buf(),
             what: "mode sidecar",
@@ -195,19 +159,15 @@ fn read_sidecar(file: &Path) -> Result<Vec<(String, Mode)>> {
 fn write_sidecar(file: &Path, records: &[(String, Mode)]) -> Result<()> {
     let dir = file.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!("{SIDECAR_NAME}.tmp.{}", std::process::id()));
-    let mut text =
-        String::from("# dynadax physical modes: MODE<TAB>NAME ('.' is this directory)\n");
+    let mut text = String::from("# dynadax physical modes: MODE<TAB>NAME ('.' is this directory)\n");
     for (k, m) in records {
         text.push_str(&format!("{m}\t{k}\n"));
     }
     let mut f = fs::File::create(&tmp).ctx(&tmp, "create mode sidecar")?;
-    f.write_all(text.as_bytes())
-        .ctx(&tmp, "write mode sidecar")?;
+    f.write_all(text.as_bytes()).ctx(&tmp, "write mode sidecar")?;
     f.sync_all().ctx(&tmp, "fsync mode sidecar")?;
     fs::rename(&tmp, file).ctx(file, "rename mode sidecar into place")?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx(dir, "fsync directory")
+    fs::File::open(dir).and_then(|d| d.sync_all()).ctx(dir, "fsync directory")
 }
 
 #[cfg(test)]
@@ -235,9 +195,6 @@ mod tests {
 
         fs::write(dir.path().join(SIDECAR_NAME), "bogus line\n").unwrap();
         let err = s.get(&f, fd.as_fd(), false).unwrap_err().to_string();
-        assert!(
-            err.contains(SIDECAR_NAME) && err.contains("line 1"),
-            "{err}"
-        );
+        assert!(err.contains(SIDECAR_NAME) && err.contains("line 1"), "{err}");
     }
 }

@@ -41,10 +41,7 @@ impl State {
     pub(crate) fn vector(&self, path: &Path) -> Result<&dyn Aops> {
         match &self.vector {
             Some(v) => Ok(v.as_ref()),
-            None => Err(Error::invalid(
-                path,
-                self.dead.clone().unwrap_or_else(|| "file is closed".into()),
-            )),
+            None => Err(Error::invalid(path, self.dead.clone().unwrap_or_else(|| "file is closed".into()))),
         }
     }
 }
@@ -67,48 +64,68 @@ pub(crate) struct Inode {
     pub(crate) maps: MapRegistry,
 }
 
-/// The live mapping guards of one inode: id → (offset, length).
+/// The live mapping guards of one inode, and the switches waiting for them to drop.
 #[derive(Default)]
 pub(crate) struct MapRegistry {
-    live: Mutex<(u64, BTreeMap<u64, (u64, u64)>)>,
-    /// Signalled whenever a guard is dropped, for switches that wait.
-    dropped: Condvar,
+    live: Mutex<Maps>,
+    /// Signalled whenever a guard is dropped or a waiting switch gives up or succeeds.
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Maps {
+    next_id: u64,
+    /// Live guards: id → (offset, length).
+    ranges: BTreeMap<u64, (u64, u64)>,
+    /// Switches waiting for the guards to drop. While non-zero, new mappings wait
+    /// (like readers behind a waiting writer in the kernel's rwsem), so a stream of
+    /// short-lived mappings cannot starve a switch. The wait is bounded by the
+    /// switch's timeout, so a guard holder that maps again cannot deadlock it.
+    draining: usize,
 }
 
 impl MapRegistry {
     fn add(&self, off: u64, len: u64) -> u64 {
         let mut g = unpoison(self.live.lock());
-        g.0 += 1;
-        let id = g.0;
-        g.1.insert(id, (off, len));
+        g.next_id += 1;
+        let id = g.next_id;
+        g.ranges.insert(id, (off, len));
         id
     }
     pub(crate) fn remove(&self, id: u64) {
-        unpoison(self.live.lock()).1.remove(&id);
-        self.dropped.notify_all();
+        unpoison(self.live.lock()).ranges.remove(&id);
+        self.changed.notify_all();
     }
     pub(crate) fn count(&self) -> usize {
-        unpoison(self.live.lock()).1.len()
+        unpoison(self.live.lock()).ranges.len()
     }
     fn max_end(&self) -> u64 {
-        unpoison(self.live.lock())
-            .1
-            .values()
-            .map(|(o, l)| o + l)
-            .max()
-            .unwrap_or(0)
+        unpoison(self.live.lock()).ranges.values().map(|(o, l)| o + l).max().unwrap_or(0)
+    }
+    /// Blocks a new mapping while a switch is draining the live ones.
+    fn wait_no_drain(&self) {
+        let mut g = unpoison(self.live.lock());
+        while g.draining > 0 {
+            g = unpoison(self.changed.wait(g));
+        }
     }
     /// Waits until no guard is alive or `deadline` passes; true if none is alive.
-    fn wait_empty(&self, deadline: Instant) -> bool {
+    /// New mappings wait meanwhile (see `Maps::draining`).
+    fn drain(&self, deadline: Instant) -> bool {
         let mut g = unpoison(self.live.lock());
-        while !g.1.is_empty() {
+        g.draining += 1;
+        while !g.ranges.is_empty() {
             let now = Instant::now();
             if now >= deadline {
-                return false;
+                break;
             }
-            g = unpoison(self.dropped.wait_timeout(g, deadline - now)).0;
+            g = unpoison(self.changed.wait_timeout(g, deadline - now)).0;
         }
-        true
+        g.draining -= 1;
+        let empty = g.ranges.is_empty();
+        drop(g);
+        self.changed.notify_all();
+        empty
     }
 }
 
@@ -131,12 +148,7 @@ fn cache() -> &'static std::sync::Mutex<HashMap<(u64, u64), Weak<Inode>>> {
 fn open_rw(path: &Path) -> Result<(fs::File, bool)> {
     match fs::OpenOptions::new().read(true).write(true).open(path) {
         Ok(f) => Ok((f, true)),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EACCES) | Some(libc::EROFS) | Some(libc::EPERM)
-            ) =>
-        {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EROFS) | Some(libc::EPERM)) => {
             Ok((fs::File::open(path).ctx(path, "open")?, false))
         }
         Err(e) => Err(Error::io(path, "open", e)),
@@ -155,10 +167,7 @@ pub(crate) fn statx_dax(fd: impl AsFd) -> Option<bool> {
 pub(crate) fn kernel_view(fs: &FsInfo, file: &fs::File) -> KernelView {
     match &fs.no_dax_reason {
         Some(why) => KernelView::Incapable { why: why.clone() },
-        None => KernelView::Capable {
-            mount: fs.mount_dax,
-            statx_dax: statx_dax(file).unwrap_or(false),
-        },
+        None => KernelView::Capable { mount: fs.mount_dax, statx_dax: statx_dax(file).unwrap_or(false) },
     }
 }
 
@@ -167,10 +176,7 @@ impl Inode {
     pub(crate) fn get(path: &Path) -> Result<Arc<Inode>> {
         let meta = fs::metadata(path).ctx(path, "stat")?;
         if !meta.is_file() {
-            return Err(Error::invalid(
-                path,
-                "not a regular file (modes of directories are set with set_mode)",
-            ));
+            return Err(Error::invalid(path, "not a regular file (modes of directories are set with set_mode)"));
         }
         let key = (meta.dev(), meta.ino());
         let mut cache = unpoison(cache().lock());
@@ -186,9 +192,7 @@ impl Inode {
     /// The live inode of `path`, if this process has it open.
     pub(crate) fn cached(path: &Path) -> Option<Arc<Inode>> {
         let meta = fs::metadata(path).ok()?;
-        unpoison(cache().lock())
-            .get(&(meta.dev(), meta.ino()))
-            .and_then(Weak::upgrade)
+        unpoison(cache().lock()).get(&(meta.dev(), meta.ino())).and_then(Weak::upgrade)
     }
 
     fn instantiate(path: &Path, key: (u64, u64)) -> Result<Inode> {
@@ -209,19 +213,12 @@ impl Inode {
                 file: None,
                 vector: None,
                 physical,
-                decision: decide(
-                    Policy::Inode,
-                    Mode::Cached,
-                    &KernelView::Incapable { why: String::new() },
-                ),
+                decision: decide(Policy::Inode, Mode::Cached, &KernelView::Incapable { why: String::new() }),
                 dead: None,
             }),
             maps: MapRegistry::default(),
         };
-        let state = inode
-            .ops
-            .get_mut()
-            .map_err(|_| Error::invalid(path, "poisoned"))?;
+        let state = inode.ops.get_mut().map_err(|_| Error::invalid(path, "poisoned"))?;
         let file = Arc::new(file);
         Self::build(path, &inode.fs, inode.policy, writable, state, file)?;
         Ok(inode)
@@ -238,23 +235,13 @@ impl Inode {
     ) -> Result<()> {
         let mut decision = decide(policy, st.physical, &kernel_view(fs, &file));
         let vector: Box<dyn Aops> = match decision.effective {
-            Mode::Cached => Box::new(CachedOps::new(
-                file.clone(),
-                Arc::new(path.to_path_buf()),
-                writable,
-            )),
+            Mode::Cached => Box::new(CachedOps::new(file.clone(), Arc::new(path.to_path_buf()), writable)),
             Mode::Direct => {
-                let v = DirectOps::new(
-                    file.clone(),
-                    writable,
-                    decision.backing == Backing::KernelDax,
-                )
-                .ctx(path, "map file for direct mode")?;
+                let v = DirectOps::new(file.clone(), writable, decision.backing == Backing::KernelDax)
+                    .ctx(path, "map file for direct mode")?;
                 if decision.backing == Backing::KernelDax && v.backing() != Backing::KernelDax {
                     decision.backing = v.backing();
-                    decision.reason.push_str(
-                        "; but MAP_SYNC was refused (device not synchronous): persisted by msync",
-                    );
+                    decision.reason.push_str("; but MAP_SYNC was refused (device not synchronous): persisted by msync");
                 }
                 Box::new(v)
             }
@@ -284,22 +271,12 @@ impl Inode {
         let reopened = open_rw(&self.path).and_then(|(f, _)| {
             let m = f.metadata().ctx(&self.path, "stat")?;
             if (m.dev(), m.ino()) != self.key {
-                return Err(Error::invalid(
-                    &self.path,
-                    "was replaced by another file during a mode switch",
-                ));
+                return Err(Error::invalid(&self.path, "was replaced by another file during a mode switch"));
             }
             Ok(f)
         });
         match reopened {
-            Ok(f) => Self::build(
-                &self.path,
-                &self.fs,
-                self.policy,
-                self.writable,
-                st,
-                Arc::new(f),
-            ),
+            Ok(f) => Self::build(&self.path, &self.fs, self.policy, self.writable, st, Arc::new(f)),
             Err(e) => {
                 st.dead = Some(format!("could not be reopened after a mode switch: {e}"));
                 Err(e)
@@ -317,19 +294,11 @@ impl Inode {
             if live > 0 {
                 drop(st);
                 match deadline {
-                    Some(d) if self.maps.wait_empty(d) => continue,
-                    _ => {
-                        return Err(Error::Busy {
-                            path: self.path.clone(),
-                            mappings: self.maps.count().max(1),
-                        })
-                    }
+                    Some(d) if self.maps.drain(d) => continue,
+                    _ => return Err(Error::Busy { path: self.path.clone(), mappings: self.maps.count().max(1) }),
                 }
             }
-            let file = st
-                .file
-                .clone()
-                .ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
+            let file = st.file.clone().ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
             self.store.set(&self.path, file.as_fd(), false, mode)?;
             st.physical = mode;
             if self.kernel_switches() {
@@ -346,14 +315,7 @@ impl Inode {
             // populated window costs time proportional to its touched pages, and nobody
             // needs to wait for that.
             let old = st.vector.take();
-            Self::build(
-                &self.path,
-                &self.fs,
-                self.policy,
-                self.writable,
-                &mut st,
-                file,
-            )?;
+            Self::build(&self.path, &self.fs, self.policy, self.writable, &mut st, file)?;
             break old;
         };
         drop(old);
@@ -375,12 +337,7 @@ impl Inode {
 
     /// Runs `f` on the vector under the read side, after making sure the vector can
     /// reach `end` bytes (growing the direct window under the write side if not).
-    pub(crate) fn with_room<R>(
-        &self,
-        end: u64,
-        op: &'static str,
-        f: impl Fn(&dyn Aops) -> io::Result<R>,
-    ) -> Result<R> {
+    pub(crate) fn with_room<R>(&self, end: u64, op: &'static str, f: impl Fn(&dyn Aops) -> io::Result<R>) -> Result<R> {
         loop {
             {
                 let st = unpoison(self.ops.read());
@@ -398,11 +355,7 @@ impl Inode {
 
     /// Runs `f` on the vector under the read side.
     #[inline]
-    pub(crate) fn with<R>(
-        &self,
-        op: &'static str,
-        f: impl FnOnce(&dyn Aops) -> io::Result<R>,
-    ) -> Result<R> {
+    pub(crate) fn with<R>(&self, op: &'static str, f: impl FnOnce(&dyn Aops) -> io::Result<R>) -> Result<R> {
         let st = unpoison(self.ops.read());
         f(st.vector(&self.path)?).ctx(&self.path, op)
     }
@@ -417,30 +370,18 @@ impl Inode {
         let st = unpoison(self.ops.write());
         let end = self.maps.max_end();
         if end > len {
-            return Err(Error::Busy {
-                path: self.path.clone(),
-                mappings: self.maps.count(),
-            });
+            return Err(Error::Busy { path: self.path.clone(), mappings: self.maps.count() });
         }
-        st.vector(&self.path)?
-            .set_len(len)
-            .ctx(&self.path, "truncate")
+        st.vector(&self.path)?.set_len(len).ctx(&self.path, "truncate")
     }
 
     /// Registers a mapping guard of `off..off+len` and makes its mapping, under the
     /// read side so a switch cannot slip in between.
-    pub(crate) fn map(
-        &self,
-        off: u64,
-        len: usize,
-        writable: bool,
-    ) -> Result<(u64, sys::Mapping, crate::Persistence)> {
+    pub(crate) fn map(&self, off: u64, len: usize, writable: bool) -> Result<(u64, sys::Mapping, crate::Persistence)> {
         if writable && !self.writable {
-            return Err(Error::invalid(
-                &self.path,
-                "cannot map writable: file is open read-only",
-            ));
+            return Err(Error::invalid(&self.path, "cannot map writable: file is open read-only"));
         }
+        self.maps.wait_no_drain();
         let st = unpoison(self.ops.read());
         let v = st.vector(&self.path)?;
         let file_len = v.len().ctx(&self.path, "stat")?;

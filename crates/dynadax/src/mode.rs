@@ -104,41 +104,25 @@ pub(crate) fn decide(policy: Policy, physical: Mode, kernel: &KernelView) -> Dec
         (Policy::Always, Mode::Cached) => Some("volume policy always overrides physical cached"),
         _ => None,
     };
-    let d = |effective, backing, pending, reason: String| Decision {
-        effective,
-        backing,
-        pending,
-        reason,
-    };
+    let d = |effective, backing, pending, reason: String| Decision { effective, backing, pending, reason };
     match kernel {
         KernelView::Incapable { why } => match wanted {
             Mode::Direct => d(
                 Mode::Direct,
                 Backing::Emulated,
                 false,
-                join(
-                    overridden,
-                    &format!("{why}: direct is emulated with a shared mapping persisted by msync"),
-                ),
+                join(overridden, &format!("{why}: direct is emulated with a shared mapping persisted by msync")),
             ),
             Mode::Cached => d(
                 Mode::Cached,
                 Backing::PageCache,
                 false,
-                join(
-                    overridden,
-                    "physical mode cached: page cache, persisted by fdatasync",
-                ),
+                join(overridden, "physical mode cached: page cache, persisted by fdatasync"),
             ),
         },
-        KernelView::Capable {
-            mount,
-            statx_dax: true,
-        } => {
+        KernelView::Capable { mount, statx_dax: true } => {
             let why = match (mount, physical) {
-                (MountDax::Always, _) => {
-                    "mount option dax=always puts every capable file in kernel DAX"
-                }
+                (MountDax::Always, _) => "mount option dax=always puts every capable file in kernel DAX",
                 (MountDax::Inode, Mode::Cached) => {
                     return d(
                         Mode::Direct,
@@ -158,24 +142,15 @@ pub(crate) fn decide(policy: Policy, physical: Mode, kernel: &KernelView) -> Dec
             };
             d(Mode::Direct, Backing::KernelDax, false, why)
         }
-        KernelView::Capable {
-            mount,
-            statx_dax: false,
-        } => match (mount, wanted) {
-            (MountDax::Never, Mode::Direct) => d(
-                Mode::Cached,
-                Backing::PageCache,
-                false,
-                "mount option dax=never keeps every file out of DAX".into(),
-            ),
+        KernelView::Capable { mount, statx_dax: false } => match (mount, wanted) {
+            (MountDax::Never, Mode::Direct) => {
+                d(Mode::Cached, Backing::PageCache, false, "mount option dax=never keeps every file out of DAX".into())
+            }
             (_, Mode::Cached) => d(
                 Mode::Cached,
                 Backing::PageCache,
                 false,
-                join(
-                    overridden,
-                    "FS_XFLAG_DAX is clear: page cache, persisted by fdatasync",
-                ),
+                join(overridden, "FS_XFLAG_DAX is clear: page cache, persisted by fdatasync"),
             ),
             (MountDax::Inode | MountDax::None, Mode::Direct) if physical == Mode::Direct => d(
                 Mode::Cached,
@@ -250,9 +225,7 @@ mod tests {
     /// R4/R5 on a file system without DAX: the policy matrix, emulated.
     #[test]
     fn policy_matrix_without_kernel_dax() {
-        let k = KernelView::Incapable {
-            why: "tmpfs cannot do DAX".into(),
-        };
+        let k = KernelView::Incapable { why: "tmpfs cannot do DAX".into() };
         for policy in POLICIES {
             for physical in MODES {
                 let got = decide(policy, physical, &k);
@@ -262,17 +235,10 @@ mod tests {
                     (Policy::Inode, m) => m,
                 };
                 assert_eq!(got.effective, want, "{policy} x {physical}");
-                let backing = if want == Mode::Direct {
-                    Backing::Emulated
-                } else {
-                    Backing::PageCache
-                };
+                let backing = if want == Mode::Direct { Backing::Emulated } else { Backing::PageCache };
                 assert_eq!(got.backing, backing, "{policy} x {physical}");
                 assert!(!got.pending);
-                assert_eq!(
-                    got.reason.contains("overrides"),
-                    policy.apply(physical) != physical
-                );
+                assert_eq!(got.reason.contains("overrides"), policy.apply(physical) != physical);
             }
         }
     }
@@ -283,20 +249,10 @@ mod tests {
         for policy in POLICIES {
             for physical in MODES {
                 for mount in [MountDax::Always, MountDax::Inode] {
-                    let got = decide(
-                        policy,
-                        physical,
-                        &KernelView::Capable {
-                            mount,
-                            statx_dax: true,
-                        },
-                    );
+                    let got = decide(policy, physical, &KernelView::Capable { mount, statx_dax: true });
                     assert_eq!(got.effective, Mode::Direct);
                     assert_eq!(got.backing, Backing::KernelDax);
-                    assert_eq!(
-                        got.pending,
-                        mount == MountDax::Inode && physical == Mode::Cached
-                    );
+                    assert_eq!(got.pending, mount == MountDax::Inode && physical == Mode::Cached);
                 }
             }
         }
@@ -304,24 +260,15 @@ mod tests {
 
     #[test]
     fn pending_when_flag_set_but_kernel_not_yet_dax() {
-        let k = KernelView::Capable {
-            mount: MountDax::Inode,
-            statx_dax: false,
-        };
+        let k = KernelView::Capable { mount: MountDax::Inode, statx_dax: false };
         let got = decide(Policy::Inode, Mode::Direct, &k);
-        assert_eq!(
-            (got.effective, got.backing, got.pending),
-            (Mode::Cached, Backing::PageCache, true)
-        );
+        assert_eq!((got.effective, got.backing, got.pending), (Mode::Cached, Backing::PageCache, true));
         assert!(got.reason.contains("last holder"), "{}", got.reason);
     }
 
     #[test]
     fn mount_never_wins_over_flag_and_policy() {
-        let k = KernelView::Capable {
-            mount: MountDax::Never,
-            statx_dax: false,
-        };
+        let k = KernelView::Capable { mount: MountDax::Never, statx_dax: false };
         for policy in [Policy::Always, Policy::Inode] {
             let got = decide(policy, Mode::Direct, &k);
             assert_eq!((got.effective, got.pending), (Mode::Cached, false));
@@ -331,15 +278,9 @@ mod tests {
 
     #[test]
     fn policy_always_on_non_dax_file_of_dax_fs_is_emulated() {
-        let k = KernelView::Capable {
-            mount: MountDax::Inode,
-            statx_dax: false,
-        };
+        let k = KernelView::Capable { mount: MountDax::Inode, statx_dax: false };
         let got = decide(Policy::Always, Mode::Cached, &k);
-        assert_eq!(
-            (got.effective, got.backing, got.pending),
-            (Mode::Direct, Backing::Emulated, false)
-        );
+        assert_eq!((got.effective, got.backing, got.pending), (Mode::Direct, Backing::Emulated, false));
     }
 
     #[test]

@@ -45,10 +45,7 @@ pub(crate) fn fs_info(existing: &Path, dev: u64) -> Arc<FsInfo> {
         return info.clone();
     }
     let info = Arc::new(read_fs_info(existing, dev));
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(dev, info.clone());
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(dev, info.clone());
     info
 }
 
@@ -67,35 +64,25 @@ fn read_fs_info(existing: &Path, dev: u64) -> FsInfo {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let entries: Vec<MountEntry> = text.lines().filter_map(parse_mountinfo_line).collect();
     let (major, minor) = (rustix::fs::major(dev) as u64, rustix::fs::minor(dev) as u64);
-    let entry = best_mount(&entries, &canonical, major, minor)
-        .cloned()
-        .unwrap_or(MountEntry {
-            major,
-            minor,
-            mount_point: PathBuf::from("/"),
-            options: vec![],
-            fs_type: "unknown".into(),
-            source: "unknown".into(),
-        });
+    let entry = best_mount(&entries, &canonical, major, minor).cloned().unwrap_or(MountEntry {
+        major,
+        minor,
+        mount_point: PathBuf::from("/"),
+        options: vec![],
+        fs_type: "unknown".into(),
+        source: "unknown".into(),
+    });
     let (mount_dax, listed) = mount_dax(&entry.fs_type, &entry.options);
     let (device, device_dax) = device_dax(major, minor);
-    let block_size = rustix::fs::statvfs(existing)
-        .map(|s| s.f_bsize)
-        .unwrap_or(0);
+    let block_size = rustix::fs::statvfs(existing).map(|s| s.f_bsize).unwrap_or(0);
     let page = crate::sys::page_size() as u64;
     let dev_name = device.clone().unwrap_or_else(|| entry.source.clone());
     let no_dax_reason = if !DAX_FS.contains(&entry.fs_type.as_str()) {
         Some(format!("{} has no DAX", entry.fs_type))
     } else if !device_dax {
-        Some(format!(
-            "{} on {dev_name}: the device cannot do DAX",
-            entry.fs_type
-        ))
+        Some(format!("{} on {dev_name}: the device cannot do DAX", entry.fs_type))
     } else if block_size != page {
-        Some(format!(
-            "{} on {dev_name}: block size {block_size} is not the page size {page}",
-            entry.fs_type
-        ))
+        Some(format!("{} on {dev_name}: block size {block_size} is not the page size {page}", entry.fs_type))
     } else {
         None
     };
@@ -115,22 +102,12 @@ fn read_fs_info(existing: &Path, dev: u64) -> FsInfo {
 /// The mount of `path`: among the entries for its device, the one whose mount point is
 /// the longest prefix of `path`; if the device number matches none (btrfs subvolumes,
 /// overlay), the longest prefix of any mount.
-fn best_mount<'a>(
-    entries: &'a [MountEntry],
-    path: &Path,
-    major: u64,
-    minor: u64,
-) -> Option<&'a MountEntry> {
+fn best_mount<'a>(entries: &'a [MountEntry], path: &Path, major: u64, minor: u64) -> Option<&'a MountEntry> {
     let longest = |it: &mut dyn Iterator<Item = &'a MountEntry>| {
-        it.filter(|e| path.starts_with(&e.mount_point))
-            .max_by_key(|e| e.mount_point.as_os_str().len())
+        it.filter(|e| path.starts_with(&e.mount_point)).max_by_key(|e| e.mount_point.as_os_str().len())
     };
-    longest(
-        &mut entries
-            .iter()
-            .filter(|e| e.major == major && e.minor == minor),
-    )
-    .or_else(|| longest(&mut entries.iter()))
+    longest(&mut entries.iter().filter(|e| e.major == major && e.minor == minor))
+        .or_else(|| longest(&mut entries.iter()))
 }
 
 /// Parses one `/proc/self/mountinfo` line (see proc(5)):
@@ -144,12 +121,7 @@ fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
     let source = unescape(tail.next()?);
     let super_opts = tail.next().unwrap_or("");
     let mut options: Vec<String> = head.get(5)?.split(',').map(str::to_string).collect();
-    options.extend(
-        super_opts
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-    );
+    options.extend(super_opts.split(',').filter(|s| !s.is_empty()).map(str::to_string));
     Some(MountEntry {
         major: major.parse().ok()?,
         minor: minor.parse().ok()?,
@@ -166,10 +138,7 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..=i + 3].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..=i + 3].iter().all(|c| (b'0'..=b'7').contains(c)) {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -211,10 +180,7 @@ fn device_dax(major: u64, minor: u64) -> (Option<String>, bool) {
     };
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
     let is_dax = |d: &Path| {
-        std::fs::read_to_string(d.join("queue/dax"))
-            .map(|s| s.trim() == "1")
-            .unwrap_or(false)
-            || d.join("dax").is_dir()
+        std::fs::read_to_string(d.join("queue/dax")).map(|s| s.trim() == "1").unwrap_or(false) || d.join("dax").is_dir()
     };
     let dax = is_dax(&dir) || dir.parent().is_some_and(is_dax);
     (name, dax)
@@ -240,10 +206,7 @@ mod tests {
     #[test]
     fn xfs_and_ext4_default_to_inode_without_listing_it() {
         assert_eq!(mount_dax("xfs", &["rw".into()]), (MountDax::Inode, false));
-        assert_eq!(
-            mount_dax("ext4", &["rw".into(), "dax=never".into()]),
-            (MountDax::Never, true)
-        );
+        assert_eq!(mount_dax("ext4", &["rw".into(), "dax=never".into()]), (MountDax::Never, true));
         assert_eq!(mount_dax("tmpfs", &["rw".into()]), (MountDax::None, false));
         assert_eq!(mount_dax("ext2", &["dax".into()]), (MountDax::Always, true));
     }
@@ -258,30 +221,11 @@ mod tests {
             fs_type: t.into(),
             source: "x".into(),
         };
-        let entries = vec![
-            m(8, "/", "ext4"),
-            m(0, "/dev/shm", "tmpfs"),
-            m(8, "/data", "ext4"),
-        ];
-        assert_eq!(
-            best_mount(&entries, Path::new("/data/a"), 8, 0)
-                .unwrap()
-                .mount_point,
-            PathBuf::from("/data")
-        );
-        assert_eq!(
-            best_mount(&entries, Path::new("/dev/shm/a"), 0, 0)
-                .unwrap()
-                .fs_type,
-            "tmpfs"
-        );
+        let entries = vec![m(8, "/", "ext4"), m(0, "/dev/shm", "tmpfs"), m(8, "/data", "ext4")];
+        assert_eq!(best_mount(&entries, Path::new("/data/a"), 8, 0).unwrap().mount_point, PathBuf::from("/data"));
+        assert_eq!(best_mount(&entries, Path::new("/dev/shm/a"), 0, 0).unwrap().fs_type, "tmpfs");
         // A path whose prefix is not a component boundary does not match `/data`.
-        assert_eq!(
-            best_mount(&entries, Path::new("/database"), 8, 0)
-                .unwrap()
-                .mount_point,
-            PathBuf::from("/")
-        );
+        assert_eq!(best_mount(&entries, Path::new("/database"), 8, 0).unwrap().mount_point, PathBuf::from("/"));
     }
 
     #[test]

@@ -76,20 +76,14 @@ pub fn probe(path: impl AsRef<Path>) -> Result<Probe> {
     let volume = Volume::of(&probed)?;
 
     // Only regular files and directories are opened (read-only).
-    let opened = if meta.is_file() || meta.is_dir() {
-        fs::File::open(&probed).ok()
-    } else {
-        None
-    };
+    let opened = if meta.is_file() || meta.is_dir() { fs::File::open(&probed).ok() } else { None };
     let flag_store = match &opened {
         Some(f) => FlagStore::for_fs(&fsi, f.as_fd()),
         None if PER_FILE_DAX_FS.contains(&fsi.fs_type.as_str()) => FlagStore::FsXflag,
         None => FlagStore::Sidecar,
     };
     let physical = match &opened {
-        Some(f) => flag_store
-            .get(&probed, f.as_fd(), meta.is_dir())
-            .unwrap_or(Mode::Cached),
+        Some(f) => flag_store.get(&probed, f.as_fd(), meta.is_dir()).unwrap_or(Mode::Cached),
         None => Mode::Cached,
     };
     let is_file = exists && meta.is_file();
@@ -97,18 +91,11 @@ pub fn probe(path: impl AsRef<Path>) -> Result<Probe> {
         (Some(f), true) => statx_dax(f),
         _ => None,
     };
-    let map_sync_arch = cfg!(any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "powerpc64"
-    ));
+    let map_sync_arch = cfg!(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "powerpc64"));
     let (map_sync, effective) = match (&opened, is_file) {
         (Some(f), true) => {
             let d = decide(volume.policy(), physical, &kernel_view(&fsi, f));
-            (
-                statx == Some(true) && fsi.kernel_capable() && map_sync_arch,
-                d.effective,
-            )
+            (statx == Some(true) && fsi.kernel_capable() && map_sync_arch, d.effective)
         }
         _ => {
             // A new file: the kernel decides S_DAX at creation from the mount mode and
@@ -122,15 +109,9 @@ pub fn probe(path: impl AsRef<Path>) -> Result<Probe> {
                 };
             let view = match &fsi.no_dax_reason {
                 Some(why) => crate::mode::KernelView::Incapable { why: why.clone() },
-                None => crate::mode::KernelView::Capable {
-                    mount: fsi.mount_dax,
-                    statx_dax: kernel_dax,
-                },
+                None => crate::mode::KernelView::Capable { mount: fsi.mount_dax, statx_dax: kernel_dax },
             };
-            (
-                kernel_dax,
-                decide(volume.policy(), physical, &view).effective,
-            )
+            (kernel_dax, decide(volume.policy(), physical, &view).effective)
         }
     };
     let reason = match &fsi.no_dax_reason {
@@ -149,11 +130,7 @@ pub fn probe(path: impl AsRef<Path>) -> Result<Probe> {
         device_dax: fsi.device_dax,
         statx_dax: statx,
         map_sync,
-        persistence: if map_sync && insn != FlushInsn::None {
-            "cache-line-flush"
-        } else {
-            "msync"
-        },
+        persistence: if map_sync && insn != FlushInsn::None { "cache-line-flush" } else { "msync" },
         flush_instruction: insn,
         flag_store,
         exists,

@@ -68,11 +68,7 @@ pub fn get_xflags(fd: BorrowedFd<'_>) -> io::Result<u32> {
 /// (a read-modify-write, as `xfs_io -c 'chattr +x'` does).
 pub fn set_xflag_dax(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let mut attr = get_fsxattr(fd)?;
-    let want = if on {
-        attr.fsx_xflags | FS_XFLAG_DAX
-    } else {
-        attr.fsx_xflags & !FS_XFLAG_DAX
-    };
+    let want = if on { attr.fsx_xflags | FS_XFLAG_DAX } else { attr.fsx_xflags & !FS_XFLAG_DAX };
     if want == attr.fsx_xflags {
         return Ok(()); // Nothing to change: avoid touching ctime.
     }
@@ -146,10 +142,7 @@ impl Mapping {
     ) -> io::Result<Mapping> {
         use rustix::mm::{MapFlags, ProtFlags};
         if len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "cannot map zero bytes",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot map zero bytes"));
         }
         let page = page_size() as u64;
         let aligned = offset - offset % page;
@@ -157,11 +150,7 @@ impl Mapping {
         let map_len = len
             .checked_add(offset_in_page)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mapping too large"))?;
-        let prot = if writable {
-            ProtFlags::READ | ProtFlags::WRITE
-        } else {
-            ProtFlags::READ
-        };
+        let prot = if writable { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };
         let flags = match kind {
             MapKind::Shared => MapFlags::SHARED,
             MapKind::Sync => MapFlags::SHARED_VALIDATE | MapFlags::SYNC,
@@ -169,15 +158,8 @@ impl Mapping {
         // SAFETY: a fresh mapping at a kernel-chosen address aliases no Rust object;
         // the file-length contract is the caller's (see `# Safety`).
         let raw = unsafe { rustix::mm::mmap(ptr::null_mut(), map_len, prot, flags, fd, aligned) }?;
-        let ptr =
-            NonNull::new(raw.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Mapping {
-            ptr,
-            map_len,
-            offset_in_page,
-            len,
-            writable,
-        })
+        let ptr = NonNull::new(raw.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Mapping { ptr, map_len, offset_in_page, len, writable })
     }
 
     /// Bytes the caller asked to map.
@@ -233,10 +215,7 @@ impl Mapping {
         if self.writable {
             Ok(())
         } else {
-            Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "mapping is read-only",
-            ))
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, "mapping is read-only"))
         }
     }
 
@@ -410,8 +389,7 @@ impl AlignedBuf {
     pub fn new(len: usize) -> AlignedBuf {
         let align = page_size();
         let size = len.max(1).div_ceil(align) * align;
-        let layout =
-            std::alloc::Layout::from_size_align(size, align).expect("page-size layout is valid");
+        let layout = std::alloc::Layout::from_size_align(size, align).expect("page-size layout is valid");
         // SAFETY: `layout` has non-zero size.
         let raw = unsafe { std::alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));

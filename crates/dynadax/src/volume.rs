@@ -35,32 +35,19 @@ impl Volume {
     pub fn init(dir: impl AsRef<Path>, policy: Policy) -> Result<Volume> {
         let dir = dir.as_ref();
         if dir.exists() && !dir.is_dir() {
-            return Err(Error::invalid(
-                dir,
-                "not a directory: a volume is a directory tree",
-            ));
+            return Err(Error::invalid(dir, "not a directory: a volume is a directory tree"));
         }
         fs::create_dir_all(dir).ctx(dir, "create volume directory")?;
         let file = dir.join(VOLUME_FILE);
         let tmp = dir.join(format!("{VOLUME_FILE}.tmp.{}", std::process::id()));
-        let body = serde_json::to_string(&VolumeFile {
-            format: FORMAT,
-            policy,
-        })
-        .expect("plain struct serializes");
+        let body = serde_json::to_string(&VolumeFile { format: FORMAT, policy }).expect("plain struct serializes");
         let mut f = fs::File::create(&tmp).ctx(&tmp, "create volume file")?;
-        f.write_all(body.as_bytes())
-            .ctx(&tmp, "write volume file")?;
+        f.write_all(body.as_bytes()).ctx(&tmp, "write volume file")?;
         f.sync_all().ctx(&tmp, "fsync volume file")?;
         fs::rename(&tmp, &file).ctx(&file, "rename volume file into place")?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .ctx(dir, "fsync volume directory")?;
+        fs::File::open(dir).and_then(|d| d.sync_all()).ctx(dir, "fsync volume directory")?;
         let root = fs::canonicalize(dir).ctx(dir, "resolve volume directory")?;
-        Ok(Volume {
-            root: Some(root),
-            policy,
-        })
+        Ok(Volume { root: Some(root), policy })
     }
 
     /// The volume `path` belongs to (`path` need not exist).
@@ -70,22 +57,12 @@ impl Volume {
         loop {
             let file = at.join(VOLUME_FILE);
             match fs::read(&file) {
-                Ok(bytes) => {
-                    return Self::parse(&file, &bytes).map(|policy| Volume {
-                        root: Some(at),
-                        policy,
-                    })
-                }
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::NotFound
-                        || e.raw_os_error() == Some(libc::ENOTDIR) => {}
+                Ok(bytes) => return Self::parse(&file, &bytes).map(|policy| Volume { root: Some(at), policy }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {}
                 Err(e) => return Err(Error::io(&file, "read volume file", e)),
             }
             if !at.pop() {
-                return Ok(Volume {
-                    root: None,
-                    policy: Policy::Inode,
-                });
+                return Ok(Volume { root: None, policy: Policy::Inode });
             }
         }
     }
@@ -119,11 +96,7 @@ impl Volume {
 
 /// The canonical form of `path` if it exists, else of its nearest existing ancestor.
 pub(crate) fn nearest_existing(path: &Path) -> std::io::Result<PathBuf> {
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(path)
-    };
+    let abs = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) };
     let mut at = abs.as_path();
     loop {
         match fs::canonicalize(at) {
@@ -148,14 +121,8 @@ mod tests {
         let inner = outer.join("a/inner");
         Volume::init(&outer, Policy::Always).unwrap();
         Volume::init(&inner, Policy::Never).unwrap();
-        assert_eq!(
-            Volume::of(outer.join("a/x")).unwrap().policy(),
-            Policy::Always
-        );
-        assert_eq!(
-            Volume::of(inner.join("deep/not/there")).unwrap().policy(),
-            Policy::Never
-        );
+        assert_eq!(Volume::of(outer.join("a/x")).unwrap().policy(), Policy::Always);
+        assert_eq!(Volume::of(inner.join("deep/not/there")).unwrap().policy(), Policy::Never);
         let v = Volume::of(t.path()).unwrap();
         // The temp dir may itself sit in a volume only if someone made one above /tmp.
         if v.root().is_none() {
@@ -166,16 +133,9 @@ mod tests {
     #[test]
     fn corrupt_volume_file_is_named() {
         let t = tempfile::tempdir().unwrap();
-        fs::write(
-            t.path().join(VOLUME_FILE),
-            b"{\"format\":1,\"policy\":\"sometimes\"}",
-        )
-        .unwrap();
+        fs::write(t.path().join(VOLUME_FILE), b"{\"format\":1,\"policy\":\"sometimes\"}").unwrap();
         let err = Volume::of(t.path().join("f")).unwrap_err().to_string();
-        assert!(
-            err.contains(VOLUME_FILE) && err.contains("corrupt volume file"),
-            "{err}"
-        );
+        assert!(err.contains(VOLUME_FILE) && err.contains("corrupt volume file"), "{err}");
     }
 
     #[test]

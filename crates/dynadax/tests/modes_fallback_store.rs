@@ -16,11 +16,7 @@ fn xattr_store_records_and_inherits() {
 
     let f = File::create(dir.join("seg")).unwrap();
     let st = f.status().unwrap();
-    assert_eq!(
-        st.physical,
-        Mode::Direct,
-        "dynadax-created file inherits through the xattr"
-    );
+    assert_eq!(st.physical, Mode::Direct, "dynadax-created file inherits through the xattr");
     assert_eq!(st.effective, Some(Mode::Direct));
     assert_eq!(st.backing, Some(Backing::Emulated));
     assert_eq!(mode_xattr(&dir.join("seg")).as_deref(), Some("direct"));
@@ -30,10 +26,7 @@ fn xattr_store_records_and_inherits() {
 
     // A file made by another program has no record: cached, like a clear kernel flag.
     std::fs::write(dir.join("foreign"), b"x").unwrap();
-    assert_eq!(
-        dynadax::stat(dir.join("foreign")).unwrap().physical,
-        Mode::Cached
-    );
+    assert_eq!(dynadax::stat(dir.join("foreign")).unwrap().physical, Mode::Cached);
 }
 
 #[test]
@@ -42,20 +35,9 @@ fn corrupt_xattr_is_a_named_error() {
     let p = path(&d, "f");
     std::fs::write(&p, b"x").unwrap();
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    let rc = unsafe {
-        libc::setxattr(
-            c.as_ptr(),
-            c"user.dynadax.mode".as_ptr(),
-            b"turbo".as_ptr().cast(),
-            5,
-            0,
-        )
-    };
+    let rc = unsafe { libc::setxattr(c.as_ptr(), c"user.dynadax.mode".as_ptr(), b"turbo".as_ptr().cast(), 5, 0) };
     assert_eq!(rc, 0);
     let err = dynadax::stat(&p).unwrap_err().to_string();
-    assert!(
-        err.contains(&*p.to_string_lossy()) && err.contains("turbo"),
-        "{err}"
-    );
+    assert!(err.contains(&*p.to_string_lossy()) && err.contains("turbo"), "{err}");
     assert_eq!(std::fs::read(&p).unwrap(), b"x", "data untouched");
 }

@@ -23,9 +23,7 @@ fn busy_while_mapped_then_succeeds_and_data_survives_both_ways() {
 
         let g = f.map(4096, 8192, true).unwrap();
         assert_eq!(f.live_mappings(), 1);
-        let err = f
-            .set_mode(Mode::Direct, SwitchOptions::default())
-            .unwrap_err();
+        let err = f.set_mode(Mode::Direct, SwitchOptions::default()).unwrap_err();
         match &err {
             Error::Busy { path, mappings } => {
                 assert_eq!(path, &p);
@@ -41,17 +39,10 @@ fn busy_while_mapped_then_succeeds_and_data_survives_both_ways() {
 
         // cached -> direct: what was written through the page cache reads back through the mapping.
         let st = f.set_mode(Mode::Direct, SwitchOptions::default()).unwrap();
-        assert_eq!(
-            (st.effective, st.backing),
-            (Some(Mode::Direct), Some(Backing::Emulated))
-        );
+        assert_eq!((st.effective, st.backing), (Some(Mode::Direct), Some(Backing::Emulated)));
         let mut buf = vec![0u8; a.len()];
         assert_eq!(f.read_at(&mut buf, 0).unwrap(), a.len());
-        assert!(
-            buf == a,
-            "cached -> direct lost data on {}",
-            d.path().display()
-        );
+        assert!(buf == a, "cached -> direct lost data on {}", d.path().display());
 
         // direct -> cached: written through the mapping, read through the page cache.
         let b = pattern(1 << 20, 2, 2);
@@ -77,26 +68,12 @@ fn switch_waits_for_mappings_when_asked() {
         std::thread::sleep(Duration::from_millis(100));
         drop(g);
     });
-    let st = f
-        .set_mode(
-            Mode::Direct,
-            SwitchOptions {
-                wait: Some(Duration::from_secs(30)),
-            },
-        )
-        .unwrap();
+    let st = f.set_mode(Mode::Direct, SwitchOptions { wait: Some(Duration::from_secs(30)) }).unwrap();
     assert_eq!(st.effective, Some(Mode::Direct));
     t.join().unwrap();
 
     let _g = f.map(0, 4096, false).unwrap();
-    let err = f
-        .set_mode(
-            Mode::Cached,
-            SwitchOptions {
-                wait: Some(Duration::from_millis(50)),
-            },
-        )
-        .unwrap_err();
+    let err = f.set_mode(Mode::Cached, SwitchOptions { wait: Some(Duration::from_millis(50)) }).unwrap_err();
     assert!(matches!(err, Error::Busy { mappings: 1, .. }), "{err}");
 }
 
@@ -108,15 +85,8 @@ fn handles_share_one_inode_and_one_lock() {
     let b = File::open(&p).unwrap();
     a.set_len(8192).unwrap();
     let _g = b.map(0, 4096, false).unwrap();
-    assert_eq!(
-        a.live_mappings(),
-        1,
-        "second handle's mapping is seen by the first"
-    );
-    assert!(matches!(
-        a.set_mode(Mode::Direct, SwitchOptions::default()),
-        Err(Error::Busy { .. })
-    ));
+    assert_eq!(a.live_mappings(), 1, "second handle's mapping is seen by the first");
+    assert!(matches!(a.set_mode(Mode::Direct, SwitchOptions::default()), Err(Error::Busy { .. })));
 }
 
 #[test]
@@ -130,11 +100,7 @@ fn shrink_below_a_live_mapping_is_refused() {
             g.write(0, b"mapped").unwrap();
             g.persist(0, 6).unwrap();
             assert!(matches!(f.set_len(4096), Err(Error::Busy { .. })), "{mode}");
-            assert_eq!(
-                f.len().unwrap(),
-                3 * 4096,
-                "refused shrink changed the length"
-            );
+            assert_eq!(f.len().unwrap(), 3 * 4096, "refused shrink changed the length");
             f.set_len(2 * 4096).unwrap(); // Still covers the guard.
             let mut buf = [0u8; 6];
             f.read_at(&mut buf, 4096).unwrap();
@@ -152,10 +118,7 @@ fn mapping_past_the_end_is_refused_with_the_path() {
     let f = File::create(&p).unwrap();
     f.set_len(100).unwrap();
     let err = f.map(0, 4096, false).unwrap_err().to_string();
-    assert!(
-        err.contains(&*p.to_string_lossy()) && err.contains("100 bytes"),
-        "{err}"
-    );
+    assert!(err.contains(&*p.to_string_lossy()) && err.contains("100 bytes"), "{err}");
     assert_eq!(f.live_mappings(), 0);
 }
 
@@ -173,12 +136,7 @@ fn policy_matrix_on_real_volumes() {
                 let st = dynadax::stat(&p).unwrap();
                 let want = policy.apply(physical);
                 assert_eq!(st.physical, physical);
-                assert_eq!(
-                    st.effective,
-                    Some(want),
-                    "{policy} x {physical} on {}",
-                    d.path().display()
-                );
+                assert_eq!(st.effective, Some(want), "{policy} x {physical} on {}", d.path().display());
                 assert_eq!(st.policy, policy);
                 // The opened file's vector agrees with stat, and works.
                 let f = File::open(&p).unwrap();
@@ -212,11 +170,7 @@ fn every_operation_works_in_both_vectors() {
             assert_eq!(f.len().unwrap(), 5 * 4096, "{mode}: allocate extends");
             f.advise(0, 4096, dynadax::Advice::Sequential).unwrap();
             let ext = f.extents(0, 5 * 4096).unwrap();
-            assert_eq!(
-                ext.iter().map(|e| e.len).sum::<u64>(),
-                5 * 4096,
-                "{mode}: extents cover the file"
-            );
+            assert_eq!(ext.iter().map(|e| e.len).sum::<u64>(), 5 * 4096, "{mode}: extents cover the file");
             assert!(ext[0].data && ext[0].offset == 0, "{mode}: {ext:?}");
 
             // Direct I/O exists in both vectors (rule 1). tmpfs has O_DIRECT since 6.6.
@@ -226,11 +180,7 @@ fn every_operation_works_in_both_vectors() {
             assert_eq!(f.direct_read_at(&mut back, 4096).unwrap(), 4096);
             assert_eq!(back, block, "{mode}: direct I/O round trip");
             let mut odd = vec![0u8; 10];
-            assert_eq!(
-                f.direct_read_at(&mut odd, 4100).unwrap(),
-                10,
-                "{mode}: unaligned direct read"
-            );
+            assert_eq!(f.direct_read_at(&mut odd, 4100).unwrap(), 10, "{mode}: unaligned direct read");
             assert_eq!(odd[..], block[4..14]);
 
             // Writes past the direct window's capacity grow it.

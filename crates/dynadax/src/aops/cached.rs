@@ -21,12 +21,7 @@ pub(crate) struct CachedOps {
 
 impl CachedOps {
     pub(crate) fn new(file: Arc<File>, path: Arc<PathBuf>, writable: bool) -> CachedOps {
-        CachedOps {
-            file,
-            path,
-            writable,
-            odirect: OnceLock::new(),
-        }
+        CachedOps { file, path, writable, odirect: OnceLock::new() }
     }
 
     fn odirect(&self) -> io::Result<&File> {

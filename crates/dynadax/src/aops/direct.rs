@@ -48,15 +48,10 @@ impl DirectOps {
             // ops lock's write side, so no access outlives the bytes it touches.
             match unsafe { Mapping::new(file.as_fd(), 0, cap as usize, writable, MapKind::Sync) } {
                 Ok(m) => (m, MapKind::Sync),
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EOPNOTSUPP)
-                        || e.raw_os_error() == Some(libc::EINVAL) =>
-                {
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) || e.raw_os_error() == Some(libc::EINVAL) => {
                     // SAFETY: as above.
                     (
-                        unsafe {
-                            Mapping::new(file.as_fd(), 0, cap as usize, writable, MapKind::Shared)
-                        }?,
+                        unsafe { Mapping::new(file.as_fd(), 0, cap as usize, writable, MapKind::Shared) }?,
                         MapKind::Shared,
                     )
                 }
@@ -64,37 +59,18 @@ impl DirectOps {
             }
         } else {
             // SAFETY: as above.
-            (
-                unsafe { Mapping::new(file.as_fd(), 0, cap as usize, writable, MapKind::Shared) }?,
-                MapKind::Shared,
-            )
+            (unsafe { Mapping::new(file.as_fd(), 0, cap as usize, writable, MapKind::Shared) }?, MapKind::Shared)
         };
         let insn = FlushInsn::detect();
-        let backing = if kind == MapKind::Sync {
-            Backing::KernelDax
-        } else {
-            Backing::Emulated
-        };
-        Ok(DirectOps {
-            file,
-            writable,
-            backing,
-            kind,
-            insn,
-            window,
-            len: AtomicU64::new(len),
-            extend: Mutex::new(()),
-        })
+        let backing = if kind == MapKind::Sync { Backing::KernelDax } else { Backing::Emulated };
+        Ok(DirectOps { file, writable, backing, kind, insn, window, len: AtomicU64::new(len), extend: Mutex::new(()) })
     }
 
     fn check_writable(&self) -> io::Result<()> {
         if self.writable {
             Ok(())
         } else {
-            Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "file is open read-only",
-            ))
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, "file is open read-only"))
         }
     }
 
@@ -113,8 +89,7 @@ impl DirectOps {
 
     /// The window offset for file offset `off` (the window starts at 0).
     fn at(off: u64) -> io::Result<usize> {
-        usize::try_from(off)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))
+        usize::try_from(off).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))
     }
 }
 
@@ -226,8 +201,7 @@ impl Aops for DirectOps {
         let cap = window_for(end);
         // SAFETY: as in `new`; the ops lock is held for write, so no reader is using
         // the old window while it is replaced (and unmapped when dropped here).
-        self.window =
-            unsafe { Mapping::new(self.file.as_fd(), 0, cap as usize, self.writable, self.kind) }?;
+        self.window = unsafe { Mapping::new(self.file.as_fd(), 0, cap as usize, self.writable, self.kind) }?;
         Ok(())
     }
 }

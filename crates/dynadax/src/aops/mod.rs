@@ -114,12 +114,7 @@ pub(crate) trait Aops: Send + Sync {
 
 /// The data and hole runs of `off..off+len` of `file`, from `SEEK_DATA`/`SEEK_HOLE`.
 /// Both vectors ask the file system the same question, so they share this.
-pub(crate) fn seek_extents(
-    file: &File,
-    off: u64,
-    len: u64,
-    file_len: u64,
-) -> io::Result<Vec<Extent>> {
+pub(crate) fn seek_extents(file: &File, off: u64, len: u64, file_len: u64) -> io::Result<Vec<Extent>> {
     use rustix::fs::{seek, SeekFrom};
     let end = off.saturating_add(len).min(file_len);
     let mut out = Vec::new();
@@ -131,33 +126,20 @@ pub(crate) fn seek_extents(
             Err(e) => return Err(e.into()),
         };
         if data > at {
-            out.push(Extent {
-                offset: at,
-                len: data - at,
-                data: false,
-            });
+            out.push(Extent { offset: at, len: data - at, data: false });
         }
         if data >= end {
             break;
         }
         let hole = seek(file, SeekFrom::Hole(data))?.min(end);
-        out.push(Extent {
-            offset: data,
-            len: hole - data,
-            data: true,
-        });
+        out.push(Extent { offset: data, len: hole - data, data: true });
         at = hole;
     }
     Ok(out)
 }
 
 /// `fallocate` with `mode`; the shared core of `allocate` and `zero_range`.
-pub(crate) fn fallocate(
-    file: &File,
-    mode: rustix::fs::FallocateFlags,
-    off: u64,
-    len: u64,
-) -> io::Result<()> {
+pub(crate) fn fallocate(file: &File, mode: rustix::fs::FallocateFlags, off: u64, len: u64) -> io::Result<()> {
     rustix::fs::fallocate(file, mode, off, len).map_err(Into::into)
 }
 

@@ -22,11 +22,7 @@ pub fn kernel_flag_dir() -> tempfile::TempDir {
 /// A fresh directory on tmpfs, where FS_XFLAG_DAX cannot be set.
 pub fn tmpfs_dir() -> tempfile::TempDir {
     let d = tempfile::tempdir_in("/dev/shm").expect("/dev/shm (tmpfs) must exist");
-    assert_eq!(
-        rustix_free_statfs_type(d.path()),
-        TMPFS_MAGIC,
-        "/dev/shm is not tmpfs"
-    );
+    assert_eq!(rustix_free_statfs_type(d.path()), TMPFS_MAGIC, "/dev/shm is not tmpfs");
     d
 }
 
@@ -47,13 +43,7 @@ pub fn xflags(p: &Path) -> u32 {
     let mut buf = [0u32; 7];
     // _IOR('X', 31, struct fsxattr) with a 28-byte struct.
     let rc = unsafe { libc::ioctl(f.as_raw_fd(), 0x801c_581f, buf.as_mut_ptr()) };
-    assert_eq!(
-        rc,
-        0,
-        "FS_IOC_FSGETXATTR on {}: {}",
-        p.display(),
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "FS_IOC_FSGETXATTR on {}: {}", p.display(), std::io::Error::last_os_error());
     buf[0]
 }
 
@@ -64,23 +54,14 @@ pub fn mode_xattr(p: &Path) -> Option<String> {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     let name = c"user.dynadax.mode";
     let mut buf = [0u8; 32];
-    let n = unsafe {
-        libc::getxattr(
-            c.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
+    let n = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }
 
 /// Deterministic bytes for block `block` at version `v`.
 pub fn pattern(len: usize, block: u64, v: u64) -> Vec<u8> {
     let seed = block.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ v.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-    (0..len)
-        .map(|i| (seed.rotate_left((i % 64) as u32) ^ i as u64) as u8)
-        .collect()
+    (0..len).map(|i| (seed.rotate_left((i % 64) as u32) ^ i as u64) as u8).collect()
 }
 
 pub fn path(d: &tempfile::TempDir, name: &str) -> PathBuf {
