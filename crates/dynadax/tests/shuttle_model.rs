@@ -48,8 +48,10 @@ fn scenario(dir: &std::path::Path) {
     let switcher = {
         let f = f.clone();
         thread::spawn(move || {
-            for mode in [Mode::Direct, Mode::Cached, Mode::Direct] {
-                match f.set_mode(mode, SwitchOptions::default()) {
+            // Refuse at once, then wait (shuttle may let the wait time out), then refuse.
+            let waits = [None, Some(std::time::Duration::from_secs(1)), None];
+            for (mode, wait) in [Mode::Direct, Mode::Cached, Mode::Direct].into_iter().zip(waits) {
+                match f.set_mode(mode, SwitchOptions { wait }) {
                     Ok(st) => assert_eq!(st.effective, Some(mode)),
                     Err(Error::Busy { mappings, .. }) => assert!(mappings >= 1),
                     Err(e) => panic!("unexpected error: {e}"),

@@ -1,0 +1,177 @@
+//! The `dynadax` command as a user runs it: output contracts, exit codes, one-line
+//! errors naming the path, and modes that survive from one process to the next.
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dynadax(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dynadax")).args(args).output().expect("run dynadax")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// FS_XFLAG_DAX read with a raw ioctl, independent of dynadax.
+fn xflag_dax(path: &Path) -> bool {
+    let f = std::fs::File::open(path).unwrap();
+    let mut buf = [0u32; 7];
+    assert_eq!(unsafe { libc::ioctl(f.as_raw_fd(), 0x801c_581f, buf.as_mut_ptr()) }, 0);
+    buf[0] & 0x8000 != 0
+}
+
+fn work_tree_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+#[test]
+fn help_teaches_and_lists_commands() {
+    let out = dynadax(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["probe", "stat", "mode", "volume", "demo", "physical", "effective", "Exit codes"] {
+        assert!(text.contains(word), "--help lacks {word}:\n{text}");
+    }
+}
+
+#[test]
+fn probe_json_has_the_contract_keys() {
+    let d = work_tree_dir();
+    for target in [d.path().to_path_buf(), d.path().join("not/yet")] {
+        let v = json(&dynadax(&["probe", p(&target), "--json"]));
+        for key in [
+            "path",
+            "fs_type",
+            "mount_dax",
+            "device_dax",
+            "statx_dax",
+            "map_sync",
+            "persistence",
+            "flush_instruction",
+            "flag_store",
+        ] {
+            assert!(v.get(key).is_some(), "probe --json lacks {key}: {v}");
+        }
+        assert!(v["map_sync"].is_boolean());
+        assert_eq!(v["path"], p(&target));
+        assert!(!target.join("not").exists(), "probe created something");
+    }
+}
+
+/// The acceptance scenario on this machine's ext4.
+#[test]
+fn mode_on_ext4_directory_sets_kernel_flag_and_new_files_inherit() {
+    let d = work_tree_dir();
+    let dir = d.path().join("wal");
+    std::fs::create_dir(&dir).unwrap();
+    let out = dynadax(&["mode", p(&dir), "direct"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(xflag_dax(&dir), "FS_XFLAG_DAX not set as the kernel reports it");
+    let file = dir.join("made-by-sh");
+    assert!(Command::new("sh").arg("-c").arg(format!("echo hi > '{}'", file.display())).status().unwrap().success());
+    assert!(xflag_dax(&file), "file created by sh did not inherit");
+    let v = json(&dynadax(&["stat", p(&file), "--json"]));
+    for key in ["path", "kind", "physical", "effective", "backing", "pending", "reason", "flag_store"] {
+        assert!(v.get(key).is_some(), "stat --json lacks {key}: {v}");
+    }
+    assert_eq!(v["kind"], "file");
+    assert_eq!(v["physical"], "direct");
+    assert_eq!(v["effective"], "direct");
+    assert_eq!(v["backing"], "emulated");
+    assert_eq!(v["pending"], false);
+    assert_eq!(v["flag_store"], "fs-xflag");
+    assert!(v["reason"].as_str().unwrap().contains("emulated"), "{v}");
+}
+
+/// Set in one process, read in the next: the tmpfs fallback survives a restart.
+#[test]
+fn tmpfs_mode_survives_process_restart() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let f = d.path().join("f");
+    std::fs::write(&f, b"x").unwrap();
+    json(&dynadax(&["mode", p(&f), "direct", "--json"]));
+    let v = json(&dynadax(&["stat", p(&f), "--json"]));
+    assert_eq!(v["physical"], "direct");
+    assert_eq!(v["effective"], "direct");
+    assert_eq!(v["flag_store"], "xattr");
+    json(&dynadax(&["mode", p(&f), "cached", "--json"]));
+    assert_eq!(json(&dynadax(&["stat", p(&f), "--json"]))["physical"], "cached");
+}
+
+#[test]
+fn volume_policy_applies() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let vol = d.path().join("vol");
+    json(&dynadax(&["volume", "init", p(&vol), "--policy", "never", "--json"]));
+    let f = vol.join("f");
+    std::fs::write(&f, b"x").unwrap();
+    json(&dynadax(&["mode", p(&f), "direct", "--json"]));
+    let v = json(&dynadax(&["stat", p(&f), "--json"]));
+    assert_eq!((v["physical"].as_str(), v["effective"].as_str()), (Some("direct"), Some("cached")));
+    assert!(v["reason"].as_str().unwrap().contains("policy never"), "{v}");
+}
+
+fn assert_one_line_error(out: &Output, code: i32, needles: &[&str]) {
+    assert_eq!(out.status.code(), Some(code), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "error lacks {n:?}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_changes_nothing() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let missing = d.path().join("missing");
+    assert_one_line_error(&dynadax(&["stat", p(&missing)]), 1, &[p(&missing), "no such file"]);
+    assert_one_line_error(&dynadax(&["mode", p(&missing), "direct"]), 1, &[p(&missing)]);
+    assert_one_line_error(
+        &dynadax(&["mode", "/dev/null", "direct"]),
+        1,
+        &["/dev/null", "not a regular file or directory"],
+    );
+
+    let file = d.path().join("file");
+    std::fs::write(&file, b"keep me").unwrap();
+    assert_one_line_error(&dynadax(&["volume", "init", p(&file)]), 1, &[p(&file), "not a directory"]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+    std::fs::write(d.path().join(".dynadax-volume"), b"{not json").unwrap();
+    assert_one_line_error(&dynadax(&["stat", p(&file)]), 1, &[".dynadax-volume", "corrupt volume file"]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+    // Usage errors exit 2 (clap's convention).
+    let out = dynadax(&["mode", p(&file), "turbo"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = dynadax(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn demo_runs_and_reports() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let dir = d.path().join("demo");
+    let out = dynadax(&["demo", p(&dir), "--size", "1048576"]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("demo passed") && text.contains("refused: Busy"), "{text}");
+    // Run again (idempotent), as JSON.
+    let v = json(&dynadax(&["demo", p(&dir), "--size", "65536", "--json"]));
+    assert!(v["steps"].as_array().unwrap().iter().all(|s| s["ok"] == true), "{v}");
+    assert_eq!(v["after_cached"]["effective"], "cached");
+    assert_eq!(v["after_direct"]["effective"], "direct");
+    // A non-volume `volume/` directory is never deleted.
+    let other = d.path().join("other");
+    std::fs::create_dir_all(other.join("volume")).unwrap();
+    std::fs::write(other.join("volume/precious"), b"x").unwrap();
+    assert_one_line_error(&dynadax(&["demo", p(&other)]), 1, &["not a dynadax volume"]);
+    assert!(other.join("volume/precious").exists());
+}
