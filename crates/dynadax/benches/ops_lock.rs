@@ -1,1 +1,103 @@
-fn main() {}
+//! Read-side cost of the ops lock: 4 KiB reads through dynadax against the same reads
+//! with no lock and no vector (plain `pread` for cached, `memcpy` from a `memmap2`
+//! mapping for direct), with 1 and 2 threads. The file (64 MiB on tmpfs) stays in
+//! memory, so the difference is dynadax's own overhead, at its most visible.
+//!
+//! `cargo bench -p dynadax --bench ops_lock`
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use dynadax::{File, Mode, SwitchOptions};
+use std::hint::black_box;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const FILE: u64 = 64 << 20;
+const READ: usize = 4096;
+const PAGES: u64 = FILE / READ as u64;
+
+/// Offsets visited: a fixed permutation-like stride over all pages.
+fn offset(i: u64) -> u64 {
+    (i.wrapping_mul(7919) % PAGES) * READ as u64
+}
+
+/// Runs `per_thread(iters)` on `threads` threads at once, returns wall time.
+fn parallel(threads: usize, iters: u64, f: Arc<dyn Fn(u64) + Send + Sync>) -> Duration {
+    let barrier = Arc::new(std::sync::Barrier::new(threads + 1));
+    let hs: Vec<_> = (0..threads)
+        .map(|_| {
+            let (f, barrier) = (f.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                f(iters);
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t = Instant::now();
+    for h in hs {
+        h.join().unwrap();
+    }
+    t.elapsed()
+}
+
+fn bench_reads(c: &mut Criterion) {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let path = dir.path().join("reads");
+    std::fs::write(&path, vec![0x5au8; FILE as usize]).unwrap();
+    let raw = Arc::new(std::fs::File::open(&path).unwrap());
+    // SAFETY (bench): the file is not truncated while mapped.
+    let map = Arc::new(unsafe { memmap2::Mmap::map(&*raw).unwrap() });
+    let f = Arc::new(File::open(&path).unwrap());
+
+    for threads in [1usize, 2] {
+        let mut g = c.benchmark_group(format!("read4k/{threads}-thread"));
+        g.sample_size(40).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+
+        let baseline_cached: Arc<dyn Fn(u64) + Send + Sync> = {
+            let raw = raw.clone();
+            Arc::new(move |n| {
+                let mut buf = [0u8; READ];
+                for i in 0..n {
+                    black_box(raw.read_at(&mut buf, offset(i)).unwrap());
+                }
+            })
+        };
+        let baseline_direct: Arc<dyn Fn(u64) + Send + Sync> = {
+            let map = map.clone();
+            Arc::new(move |n| {
+                let mut buf = [0u8; READ];
+                for i in 0..n {
+                    let o = offset(i) as usize;
+                    buf.copy_from_slice(black_box(&map[o..o + READ]));
+                    black_box(&buf);
+                }
+            })
+        };
+        let dynadax_reads: Arc<dyn Fn(u64) + Send + Sync> = {
+            let f = f.clone();
+            Arc::new(move |n| {
+                let mut buf = [0u8; READ];
+                for i in 0..n {
+                    black_box(f.read_at(&mut buf, offset(i)).unwrap());
+                }
+            })
+        };
+
+        for (mode, baseline, name) in
+            [(Mode::Cached, &baseline_cached, "pread"), (Mode::Direct, &baseline_direct, "memcpy")]
+        {
+            f.set_mode(mode, SwitchOptions::default()).unwrap();
+            g.bench_function(BenchmarkId::new(format!("{mode}/unlocked-{name}"), threads), |b| {
+                b.iter_custom(|iters| parallel(threads, iters, baseline.clone()))
+            });
+            g.bench_function(BenchmarkId::new(format!("{mode}/dynadax"), threads), |b| {
+                b.iter_custom(|iters| parallel(threads, iters, dynadax_reads.clone()))
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_reads);
+criterion_main!(benches);

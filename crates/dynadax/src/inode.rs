@@ -129,6 +129,31 @@ impl MapRegistry {
     }
 }
 
+/// Drops a replaced operations vector on a background thread (started on first use).
+/// Under the shuttle model, where threads are simulated, it drops in place.
+fn retire(old: Box<dyn Aops>) {
+    #[cfg(not(feature = "shuttle"))]
+    {
+        use std::sync::mpsc;
+        static REAPER: OnceLock<Option<mpsc::Sender<Box<dyn Aops>>>> = OnceLock::new();
+        let tx = REAPER.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Box<dyn Aops>>();
+            let spawned = std::thread::Builder::new().name("dynadax-reaper".into()).spawn(move || {
+                for old in rx {
+                    drop(old);
+                }
+            });
+            spawned.ok().map(|_| tx)
+        });
+        if let Some(tx) = tx {
+            // If the reaper is gone, `send` hands the vector back and it drops here.
+            let _ = tx.send(old);
+        }
+    }
+    #[cfg(feature = "shuttle")]
+    drop(old);
+}
+
 /// How a switch behaves when mappings are alive.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SwitchOptions {
@@ -139,8 +164,10 @@ pub struct SwitchOptions {
 
 /// The process's inode cache. A std mutex even under shuttle: it is never held
 /// across a scheduling point.
-fn cache() -> &'static std::sync::Mutex<HashMap<(u64, u64), Weak<Inode>>> {
-    static CACHE: OnceLock<std::sync::Mutex<HashMap<(u64, u64), Weak<Inode>>>> = OnceLock::new();
+type InodeCache = std::sync::Mutex<HashMap<(u64, u64), Weak<Inode>>>;
+
+fn cache() -> &'static InodeCache {
+    static CACHE: OnceLock<InodeCache> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
@@ -311,14 +338,16 @@ impl Inode {
                 st.decision = decision;
                 break None;
             }
-            // Keep the old vector alive until the lock is released: unmapping a large,
-            // populated window costs time proportional to its touched pages, and nobody
-            // needs to wait for that.
             let old = st.vector.take();
             Self::build(&self.path, &self.fs, self.policy, self.writable, &mut st, file)?;
             break old;
         };
-        drop(old);
+        // Unmapping a large, populated window costs time proportional to its touched
+        // pages: that is reclamation, not part of the switch, so it happens off this
+        // thread (the kernel path above unmaps synchronously: eviction needs it).
+        if let Some(old) = old {
+            retire(old);
+        }
         Ok(())
     }
 
