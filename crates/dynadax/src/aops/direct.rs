@@ -74,14 +74,21 @@ impl DirectOps {
         }
     }
 
-    /// Extends the file to at least `end` bytes (never shrinks).
+    /// Extends the file to at least `end` bytes (never shrinks). The new range is
+    /// allocated with `fallocate`, not just sized with `ftruncate`: a store into an
+    /// unallocated page of a mapping on a full file system raises SIGBUS, so a full
+    /// disk must surface here as `ENOSPC` instead.
     fn extend_to(&self, end: u64) -> io::Result<()> {
         if end <= self.len.load(Ordering::Acquire) {
             return Ok(());
         }
         let _g = self.extend.lock().unwrap_or_else(|e| e.into_inner());
-        if end > self.len.load(Ordering::Acquire) {
-            self.file.set_len(end)?;
+        let cur = self.len.load(Ordering::Acquire);
+        if end > cur {
+            match fallocate(&self.file, FallocateFlags::empty(), cur, end - cur) {
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.file.set_len(end)?,
+                r => r?,
+            }
             self.len.store(end, Ordering::Release);
         }
         Ok(())

@@ -1,0 +1,56 @@
+//! A full file system is a clear error naming the path, in both vectors, and loses
+//! nothing already written. Mounts a 256 KiB tmpfs (needs root, as CI has).
+
+use dynadax::{Error, File, Mode, SwitchOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct TinyFs(tempfile::TempDir);
+
+impl TinyFs {
+    fn mount() -> TinyFs {
+        let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let ok =
+            Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(d.path()).status().unwrap();
+        assert!(ok.success(), "mounting a small tmpfs needs root (CI runs as root)");
+        TinyFs(d)
+    }
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+fn check_full(p: &PathBuf, mode: Mode) {
+    let f = File::create(p).unwrap();
+    f.set_mode(mode, SwitchOptions::default()).unwrap();
+    assert_eq!(f.status().unwrap().effective, Some(mode));
+    f.write_at(b"kept", 0).unwrap();
+    f.persist(0, 4).unwrap();
+    let big = vec![7u8; 512 << 10];
+    let err = f.write_at(&big, 4096).unwrap_err();
+    match &err {
+        Error::Io { path, source, .. } => {
+            assert_eq!(path, p);
+            assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        }
+        e => panic!("{mode}: expected an I/O error, got {e}"),
+    }
+    assert!(err.to_string().contains("No space left"), "{err}");
+    let mut b = [0u8; 4];
+    f.read_at(&mut b, 0).unwrap();
+    assert_eq!(&b, b"kept", "{mode}: data written before the failure was lost");
+}
+
+#[test]
+fn full_file_system_is_a_clear_error_in_both_vectors() {
+    let fs = TinyFs::mount();
+    check_full(&fs.path().join("cached"), Mode::Cached);
+    std::fs::remove_file(fs.path().join("cached")).unwrap();
+    check_full(&fs.path().join("direct"), Mode::Direct);
+}

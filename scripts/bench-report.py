@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Turns criterion's results (target/criterion/**/new/estimates.json) into the tables
+and SVG bar charts of docs/benchmarks.md. Standard library only.
+
+    cargo bench -p dynadax --bench switch --bench ops_lock
+    python3 scripts/bench-report.py          # prints Markdown tables, writes docs/img/*.svg
+"""
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CRIT = ROOT / "target" / "criterion"
+IMG = ROOT / "docs" / "img"
+
+
+def median_ns(*parts):
+    p = CRIT.joinpath(*parts, "new", "estimates.json")
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())["median"]["point_estimate"]
+
+
+def bars_svg(path, title, unit, groups, series, values, log=False):
+    """groups: x labels; series: names; values[(g, s)] -> number."""
+    import math
+    w, h, left, bottom, top = 760, 360, 70, 60, 40
+    colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759"]
+    vals = [v for v in values.values() if v]
+    vmax = max(vals) * 1.15
+    vmin = min(vals) / 2 if log else 0
+
+    def y(v):
+        if log:
+            f = (math.log10(v) - math.log10(vmin)) / (math.log10(vmax) - math.log10(vmin))
+        else:
+            f = v / vmax
+        return h - bottom - f * (h - bottom - top)
+
+    gw = (w - left - 20) / len(groups)
+    bw = gw * 0.8 / len(series)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{w/2}" y="22" text-anchor="middle" font-size="15">{title}</text>',
+           f'<line x1="{left}" y1="{h-bottom}" x2="{w-10}" y2="{h-bottom}" stroke="black"/>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h-bottom}" stroke="black"/>',
+           f'<text x="16" y="{(h-bottom+top)/2}" transform="rotate(-90 16 {(h-bottom+top)/2})" text-anchor="middle">{unit}{" (log)" if log else ""}</text>']
+    ticks = []
+    if log:
+        e = math.floor(math.log10(vmin))
+        while 10 ** e <= vmax:
+            if 10 ** e >= vmin:
+                ticks.append(10 ** e)
+            e += 1
+    else:
+        step = 10 ** math.floor(math.log10(vmax / 4))
+        ticks = [i * step for i in range(0, int(vmax / step) + 1)][:: max(1, int(vmax / step) // 6)]
+    for t in ticks:
+        out.append(f'<line x1="{left-4}" y1="{y(t):.1f}" x2="{w-10}" y2="{y(t):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left-6}" y="{y(t)+4:.1f}" text-anchor="end">{t:g}</text>')
+    for gi, g in enumerate(groups):
+        x0 = left + gi * gw + gw * 0.1
+        for si, s in enumerate(series):
+            v = values.get((g, s))
+            if not v:
+                continue
+            x = x0 + si * bw
+            out.append(f'<rect x="{x:.1f}" y="{y(v):.1f}" width="{bw-2:.1f}" height="{h-bottom-y(v):.1f}" fill="{colors[si % 4]}"/>')
+            out.append(f'<text x="{x+bw/2-1:.1f}" y="{y(v)-4:.1f}" text-anchor="middle" font-size="10">{v:.3g}</text>')
+        out.append(f'<text x="{left + gi*gw + gw/2:.1f}" y="{h-bottom+18}" text-anchor="middle">{g}</text>')
+    for si, s in enumerate(series):
+        out.append(f'<rect x="{left + si*190}" y="{h-22}" width="12" height="12" fill="{colors[si % 4]}"/>')
+        out.append(f'<text x="{left + si*190 + 16}" y="{h-12}">{s}</text>')
+    out.append("</svg>")
+    path.write_text("\n".join(out) + "\n")
+
+
+def main():
+    if not CRIT.exists():
+        sys.exit("no criterion results: run cargo bench -p dynadax first")
+    IMG.mkdir(parents=True, exist_ok=True)
+    sizes = ["1MiB", "64MiB", "1GiB"]
+    print("### Switch time (median, µs)\n")
+    print("| file system | case | 1 MiB | 64 MiB | 1 GiB | 1 GiB / 1 MiB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    sw = {}
+    for fs in ["work-fs", "tmpfs"]:
+        for case in ["fresh", "populated"]:
+            v = [median_ns(f"switch_{fs}", case, s) for s in sizes]
+            if None in v:
+                continue
+            us = [x / 1e3 for x in v]
+            for s, u in zip(sizes, us):
+                sw[(s, f"{fs} {case}")] = u
+            print(f"| {fs} | {case} | {us[0]:.1f} | {us[1]:.1f} | {us[2]:.1f} | {v[2]/v[0]:.2f} |")
+    if sw:
+        bars_svg(IMG / "switch.svg", "Mode switch time vs file size (median)", "µs", sizes,
+                 ["work-fs fresh", "work-fs populated", "tmpfs fresh", "tmpfs populated"], sw, log=True)
+    print("\n### 4 KiB reads (median ns per read, per thread)\n")
+    print("| threads | mode | unlocked baseline | dynadax | overhead |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    rd = {}
+    for t in [1, 2]:
+        for mode, base in [("cached", "unlocked-pread"), ("direct", "unlocked-memcpy")]:
+            b = median_ns(f"read4k_{t}-thread", f"{mode}_{base}", str(t))
+            d = median_ns(f"read4k_{t}-thread", f"{mode}_dynadax", str(t))
+            if b is None or d is None:
+                continue
+            rd[(f"{mode}, {t} thread{'s' if t > 1 else ''}", "unlocked baseline")] = b
+            rd[(f"{mode}, {t} thread{'s' if t > 1 else ''}", "dynadax (ops lock)")] = d
+            print(f"| {t} | {mode} | {b:.0f} ({base}) | {d:.0f} | {100*(d-b)/b:+.1f} % |")
+    if rd:
+        groups = []
+        for g, _ in rd:
+            if g not in groups:
+                groups.append(g)
+        bars_svg(IMG / "ops_lock.svg", "4 KiB read: dynadax vs unlocked baseline (median)", "ns per read",
+                 groups, ["unlocked baseline", "dynadax (ops lock)"], rd)
+
+
+if __name__ == "__main__":
+    main()
