@@ -1,0 +1,190 @@
+//! Kernel DAX tests: they need ext4 or xfs on a DAX device mounted `dax=inode`, so
+//! they are ignored on ordinary machines and run inside the real-kernel lab
+//! (`lab/run`), which boots Debian's kernel with an emulated pmem device and runs
+//! this binary with `DYNADAX_LAB_DIR=<mount point> --include-ignored`.
+//!
+//! The kernel is the judge here: `statx` (read with a raw syscall), a raw
+//! `MAP_SYNC` mmap, and `/proc/self/smaps` VmFlags.
+
+use dynadax::{Backing, Error, File, Mode, Persistence, SwitchOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+fn lab_dir(name: &str) -> PathBuf {
+    let root = std::env::var("DYNADAX_LAB_DIR").expect("DYNADAX_LAB_DIR must name a dax=inode mount");
+    let d = Path::new(&root).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `STATX_ATTR_DAX` with a raw statx, independent of dynadax.
+fn kernel_dax(p: &Path) -> bool {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, libc::STATX_BASIC_STATS, &mut st) };
+    assert_eq!(rc, 0);
+    assert_ne!(st.stx_attributes_mask & 0x0020_0000, 0, "kernel does not report STATX_ATTR_DAX");
+    st.stx_attributes & 0x0020_0000 != 0
+}
+
+/// Whether a raw `MAP_SHARED_VALIDATE | MAP_SYNC` mapping of `p` succeeds.
+fn raw_map_sync(p: &Path) -> bool {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(p).unwrap();
+    let len = 4096;
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "unexpected mmap error {e}");
+        return false;
+    }
+    unsafe { libc::munmap(addr, len) };
+    true
+}
+
+/// Number of `sf` (VM_SYNC) mappings of `p` in this process, from /proc/self/smaps.
+fn sync_mappings_of(p: &Path) -> usize {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = p.to_str().unwrap();
+    let mut count = 0;
+    let mut in_file = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        let header = first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        if header {
+            in_file = line.ends_with(name);
+        } else if in_file && line.starts_with("VmFlags:") && line.split_whitespace().any(|f| f == "sf") {
+            count += 1;
+        }
+    }
+    count
+}
+
+fn hold_open(p: &Path) -> Child {
+    Command::new("sh").arg("-c").arg(format!("exec 3<'{}'; sleep 60", p.display())).spawn().unwrap()
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+}
+
+#[test]
+#[ignore = "needs a kernel DAX file system (dax=inode): run by lab/run"]
+fn inherited_flag_gives_kernel_dax_with_map_sync_and_cache_line_flush() {
+    let dir = lab_dir("inherit");
+    dynadax::set_mode(&dir, Mode::Direct, SwitchOptions::default()).unwrap();
+    let p = dir.join("f");
+    let f = File::create(&p).unwrap();
+    assert!(kernel_dax(&p), "kernel did not put the inheriting file in DAX");
+    let st = f.status().unwrap();
+    assert_eq!((st.physical, st.effective, st.backing), (Mode::Direct, Some(Mode::Direct), Some(Backing::KernelDax)));
+    assert!(st.persistence.as_deref().unwrap().starts_with("cache-line-flush"), "{st:?}");
+
+    let data = pattern(1 << 20, 3);
+    f.write_at(&data, 0).unwrap();
+    f.persist(0, data.len() as u64).unwrap();
+    assert!(sync_mappings_of(&p) >= 1, "direct window is not a MAP_SYNC mapping");
+    let g = f.map(0, 8192, true).unwrap();
+    assert!(matches!(g.persistence(), Persistence::CacheLineFlush(_)), "{:?}", g.persistence());
+    g.write(0, b"guard").unwrap();
+    g.persist(0, 5).unwrap();
+    assert!(matches!(f.set_mode(Mode::Cached, SwitchOptions::default()), Err(Error::Busy { .. })));
+    drop(g);
+    let mut b = [0u8; 5];
+    f.read_at(&mut b, 0).unwrap();
+    assert_eq!(&b, b"guard");
+    assert_eq!(std::fs::read(&p).unwrap()[5..], data[5..]);
+}
+
+#[test]
+#[ignore = "needs a kernel DAX file system (dax=inode): run by lab/run"]
+fn switch_both_ways_follows_the_kernel_with_data_intact() {
+    let dir = lab_dir("switch");
+    let p = dir.join("f");
+    let f = File::create(&p).unwrap();
+    let a = pattern(3 << 20, 1);
+    f.write_at(&a, 0).unwrap();
+    f.persist(0, a.len() as u64).unwrap();
+    assert!(!kernel_dax(&p));
+    assert_eq!(f.status().unwrap().backing, Some(Backing::PageCache));
+
+    // cached -> direct: dynadax is the only holder, so the kernel switches at once.
+    let st = f.set_mode(Mode::Direct, SwitchOptions::default()).unwrap();
+    assert!(kernel_dax(&p), "kernel did not switch the file to DAX");
+    assert_eq!((st.effective, st.backing, st.pending), (Some(Mode::Direct), Some(Backing::KernelDax), false));
+    let mut back = vec![0u8; a.len()];
+    f.read_at(&mut back, 0).unwrap();
+    assert!(back == a, "cached -> kernel DAX lost data");
+
+    // direct -> cached.
+    let b = pattern(1 << 20, 2);
+    f.write_at(&b, 4096).unwrap();
+    f.persist(4096, b.len() as u64).unwrap();
+    let st = f.set_mode(Mode::Cached, SwitchOptions::default()).unwrap();
+    assert!(!kernel_dax(&p));
+    assert_eq!((st.effective, st.backing), (Some(Mode::Cached), Some(Backing::PageCache)));
+    let mut back = vec![0u8; 4096 + b.len()];
+    f.read_at(&mut back, 0).unwrap();
+    assert_eq!(&back[..4096], &a[..4096]);
+    assert!(back[4096..] == b[..], "kernel DAX -> cached lost data");
+}
+
+#[test]
+#[ignore = "needs a kernel DAX file system (dax=inode): run by lab/run"]
+fn switch_is_pending_while_another_process_holds_the_file() {
+    let dir = lab_dir("pending");
+    let p = dir.join("f");
+    std::fs::write(&p, pattern(8192, 5)).unwrap();
+    let f = File::open(&p).unwrap();
+    let mut holder = hold_open(&p);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let st = f.set_mode(Mode::Direct, SwitchOptions::default()).unwrap();
+    assert_eq!(st.physical, Mode::Direct);
+    assert!(!kernel_dax(&p), "kernel switched while another process held the file");
+    assert!(st.pending, "not reported pending: {st:?}");
+    assert_eq!(st.effective, Some(Mode::Cached), "must keep working in the old mode");
+    let mut b = vec![0u8; 8192];
+    f.read_at(&mut b, 0).unwrap();
+    assert_eq!(b, pattern(8192, 5));
+
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let st = f.status().unwrap(); // Gives the kernel the chance to re-instantiate.
+    assert!(!st.pending, "still pending after the last other holder closed: {st:?}");
+    assert_eq!((st.effective, st.backing), (Some(Mode::Direct), Some(Backing::KernelDax)));
+    assert!(kernel_dax(&p));
+    f.read_at(&mut b, 0).unwrap();
+    assert_eq!(b, pattern(8192, 5));
+}
+
+#[test]
+#[ignore = "needs a kernel DAX file system (dax=inode): run by lab/run"]
+fn probe_says_map_sync_exactly_where_it_works() {
+    let dax = lab_dir("probe-dax");
+    let plain = lab_dir("probe-plain");
+    dynadax::set_mode(&dax, Mode::Direct, SwitchOptions::default()).unwrap();
+    for (dir, want) in [(&dax, true), (&plain, false)] {
+        let new = dir.join("new-file");
+        let p = dynadax::probe(&new).unwrap();
+        assert!(p.device_dax && p.flag_store == dynadax::FlagStore::FsXflag, "{p:?}");
+        assert_eq!(p.map_sync, want, "probe of a new file in {}: {p:?}", dir.display());
+        assert!(!new.exists(), "probe created the file");
+        // Now create it and let the kernel answer.
+        std::fs::File::create(&new).unwrap().set_len(4096).unwrap();
+        assert_eq!(raw_map_sync(&new), want, "kernel disagrees for {}", new.display());
+        let p = dynadax::probe(&new).unwrap();
+        assert_eq!((p.map_sync, p.statx_dax), (want, Some(want)), "{p:?}");
+        assert_eq!(p.persistence, if want { "cache-line-flush" } else { "msync" });
+    }
+}
