@@ -1,9 +1,17 @@
-//! Read-side cost of the ops lock: 4 KiB reads through dynadax against the same reads
-//! with no lock and no vector (plain `pread` for cached, `memcpy` from a `memmap2`
-//! mapping for direct), with 1 and 2 threads. The file (64 MiB on tmpfs) stays in
-//! memory, so the difference is dynadax's own overhead, at its most visible.
+//! Read-side cost of the ops lock: 4 KiB reads through dynadax, with 1 and 2 threads,
+//! in both vectors, against
+//! - the very same dynadax code with the lock compiled out (`--features bench-no-lock`,
+//!   reported as `dynadax-no-lock`): the lock's own cost, nothing else;
+//! - plain `pread` / `memcpy` from a `memmap2` mapping (`unlocked-pread`,
+//!   `unlocked-memcpy`): dynadax's whole overhead, lock plus vector.
 //!
-//! `cargo bench -p dynadax --bench ops_lock`
+//! The file (1 MiB on tmpfs) stays in the CPU caches, so fixed costs show at their
+//! most visible.
+//!
+//! ```text
+//! cargo bench -p dynadax --bench ops_lock
+//! cargo bench -p dynadax --bench ops_lock --features bench-no-lock
+//! ```
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dynadax::{File, Mode, SwitchOptions};
@@ -12,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const FILE: u64 = 64 << 20;
+const FILE: u64 = 1 << 20;
 const READ: usize = 4096;
 const PAGES: u64 = FILE / READ as u64;
 
@@ -50,6 +58,7 @@ fn bench_reads(c: &mut Criterion) {
     let map = Arc::new(unsafe { memmap2::Mmap::map(&*raw).unwrap() });
     let f = Arc::new(File::open(&path).unwrap());
 
+    let me = if cfg!(feature = "bench-no-lock") { "dynadax-no-lock" } else { "dynadax" };
     for threads in [1usize, 2] {
         let mut g = c.benchmark_group(format!("read4k/{threads}-thread"));
         g.sample_size(40).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
@@ -88,10 +97,12 @@ fn bench_reads(c: &mut Criterion) {
             [(Mode::Cached, &baseline_cached, "pread"), (Mode::Direct, &baseline_direct, "memcpy")]
         {
             f.set_mode(mode, SwitchOptions::default()).unwrap();
-            g.bench_function(BenchmarkId::new(format!("{mode}/unlocked-{name}"), threads), |b| {
-                b.iter_custom(|iters| parallel(threads, iters, baseline.clone()))
-            });
-            g.bench_function(BenchmarkId::new(format!("{mode}/dynadax"), threads), |b| {
+            if !cfg!(feature = "bench-no-lock") {
+                g.bench_function(BenchmarkId::new(format!("{mode}/unlocked-{name}"), threads), |b| {
+                    b.iter_custom(|iters| parallel(threads, iters, baseline.clone()))
+                });
+            }
+            g.bench_function(BenchmarkId::new(format!("{mode}/{me}"), threads), |b| {
                 b.iter_custom(|iters| parallel(threads, iters, dynadax_reads.clone()))
             });
         }

@@ -5,12 +5,15 @@
 //! never write the same cache line (the thread's "overhead on hot paths" objection),
 //! and its write side locks every shard. With the test-only `shuttle` feature, the
 //! same names resolve to shuttle's primitives so `tests/shuttle_model.rs` can explore
-//! interleavings of readers, mappers and switchers.
+//! interleavings of readers, mappers and switchers. With the bench-only
+//! `bench-no-lock` feature the ops lock is no lock at all, to measure its cost.
 
 #[cfg(not(feature = "shuttle"))]
 pub(crate) use std::sync::{Condvar, Mutex};
-#[cfg(not(feature = "shuttle"))]
+#[cfg(not(any(feature = "shuttle", feature = "bench-no-lock")))]
 pub(crate) type RwLock<T> = crossbeam_utils::sync::ShardedLock<T>;
+#[cfg(all(feature = "bench-no-lock", not(feature = "shuttle")))]
+pub(crate) type RwLock<T> = crate::sys::NoLock<T>;
 
 #[cfg(feature = "shuttle")]
 pub(crate) use shuttle::sync::{Condvar, Mutex, RwLock};

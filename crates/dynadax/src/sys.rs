@@ -418,3 +418,56 @@ pub fn user_xattrs_supported<Fd: AsFd>(fd: Fd) -> bool {
         Err(e) => e != rustix::io::Errno::NOTSUP && e != rustix::io::Errno::OPNOTSUPP,
     }
 }
+
+/// No lock at all, with the ops lock's API: for `benches/ops_lock.rs` to measure the
+/// lock's cost against the same code without it (feature `bench-no-lock`).
+#[cfg(feature = "bench-no-lock")]
+pub struct NoLock<T>(std::cell::UnsafeCell<T>);
+
+// SAFETY: none in general. The `bench-no-lock` feature exists only for a benchmark in
+// which no thread ever takes the write side while others read.
+#[cfg(feature = "bench-no-lock")]
+unsafe impl<T: Send + Sync> Sync for NoLock<T> {}
+
+#[cfg(feature = "bench-no-lock")]
+impl<T> NoLock<T> {
+    pub fn new(v: T) -> Self {
+        NoLock(std::cell::UnsafeCell::new(v))
+    }
+    pub fn read(&self) -> std::sync::LockResult<NoLockGuard<'_, T>> {
+        Ok(NoLockGuard(self))
+    }
+    pub fn write(&self) -> std::sync::LockResult<NoLockGuard<'_, T>> {
+        Ok(NoLockGuard(self))
+    }
+    pub fn get_mut(&mut self) -> std::sync::LockResult<&mut T> {
+        Ok(self.0.get_mut())
+    }
+}
+
+/// What `NoLock` hands out for both sides.
+#[cfg(feature = "bench-no-lock")]
+pub struct NoLockGuard<'a, T>(&'a NoLock<T>);
+
+// An explicit (empty) release, so code that drops a guard reads the same as with a lock.
+#[cfg(feature = "bench-no-lock")]
+impl<T> Drop for NoLockGuard<'_, T> {
+    fn drop(&mut self) {}
+}
+
+#[cfg(feature = "bench-no-lock")]
+impl<T> std::ops::Deref for NoLockGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: see the `Sync` impl: the benchmark never writes while reading.
+        unsafe { &*self.0 .0.get() }
+    }
+}
+
+#[cfg(feature = "bench-no-lock")]
+impl<T> std::ops::DerefMut for NoLockGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above; writes happen only before the readers start.
+        unsafe { &mut *self.0 .0.get() }
+    }
+}
