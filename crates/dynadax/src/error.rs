@@ -65,6 +65,27 @@ pub enum Error {
         why: String,
     },
 
+    /// A previous persist or fsync of the log failed. The log refuses further appends
+    /// because what reached the media is unknown (after a failed fsync the kernel may
+    /// have dropped the dirty pages: "fsyncgate", <https://www.usenix.org/system/files/atc20-rebello.pdf>).
+    /// Nothing acknowledged is lost: reopen the log to recover.
+    #[error("{}: log refuses appends after a failed persist ({why}); reopen it to recover", path.display())]
+    Poisoned {
+        /// The log directory.
+        path: PathBuf,
+        /// The failure that poisoned it.
+        why: String,
+    },
+
+    /// Another process (or another `Log` in this one) is the log's writer.
+    #[error("{}: log is locked by another writer ({holder}); open it read-only to read", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as the lock file says.
+        holder: String,
+    },
+
     /// A file dynadax keeps (a volume file, a mode record) does not parse.
     #[error("{}: corrupt {what}: {why}", path.display())]
     Corrupt {

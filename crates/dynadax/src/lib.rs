@@ -29,6 +29,7 @@ mod error;
 mod file;
 mod flags;
 mod inode;
+pub mod log;
 mod mode;
 mod mount;
 mod probe;

@@ -105,7 +105,7 @@ impl Aops for CachedOps {
             Advice::Normal => A::Normal,
             Advice::Sequential => A::Sequential,
             Advice::Random => A::Random,
-            Advice::WillNeed => A::WillNeed,
+            Advice::WillNeed | Advice::PopulateWrite => A::WillNeed,
             Advice::DontNeed => A::DontNeed,
         };
         rustix::fs::fadvise(&*self.file, off, std::num::NonZeroU64::new(len), a).map_err(Into::into)

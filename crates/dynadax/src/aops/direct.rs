@@ -15,6 +15,9 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Environment variable forcing cache-line-flush persistence (see `forced_flush`).
+pub(crate) const FORCE_FLUSH_ENV: &str = "DYNADAX_FORCE_CACHE_FLUSH";
+
 /// Smallest window: mapping address space is free until touched, so start roomy.
 const MIN_WINDOW: u64 = 64 << 20;
 /// Windows are whole 2 MiB units so DAX can use huge-page (PMD) faults.
@@ -26,6 +29,10 @@ pub(crate) struct DirectOps {
     backing: Backing,
     kind: MapKind,
     insn: FlushInsn,
+    /// `DYNADAX_FORCE_CACHE_FLUSH=1`: persist by cache-line flush even on an emulated
+    /// window, as `PMEM_IS_PMEM_FORCE=1` does for PMDK. For benchmarks on DRAM-backed
+    /// file systems only: on a real disk it is NOT durable.
+    forced_flush: bool,
     /// The mapping all reads and writes go through; at least `len` bytes long.
     /// Replaced only by `grow`, under the ops lock's write side.
     window: Mapping,
@@ -62,8 +69,19 @@ impl DirectOps {
             (unsafe { Mapping::new(file.as_fd(), 0, cap as usize, writable, MapKind::Shared) }?, MapKind::Shared)
         };
         let insn = FlushInsn::detect();
+        let forced_flush = std::env::var_os(FORCE_FLUSH_ENV).is_some_and(|v| v == "1");
         let backing = if kind == MapKind::Sync { Backing::KernelDax } else { Backing::Emulated };
-        Ok(DirectOps { file, writable, backing, kind, insn, window, len: AtomicU64::new(len), extend: Mutex::new(()) })
+        Ok(DirectOps {
+            file,
+            writable,
+            backing,
+            kind,
+            insn,
+            forced_flush,
+            window,
+            len: AtomicU64::new(len),
+            extend: Mutex::new(()),
+        })
     }
 
     fn check_writable(&self) -> io::Result<()> {
@@ -114,8 +132,9 @@ impl Aops for DirectOps {
     }
     fn persistence(&self) -> Persistence {
         match (self.kind, self.insn) {
-            (MapKind::Sync, FlushInsn::None) | (MapKind::Shared, _) => Persistence::Msync,
-            (MapKind::Sync, insn) => Persistence::CacheLineFlush(insn),
+            (_, FlushInsn::None) => Persistence::Msync,
+            (MapKind::Shared, _) if !self.forced_flush => Persistence::Msync,
+            (_, insn) => Persistence::CacheLineFlush(insn),
         }
     }
     fn len(&self) -> io::Result<u64> {
@@ -180,6 +199,8 @@ impl Aops for DirectOps {
             Advice::WillNeed => A::WillNeed,
             // MADV_DONTNEED on a shared mapping only drops this process's page tables.
             Advice::DontNeed => A::LinuxDontNeed,
+            Advice::PopulateWrite if self.writable => A::LinuxPopulateWrite,
+            Advice::PopulateWrite => A::WillNeed,
         };
         let file_len = self.len.load(Ordering::Acquire);
         let end = off.saturating_add(len).min(file_len);

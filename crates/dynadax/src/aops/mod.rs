@@ -31,6 +31,9 @@ pub enum Advice {
     WillNeed,
     /// The range will not be needed soon.
     DontNeed,
+    /// Fault the range in writable now (`MADV_POPULATE_WRITE`), so later stores take
+    /// no page fault. Direct mode only; a read-ahead hint in cached mode.
+    PopulateWrite,
 }
 
 /// One run of a file, as the file system reports it (`SEEK_DATA` / `SEEK_HOLE`).

@@ -1,0 +1,311 @@
+//! Appends, group commit, sealing and rotation, and the background preparer.
+//!
+//! Lock order: `Inner::sync` (one persist leader) before `Inner::writer` (the tail
+//! state) before `Inner::segments`. An append holds `writer` only to copy its frame;
+//! with `Durability::Group` it persists afterwards as or behind a leader.
+
+use super::format::{self, SegmentHeader, HEADER_LEN};
+use super::meta::sync_dir;
+use super::segment::Segment;
+use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, PREPARE_FILE};
+use crate::error::{Error, IoContext, Result};
+use crate::{Advice, File, Mode, SwitchOptions};
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock, Weak};
+use std::time::Instant;
+
+/// The tail's write state. Guarded by `Inner::writer`.
+pub(crate) struct Writer {
+    /// The segment taking appends (`None` only for read-only logs).
+    pub tail: Option<Arc<Segment>>,
+    pub next_lsn: Lsn,
+    /// Offset of the next frame in the tail.
+    pub write_off: u64,
+    /// Offset up to which the tail is known persisted (group commit, rotation).
+    pub persisted_upto: u64,
+    /// When the tail was opened, for `max_segment_age`.
+    pub opened: Instant,
+    /// Frame encoding buffer, reused.
+    scratch: Vec<u8>,
+}
+
+impl Writer {
+    pub fn for_tail(tail: Arc<Segment>, next_lsn: Lsn, _opts: &LogOptions) -> Result<Writer> {
+        let end = tail.end.load(Ordering::Acquire);
+        Ok(Writer {
+            tail: Some(tail),
+            next_lsn,
+            write_off: end,
+            persisted_upto: end,
+            opened: Instant::now(),
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn none(next_lsn: Lsn) -> Writer {
+        Writer { tail: None, next_lsn, write_off: 0, persisted_upto: 0, opened: Instant::now(), scratch: Vec::new() }
+    }
+}
+
+/// Creates segment `base` durably: a preallocated file (the prepared one if given)
+/// gets its header, is renamed into place, and the directory is synced. The tail is
+/// then opened through dynadax, in direct mode (inherited from the directory).
+pub(crate) fn create_segment(dir: &Path, base: Lsn, capacity: u64, prepared: Option<PathBuf>) -> Result<Arc<Segment>> {
+    let final_path = dir.join(format::segment_name(base));
+    let tmp = match prepared {
+        Some(p) => p,
+        None => prepare_file(dir, capacity)?,
+    };
+    let header = SegmentHeader { base_lsn: base, created_ns: now_ns(), capacity };
+    {
+        let f = fs::OpenOptions::new().write(true).open(&tmp).ctx(&tmp, "open prepared segment")?;
+        f.write_all_at(&header.encode(), 0).ctx(&tmp, "write segment header")?;
+        f.sync_data().ctx(&tmp, "fsync segment header")?;
+    }
+    fs::rename(&tmp, &final_path).ctx(&final_path, "rename prepared segment into place")?;
+    sync_dir(dir)?;
+    let file = File::open(&final_path)?;
+    if file.status()?.physical != Mode::Direct {
+        file.set_mode(Mode::Direct, SwitchOptions::default())?;
+    }
+    Ok(Arc::new(Segment {
+        path: final_path,
+        header,
+        file,
+        index: RwLock::new(Vec::new()),
+        end: AtomicU64::new(HEADER_LEN as u64),
+        sealed: AtomicBool::new(false),
+    }))
+}
+
+/// Makes `.prepare.tmp`: created through dynadax (so it inherits the directory's
+/// mode), its whole capacity allocated, synced.
+fn prepare_file(dir: &Path, capacity: u64) -> Result<PathBuf> {
+    let tmp = dir.join(PREPARE_FILE);
+    let _ = fs::remove_file(&tmp);
+    let f = File::create(&tmp)?;
+    f.allocate(0, capacity)?;
+    drop(f);
+    fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(&tmp, "fsync prepared segment")?;
+    Ok(tmp)
+}
+
+/// Background work kept off the append path: preparing the next segment file, and
+/// faulting in a new tail's mapping.
+#[derive(Default)]
+pub(crate) struct Preparer {
+    /// The prepared next segment, when ready.
+    ready: Arc<Mutex<Option<PathBuf>>>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+enum Job {
+    Prepare { dir: PathBuf, capacity: u64 },
+    Populate(Weak<Segment>),
+}
+
+impl Preparer {
+    fn send(&self, job: Job) {
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if tx.is_none() {
+            let (t, rx) = mpsc::channel::<Job>();
+            let ready = self.ready.clone();
+            let spawned = std::thread::Builder::new().name("dynadax-log-prep".into()).spawn(move || {
+                for job in rx {
+                    match job {
+                        Job::Prepare { dir, capacity } => {
+                            // A failure here only means rotation prepares synchronously.
+                            if let Ok(p) = prepare_file(&dir, capacity) {
+                                *ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+                            }
+                        }
+                        Job::Populate(seg) => {
+                            if let Some(seg) = seg.upgrade() {
+                                let cap = seg.header.capacity;
+                                let _ = seg.file.advise(0, cap, Advice::PopulateWrite);
+                            }
+                        }
+                    }
+                }
+            });
+            if spawned.is_err() {
+                return; // No thread: everything happens synchronously instead.
+            }
+            *tx = Some(t);
+        }
+        if let Some(t) = tx.as_ref() {
+            let _ = t.send(job);
+        }
+    }
+
+    /// Asks for the next segment file and for the current tail to be faulted in.
+    pub fn request(&self, inner: &Inner) {
+        self.send(Job::Prepare { dir: inner.dir.clone(), capacity: inner.opts.segment_size });
+        let tail = inner.writer.lock().unwrap_or_else(|e| e.into_inner()).tail.clone();
+        if let Some(t) = tail {
+            self.send(Job::Populate(Arc::downgrade(&t)));
+        }
+    }
+
+    fn take(&self) -> Option<PathBuf> {
+        self.ready.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl Log {
+    /// Appends one record and returns its LSN once it is as durable as the log's
+    /// [`Durability`] says.
+    pub fn append(&self, record: &[u8]) -> Result<Lsn> {
+        Ok(self.append_batch(&[record])?.end - 1)
+    }
+
+    /// Appends records in order, all or none visible to readers until durable; returns
+    /// their LSNs. One persist covers the batch.
+    pub fn append_batch(&self, records: &[&[u8]]) -> Result<std::ops::Range<Lsn>> {
+        let inner = &self.inner;
+        inner.check_writable()?;
+        for r in records {
+            if r.is_empty() || r.len() > inner.opts.max_record {
+                return Err(Error::invalid(
+                    &inner.dir,
+                    format!("record of {} bytes: records are 1 to {} bytes", r.len(), inner.opts.max_record),
+                ));
+            }
+        }
+        if records.is_empty() {
+            let n = self.next_lsn();
+            return Ok(n..n);
+        }
+        let mut w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let first = w.next_lsn;
+        for r in records {
+            let n = format::frame_len(r.len()) as u64;
+            let aged = inner.opts.max_segment_age.is_some_and(|a| w.opened.elapsed() >= a) && w.next_lsn > first_of(&w);
+            if w.write_off + n > inner.opts.segment_size || aged {
+                inner.rotate(&mut w)?;
+            }
+            let tail = w.tail.clone().expect("writable log has a tail");
+            let (off, lsn) = (w.write_off, w.next_lsn);
+            let mut scratch = std::mem::take(&mut w.scratch);
+            scratch.resize(n as usize, 0);
+            format::encode_record(lsn, r, &mut scratch);
+            let res = tail.file.write_at(&scratch, off);
+            w.scratch = scratch;
+            res.map_err(|e| inner.poison(e))?;
+            tail.index.write().unwrap_or_else(|e| e.into_inner()).push(off as u32);
+            w.write_off = off + n;
+            w.next_lsn = lsn + 1;
+            tail.end.store(w.write_off, Ordering::Release);
+        }
+        let end = w.next_lsn;
+        match inner.opts.durability {
+            Durability::Each => {
+                // From the first byte not yet persisted: this batch (a rotation inside
+                // it persisted the part before it).
+                let tail = w.tail.clone().expect("writable log has a tail");
+                let (from, to) = (w.persisted_upto, w.write_off);
+                tail.file.persist(from, to - from).map_err(|e| inner.poison(e))?;
+                w.persisted_upto = to;
+                drop(w);
+                inner.advance_durable(end);
+            }
+            Durability::Group => {
+                drop(w);
+                inner.commit(end)?;
+            }
+            Durability::None => {}
+        }
+        Ok(first..end)
+    }
+
+    /// Makes every appended record durable; returns one past the last durable LSN.
+    pub fn sync(&self) -> Result<Lsn> {
+        self.inner.check_writable()?;
+        let end = self.next_lsn();
+        self.inner.commit(end)?;
+        Ok(self.durable_lsn())
+    }
+
+    /// Seals the tail now (trim, switch to cached) and starts a new one.
+    pub fn seal(&self) -> Result<()> {
+        self.inner.check_writable()?;
+        let _s = self.inner.sync.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if w.tail.as_ref().is_some_and(|t| t.count() > 0) {
+            self.inner.rotate(&mut w)?;
+        }
+        Ok(())
+    }
+}
+
+fn first_of(w: &Writer) -> Lsn {
+    w.tail.as_ref().map_or(w.next_lsn, |t| t.base())
+}
+
+impl Inner {
+    /// Group commit: returns once every LSN below `end` is durable, persisting the
+    /// written-but-unpersisted range itself if no other leader already covers it.
+    pub(crate) fn commit(&self, end: Lsn) -> Result<()> {
+        if self.durable.load(Ordering::SeqCst) >= end {
+            return Ok(());
+        }
+        let _leader = self.sync.lock().unwrap_or_else(|e| e.into_inner());
+        if self.durable.load(Ordering::SeqCst) >= end {
+            return Ok(());
+        }
+        self.check_writable()?;
+        let (tail, from, to, upto) = {
+            let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            (w.tail.clone(), w.persisted_upto, w.write_off, w.next_lsn)
+        };
+        if let Some(tail) = &tail {
+            if to > from {
+                tail.file.persist(from, to - from).map_err(|e| self.poison(e))?;
+            }
+            let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            if w.tail.as_ref().is_some_and(|t| Arc::ptr_eq(t, tail)) {
+                w.persisted_upto = w.persisted_upto.max(to);
+            }
+        }
+        self.advance_durable(upto);
+        Ok(())
+    }
+
+    /// Seals the tail and opens the next segment. Called with the writer lock held.
+    ///
+    /// Order, for crash safety: persist everything written to the tail; trim it to its
+    /// records and switch it to cached (now sealed); then create the next segment
+    /// (header, rename, directory fsync). A crash at any point leaves a log whose
+    /// last segment is a valid tail.
+    pub(crate) fn rotate(&self, w: &mut Writer) -> Result<()> {
+        let old = w.tail.clone().expect("writable log has a tail");
+        let res = (|| {
+            // Everything written is persisted before the mode changes: stores made
+            // through a DAX mapping are not flushed by the cached vector's fdatasync.
+            // `persisted_upto` only moves once a persist has finished, so this range
+            // also covers one a group-commit leader may have in flight.
+            old.file.persist(w.persisted_upto, w.write_off - w.persisted_upto)?;
+            w.persisted_upto = w.write_off;
+            self.advance_durable(w.next_lsn);
+            old.file.set_len(w.write_off)?;
+            old.file.persist(0, w.write_off)?;
+            old.file.set_mode(Mode::Cached, SwitchOptions { wait: Some(std::time::Duration::from_secs(10)) })?;
+            old.sealed.store(true, Ordering::Release);
+            create_segment(&self.dir, w.next_lsn, self.opts.segment_size, self.prep.take())
+        })();
+        let new = res.map_err(|e| self.poison(e))?;
+        self.segments.write().unwrap_or_else(|e| e.into_inner()).push(new.clone());
+        w.tail = Some(new);
+        w.write_off = HEADER_LEN as u64;
+        w.persisted_upto = HEADER_LEN as u64;
+        w.opened = Instant::now();
+        self.prep.send(Job::Prepare { dir: self.dir.clone(), capacity: self.opts.segment_size });
+        if let Some(t) = &w.tail {
+            self.prep.send(Job::Populate(Arc::downgrade(t)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,251 @@
+//! The log's behaviour, one property per test: appends and reads, sealing to cached,
+//! recovery after reopen, torn tails, damage in sealed segments, purge, suffix
+//! truncation, tailing, the writer lock, and bad input.
+
+mod common;
+use common::*;
+use dynadax::log::{Durability, Log, LogOptions, RecoveryMode, Retention};
+use dynadax::{Error, Mode};
+
+fn small(durability: Durability) -> LogOptions {
+    LogOptions { segment_size: 64 << 10, max_record: 4096, durability, ..LogOptions::default() }
+}
+
+fn rec(i: u64) -> Vec<u8> {
+    pattern(1 + (i as usize * 37) % 700, i, 1)
+}
+
+fn fill(log: &Log, n: u64) {
+    for i in 0..n {
+        assert_eq!(log.append(&rec(i)).unwrap(), log.first_lsn() + i);
+    }
+}
+
+fn check_all(log: &Log, first: u64, n: u64) {
+    let got: Vec<_> = log.iter(first).map(|r| r.unwrap()).collect();
+    assert_eq!(got.len() as u64, n);
+    for (k, (lsn, data)) in got.into_iter().enumerate() {
+        assert_eq!(lsn, first + k as u64);
+        assert_eq!(data, rec(k as u64), "record {lsn}");
+    }
+}
+
+fn dirs() -> Vec<tempfile::TempDir> {
+    vec![kernel_flag_dir(), tmpfs_dir()]
+}
+
+#[test]
+fn append_read_seal_and_reopen() {
+    for d in dirs() {
+        for durability in [Durability::Each, Durability::Group, Durability::None] {
+            let dir = d.path().join(format!("{durability:?}"));
+            let log = Log::open(&dir, small(durability)).unwrap();
+            fill(&log, 500);
+            if durability == Durability::None {
+                // Sealing persists a segment; the tail's records wait for sync.
+                let d0 = log.durable_lsn();
+                assert!(d0 < 500, "tail records durable before sync");
+                assert!(log.read(499).is_err(), "a reader saw an unpersisted record");
+                log.sync().unwrap();
+            }
+            assert_eq!(log.durable_lsn(), 500);
+            check_all(&log, 0, 500);
+            let segs = log.segments().unwrap();
+            assert!(segs.len() >= 3, "64 KiB segments should have rotated: {}", segs.len());
+            for s in &segs[..segs.len() - 1] {
+                assert!(s.sealed);
+                assert_eq!((s.physical, s.effective), (Mode::Cached, Some(Mode::Cached)), "{s:?}");
+                assert_eq!(s.file_size, s.bytes, "sealed segment trimmed to its records");
+            }
+            let tail = segs.last().unwrap();
+            assert_eq!((tail.sealed, tail.effective), (false, Some(Mode::Direct)));
+            drop(log);
+
+            let log = Log::open(&dir, small(durability)).unwrap();
+            let rep = log.recovery_report();
+            assert_eq!(rep.records, 500);
+            assert!(rep.repairs.is_empty(), "{:?}", rep.repairs);
+            check_all(&log, 0, 500);
+            fill_more(&log, 500, 50);
+        }
+    }
+}
+
+fn fill_more(log: &Log, from: u64, n: u64) {
+    for i in from..from + n {
+        assert_eq!(log.append(&rec(i)).unwrap(), i);
+    }
+    log.sync().unwrap();
+    check_all(log, 0, from + n);
+}
+
+#[test]
+fn first_lsn_other_than_zero_and_batches() {
+    let d = tmpfs_dir();
+    let log = Log::open(d.path().join("l"), LogOptions { first_lsn: 1000, ..small(Durability::Group) }).unwrap();
+    let r = log.append_batch(&[b"a", b"bb", b"ccc"]).unwrap();
+    assert_eq!(r, 1000..1003);
+    assert_eq!(log.read(1001).unwrap(), b"bb");
+    assert_eq!(log.range(1001, 1003).map(|r| r.unwrap().1).collect::<Vec<_>>(), vec![b"bb".to_vec(), b"ccc".to_vec()]);
+    drop(log);
+    let log = Log::open(d.path().join("l"), small(Durability::Group)).unwrap();
+    assert_eq!(log.first_lsn(), 1000);
+    assert_eq!(log.append(b"d").unwrap(), 1003);
+}
+
+#[test]
+fn torn_tail_is_cut_and_reported() {
+    for d in dirs() {
+        let dir = d.path().join("l");
+        let log = Log::open(&dir, small(Durability::Each)).unwrap();
+        fill(&log, 20);
+        let tail = log.segments().unwrap().pop().unwrap();
+        drop(log);
+        // Tear the last record: garbage over its last 8 bytes (payload and padding).
+        let f = std::fs::OpenOptions::new().write(true).open(&tail.path).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&[0xff; 8], tail.bytes - 8).unwrap();
+        drop(f);
+
+        let strict = Log::open(&dir, LogOptions { recovery: RecoveryMode::Strict, ..small(Durability::Each) });
+        let err = strict.err().expect("strict recovery refuses a torn tail").to_string();
+        assert!(err.contains(&*tail.path.to_string_lossy()) && err.contains("at byte"), "{err}");
+
+        let log = Log::open(&dir, small(Durability::Each)).unwrap();
+        let rep = log.recovery_report();
+        assert_eq!(rep.repairs.len(), 1, "{:?}", rep.repairs);
+        assert!(rep.repairs[0].contains("torn tail"), "{:?}", rep.repairs);
+        assert_eq!(log.durable_lsn(), 19, "only the torn record is lost");
+        check_all(&log, 0, 19);
+        assert_eq!(log.append(b"after repair").unwrap(), 19);
+        drop(log);
+        let log = Log::open(&dir, small(Durability::Each)).unwrap();
+        assert!(log.recovery_report().repairs.is_empty());
+        assert_eq!(log.read(19).unwrap(), b"after repair");
+    }
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_an_error_naming_file_and_offset() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    fill(&log, 400);
+    let first = log.segments().unwrap().remove(0);
+    assert!(first.sealed);
+    drop(log);
+    let f = std::fs::OpenOptions::new().write(true).open(&first.path).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"XX", 5000).unwrap();
+    drop(f);
+    let err = Log::open(&dir, small(Durability::Group)).err().expect("damage is an error").to_string();
+    assert!(err.contains(&*first.path.to_string_lossy()) && err.contains("at byte"), "{err}");
+    // Point-in-time keeps what precedes the damage and drops the rest.
+    let log = Log::open(&dir, LogOptions { recovery: RecoveryMode::PointInTime, ..small(Durability::Group) }).unwrap();
+    let kept = log.durable_lsn();
+    assert!(kept > 0 && kept < 400, "{kept}");
+    check_all(&log, 0, kept);
+    assert!(!log.recovery_report().repairs.is_empty());
+    assert_eq!(log.append(b"new").unwrap(), kept);
+}
+
+#[test]
+fn purge_retention_and_truncation() {
+    let d = kernel_flag_dir();
+    let dir = d.path().join("l");
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    fill(&log, 600);
+    let segs = log.segments().unwrap();
+    let cut = segs[2].first_lsn;
+    assert_eq!(log.purge_before(cut + 1).unwrap(), 2);
+    assert_eq!(log.first_lsn(), cut + 1);
+    assert!(log.read(cut).is_err());
+    assert_eq!(log.read(cut + 1).unwrap(), rec(cut + 1));
+    assert!(!segs[0].path.exists() && !segs[1].path.exists());
+
+    // Truncate into a sealed segment: later segments go, it becomes the tail again.
+    let t = segs[3].first_lsn + 3;
+    log.truncate_after(t).unwrap();
+    assert_eq!(log.durable_lsn(), t + 1);
+    assert_eq!(log.next_lsn(), t + 1);
+    assert!(log.read(t + 1).is_err());
+    let tail = log.segments().unwrap().pop().unwrap();
+    assert_eq!((tail.sealed, tail.effective, tail.last_lsn), (false, Some(Mode::Direct), Some(t)));
+    // A new record of the same length as the old next one: the old ones must not come back.
+    assert_eq!(log.append(&rec(t + 1)).unwrap(), t + 1);
+    assert_eq!(log.append(b"replaced").unwrap(), t + 2);
+    drop(log);
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    assert_eq!(log.next_lsn(), t + 3, "truncated records came back after reopen");
+    assert_eq!(log.read(t + 2).unwrap(), b"replaced");
+    assert_eq!(log.first_lsn(), cut + 1, "purge point survives reopen");
+
+    fill_to(&log, 1500);
+    let before = log.segments().unwrap().len();
+    let removed = log.apply_retention(Retention { max_bytes: Some(200 << 10), max_age: None }).unwrap();
+    let after = log.segments().unwrap();
+    assert_eq!(after.len(), before - removed);
+    assert!(after.iter().map(|s| s.bytes).sum::<u64>() <= 200 << 10);
+    assert!(removed > 0);
+}
+
+fn fill_to(log: &Log, n: u64) {
+    while log.next_lsn() < n {
+        log.append(&rec(log.next_lsn())).unwrap();
+    }
+}
+
+#[test]
+fn tailer_wakes_on_append() {
+    let d = tmpfs_dir();
+    let log = Log::open(d.path().join("l"), small(Durability::Group)).unwrap();
+    let mut t = log.tail(0);
+    assert_eq!(t.next_timeout(Some(std::time::Duration::from_millis(20))).unwrap(), None);
+    let l2 = log.clone();
+    let h = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        l2.append(b"wake").unwrap();
+    });
+    let got = t.next_timeout(None).unwrap().unwrap();
+    assert_eq!(got, (0, b"wake".to_vec()));
+    h.join().unwrap();
+}
+
+#[test]
+fn one_writer_at_a_time_and_bad_input() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    match Log::open(&dir, small(Durability::Group)) {
+        Err(Error::Locked { holder, .. }) => assert!(holder.contains(&std::process::id().to_string()), "{holder}"),
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("second writer was admitted"),
+    }
+    let ro = Log::open_read_only(&dir, small(Durability::Group)).unwrap();
+    assert!(ro.append(b"x").is_err());
+    let err = log.append(&[]).unwrap_err().to_string();
+    assert!(err.contains("1 to 4096 bytes"), "{err}");
+    let err = log.append(&vec![0u8; 5000]).unwrap_err().to_string();
+    assert!(err.contains("5000 bytes"), "{err}");
+    let err =
+        Log::open(d.path().join("x"), LogOptions { segment_size: 4096, max_record: 8192, ..LogOptions::default() })
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(err.contains("cannot hold a record"), "{err}");
+    assert!(!d.path().join("x").exists(), "a refused open created the directory");
+    assert!(Log::open_read_only(d.path().join("missing"), LogOptions::default()).is_err());
+    assert_eq!(log.durable_lsn(), 0, "refused appends changed nothing");
+}
+
+#[test]
+fn metadata_record_is_durable() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    assert!(log.metadata().is_empty());
+    log.set_metadata(b"vote: term 7 node 2").unwrap();
+    drop(log);
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    assert_eq!(log.metadata(), b"vote: term 7 node 2");
+}
