@@ -20,6 +20,7 @@ pub use format::{decode_record, encode_record, frame_len, Decoded, SegmentHeader
 pub use meta::META_FILE;
 pub use reader::{Iter, Tailer};
 pub use retention::Retention;
+pub use segment::{put_record, scan_bytes, Media, Scan};
 
 use crate::error::{Error, IoContext, Result};
 use crate::mode::Mode;

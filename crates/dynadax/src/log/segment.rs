@@ -8,6 +8,38 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::RwLock;
 
+/// Where records are stored and made durable: the seam between the log's write
+/// protocol and the media. The real implementation is a dynadax [`File`] (a copy into
+/// the direct window, then a cache-line flush or `msync`); tests implement it with a
+/// persistent-memory crash model, in which a store not yet persisted may or may not
+/// reach the media, in 8-byte pieces, in any combination.
+pub trait Media {
+    /// Stores `data` at `off`. Not durable until a `persist` covering it returns.
+    fn store(&self, off: u64, data: &[u8]) -> Result<()>;
+    /// Makes `off..off+len` durable (flush, then fence).
+    fn persist(&self, off: u64, len: u64) -> Result<()>;
+}
+
+impl Media for File {
+    fn store(&self, off: u64, data: &[u8]) -> Result<()> {
+        self.write_at(data, off)
+    }
+    fn persist(&self, off: u64, len: u64) -> Result<()> {
+        File::persist(self, off, len)
+    }
+}
+
+/// Stores the frame of record `lsn` at `off`; returns the frame's length. The one
+/// place that defines how a record reaches the media; it is durable (and may be
+/// acknowledged) only after a `persist` that covers `off..off+len` returns.
+pub fn put_record(media: &impl Media, off: u64, lsn: u64, payload: &[u8], scratch: &mut Vec<u8>) -> Result<u64> {
+    let n = format::frame_len(payload.len());
+    scratch.resize(n, 0);
+    format::encode_record(lsn, payload, scratch);
+    media.store(off, scratch)?;
+    Ok(n as u64)
+}
+
 /// A segment of the log.
 pub(crate) struct Segment {
     pub path: PathBuf,
@@ -72,7 +104,9 @@ pub(crate) fn corrupt(path: &Path, off: u64, why: String) -> Error {
 }
 
 /// What a scan of a segment found.
-pub(crate) struct Scan {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// Offset of each valid record, in LSN order.
     pub index: Vec<u32>,
     /// Offset just past the last valid record.
     pub end: u64,
@@ -89,14 +123,20 @@ pub(crate) fn scan(path: &Path, file: &File, header: &SegmentHeader, max: usize)
     let mut buf = vec![0u8; len as usize];
     let n = file.read_at(&mut buf, 0)?;
     buf.truncate(n);
+    scan_bytes(&buf, header.base_lsn, max).map_err(|(at, why)| corrupt(path, at, why))
+}
+
+/// The scan of a segment image (header included): the one routine recovery uses, so
+/// the crash-model tests recover exactly as `Log::open` does.
+pub fn scan_bytes(buf: &[u8], base_lsn: u64, max: usize) -> std::result::Result<Scan, (u64, String)> {
     let mut index = Vec::new();
     let mut at = HEADER_LEN;
     let damage = loop {
-        let lsn = header.base_lsn + index.len() as u64;
-        match format::decode_record(&buf, at, lsn, max) {
+        let lsn = base_lsn + index.len() as u64;
+        match format::decode_record(buf, at, lsn, max) {
             Decoded::Record { len } => {
                 index
-                    .push(u32::try_from(at).map_err(|_| corrupt(path, at as u64, "segment larger than 4 GiB".into()))?);
+                    .push(u32::try_from(at).map_err(|_| (at as u64, "segment larger than 4 GiB".to_string()))?);
                 at += format::frame_len(len);
             }
             Decoded::End => break None,

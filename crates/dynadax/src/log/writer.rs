@@ -6,7 +6,7 @@
 
 use super::format::{self, SegmentHeader, HEADER_LEN};
 use super::meta::sync_dir;
-use super::segment::Segment;
+use super::segment::{put_record, Segment};
 use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, PREPARE_FILE};
 use crate::error::{Error, IoContext, Result};
 use crate::{Advice, File, Mode, SwitchOptions};
@@ -190,9 +190,7 @@ impl Log {
             let tail = w.tail.clone().expect("writable log has a tail");
             let (off, lsn) = (w.write_off, w.next_lsn);
             let mut scratch = std::mem::take(&mut w.scratch);
-            scratch.resize(n as usize, 0);
-            format::encode_record(lsn, r, &mut scratch);
-            let res = tail.file.write_at(&scratch, off);
+            let res = put_record(&tail.file, off, lsn, r, &mut scratch);
             w.scratch = scratch;
             res.map_err(|e| inner.poison(e))?;
             tail.index.write().unwrap_or_else(|e| e.into_inner()).push(off as u32);
