@@ -4,6 +4,7 @@
 //! wrong), 2 a usage error (from clap), 3 busy (a switch refused while mapped).
 
 mod demo;
+mod log_cmd;
 mod report;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -74,6 +75,11 @@ enum Command {
     Volume {
         #[command(subcommand)]
         command: VolumeCommand,
+    },
+    /// Work with a segmented log (append, read, tail, stat, verify).
+    Log {
+        #[command(subcommand)]
+        command: log_cmd::LogCommand,
     },
     /// Run the tour: probe, volume, modes, writes in both vectors, a switch refused
     /// while mapped, switches both ways with data checked, and a short report.
@@ -175,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Volume { command: VolumeCommand::Show { path, json } } => {
             report::volume(&dynadax::Volume::of(&path)?, json)
         }
+        Command::Log { command } => log_cmd::run(command),
         Command::Demo { dir, size, json } => demo::run(&dir, size, json),
     }
 }

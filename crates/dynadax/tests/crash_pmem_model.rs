@@ -25,7 +25,8 @@ struct SimPmem {
 impl SimPmem {
     fn new(cap: usize, base: u64) -> SimPmem {
         let mut img = vec![0u8; cap];
-        img[..HEADER_LEN].copy_from_slice(&SegmentHeader { base_lsn: base, created_ns: 1, capacity: cap as u64 }.encode());
+        img[..HEADER_LEN]
+            .copy_from_slice(&SegmentHeader { base_lsn: base, created_ns: 1, capacity: cap as u64 }.encode());
         SimPmem { durable: RefCell::new(img), pending: RefCell::new(BTreeMap::new()) }
     }
 
@@ -82,7 +83,11 @@ fn check_image(img: &[u8], base: u64, written: &[Vec<u8>], acked: usize) -> usiz
     for (i, &off) in scan.index.iter().enumerate() {
         let off = off as usize;
         let len = u32::from_le_bytes(img[off..off + 4].try_into().unwrap()) as usize;
-        assert_eq!(&img[off + FRAME_HEADER..off + FRAME_HEADER + len], &written[i][..], "record {i} is not what was written");
+        assert_eq!(
+            &img[off + FRAME_HEADER..off + FRAME_HEADER + len],
+            &written[i][..],
+            "record {i} is not what was written"
+        );
     }
     scan.index.len()
 }
@@ -112,7 +117,12 @@ fn run(records: &[Vec<u8>], group: usize, base: u64) -> (usize, usize) {
                 x ^= x >> 7;
                 x ^= x << 17;
                 let seed = x;
-                check_image(&media.image(&|k| (seed.rotate_left(k as u32 % 64) ^ k as u64) & 1 == 1), base, &records[..=i], acked);
+                check_image(
+                    &media.image(&|k| (seed.rotate_left(k as u32 % 64) ^ k as u64) & 1 == 1),
+                    base,
+                    &records[..=i],
+                    acked,
+                );
                 images += 1;
             }
         }

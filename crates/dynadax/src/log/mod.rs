@@ -14,6 +14,8 @@ mod meta;
 mod reader;
 mod retention;
 mod segment;
+mod shared;
+mod verify;
 mod writer;
 
 pub use format::{decode_record, encode_record, frame_len, Decoded, SegmentHeader, FRAME_HEADER, HEADER_LEN};
@@ -21,10 +23,12 @@ pub use meta::META_FILE;
 pub use reader::{Iter, Tailer};
 pub use retention::Retention;
 pub use segment::{put_record, scan_bytes, Media, Scan};
+pub use shared::STATE_FILE;
+pub use verify::{verify, Problem, VerifyReport};
 
 use crate::error::{Error, IoContext, Result};
 use crate::mode::Mode;
-use crate::{Backing, File, SwitchOptions};
+use crate::{Backing, SwitchOptions};
 use meta::{sync_dir, Meta};
 use segment::{scan, Segment};
 use serde::Serialize;
@@ -177,6 +181,8 @@ pub(crate) struct Inner {
     moved: Condvar,
     prep: writer::Preparer,
     report: Mutex<RecoveryReport>,
+    /// `tail.state`, shared with readers in other processes (see `shared.rs`).
+    shared: Option<shared::SharedState>,
 }
 
 impl Log {
@@ -192,7 +198,7 @@ impl Log {
     }
 
     fn open_inner(dir: &Path, opts: LogOptions, read_only: bool) -> Result<Log> {
-        if opts.segment_size < (HEADER_LEN + frame_len(opts.max_record)) as u64 {
+        if !read_only && opts.segment_size < (HEADER_LEN + frame_len(opts.max_record)) as u64 {
             return Err(Error::invalid(
                 dir,
                 format!(
@@ -203,7 +209,7 @@ impl Log {
                 ),
             ));
         }
-        if opts.segment_size > u32::MAX as u64 {
+        if !read_only && opts.segment_size > u32::MAX as u64 {
             return Err(Error::invalid(dir, "segment size must be below 4 GiB"));
         }
         if read_only {
@@ -335,6 +341,15 @@ impl Inner {
         report.segments = segments.len();
         report.records = segments.iter().map(|s| s.count()).sum();
         report.micros = started.elapsed().as_micros();
+        let shared = shared::SharedState::open(dir, !read_only)?;
+        let durable = match (&shared, read_only) {
+            (Some(s), false) => {
+                s.reset(next_lsn);
+                next_lsn
+            }
+            (Some(s), true) if writer_alive(dir) => next_lsn.min(s.durable()),
+            _ => next_lsn,
+        };
         let tail = segments.last().cloned();
         let writer = match (&tail, read_only) {
             (Some(t), false) => writer::Writer::for_tail(t.clone(), next_lsn, &opts)?,
@@ -348,7 +363,7 @@ impl Inner {
             segments: RwLock::new(segments),
             writer: Mutex::new(writer),
             sync: Mutex::new(()),
-            durable: AtomicU64::new(next_lsn),
+            durable: AtomicU64::new(durable),
             meta: Mutex::new(meta),
             poisoned: AtomicBool::new(false),
             poison_why: Mutex::new(String::new()),
@@ -357,6 +372,7 @@ impl Inner {
             moved: Condvar::new(),
             prep: writer::Preparer::default(),
             report: Mutex::new(report),
+            shared,
         })
     }
 
@@ -383,6 +399,9 @@ impl Inner {
     /// Publishes a new durable LSN and wakes tailers if any wait.
     fn advance_durable(&self, to: Lsn) {
         self.durable.fetch_max(to, Ordering::SeqCst);
+        if let Some(s) = &self.shared {
+            s.publish(to);
+        }
         if self.waiters.load(Ordering::SeqCst) > 0 {
             let _g = self.wait_lock.lock().unwrap_or_else(|e| e.into_inner());
             self.moved.notify_all();
@@ -394,6 +413,19 @@ impl Inner {
         let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
         let i = segs.partition_point(|s| s.base() <= lsn);
         i.checked_sub(1).map(|i| segs[i].clone())
+    }
+}
+
+/// Whether some process holds the writer lock of `dir` now.
+pub(crate) fn writer_alive(dir: &Path) -> bool {
+    use rustix::fs::{flock, FlockOperation};
+    let Ok(f) = fs::File::open(dir.join(LOCK_FILE)) else { return false };
+    match flock(&f, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {
+            let _ = flock(&f, FlockOperation::Unlock);
+            false
+        }
+        Err(_) => true,
     }
 }
 
@@ -438,7 +470,7 @@ fn recover(dir: &Path, opts: &LogOptions, read_only: bool, report: &mut Recovery
     let count = names.len();
     for (i, (base, path)) in names.into_iter().enumerate() {
         let is_tail = i + 1 == count;
-        let file = File::open(&path)?;
+        let file = segment::SegFile::open(&path, read_only)?;
         let mut head = [0u8; HEADER_LEN];
         let n = file.read_at(&mut head, 0)?;
         let header = match SegmentHeader::decode(&head[..n]) {
@@ -519,7 +551,7 @@ fn recover(dir: &Path, opts: &LogOptions, read_only: bool, report: &mut Recovery
         for (i, s) in out.iter().enumerate() {
             let want = if i + 1 == n { Mode::Direct } else { Mode::Cached };
             if s.file.status()?.physical != want {
-                s.file.set_mode(want, SwitchOptions::default())?;
+                s.file.dax().set_mode(want, SwitchOptions::default())?;
             }
             s.sealed.store(i + 1 != n, Ordering::Release);
         }
@@ -532,8 +564,8 @@ fn recover(dir: &Path, opts: &LogOptions, read_only: bool, report: &mut Recovery
 fn clear_after(seg: &Segment, at: u64) -> Result<()> {
     let len = seg.file.len()?;
     if len > at {
-        seg.file.zero_range(at, len - at)?;
-        seg.file.persist(at, len - at)?;
+        seg.file.dax().zero_range(at, len - at)?;
+        seg.file.dax().persist(at, len - at)?;
     }
     seg.end.store(at, Ordering::Release);
     Ok(())

@@ -29,7 +29,70 @@ impl Log {
     }
 }
 
+impl Log {
+    /// For a read-only log: picks up what the writer (in another process) has made
+    /// durable since the last look: new records in the tail, new segments, purges.
+    /// A no-op for the writer's own log.
+    pub fn refresh(&self) -> Result<()> {
+        self.inner.refresh()
+    }
+}
+
 impl Inner {
+    pub(crate) fn refresh(&self) -> Result<()> {
+        if !self.read_only {
+            return Ok(());
+        }
+        let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
+        // Purged segments are gone from the front.
+        while segs.len() > 1 && !segs[0].path.exists() {
+            segs.remove(0);
+        }
+        if let Some(last) = segs.last() {
+            extend_scan(last, self.opts.max_record)?;
+        }
+        // Segments the writer created since.
+        let last_base = segs.last().map(|s| s.base());
+        let mut fresh: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(&self.dir, "list log directory", e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| super::format::parse_segment_name(&e.path()).map(|b| (b, e.path())))
+            .filter(|(b, _)| last_base.is_none_or(|l| *b > l))
+            .collect();
+        fresh.sort();
+        for (base, path) in fresh {
+            let expect = segs.last().map_or(base, |s| s.base() + s.count());
+            if base != expect {
+                break; // The writer is mid-rotation or truncated: look again later.
+            }
+            let file = super::segment::SegFile::open(&path, true)?;
+            let mut head = [0u8; super::HEADER_LEN];
+            let n = file.read_at(&mut head, 0)?;
+            let Ok(header) = super::SegmentHeader::decode(&head[..n]) else { break };
+            let seg = std::sync::Arc::new(super::segment::Segment {
+                path,
+                header,
+                file,
+                index: std::sync::RwLock::new(Vec::new()),
+                end: std::sync::atomic::AtomicU64::new(super::HEADER_LEN as u64),
+                sealed: std::sync::atomic::AtomicBool::new(false),
+            });
+            extend_scan(&seg, self.opts.max_record)?;
+            if let Some(prev) = segs.last() {
+                prev.sealed.store(true, Ordering::Release);
+            }
+            segs.push(seg);
+        }
+        let valid_end = segs.last().map_or(0, |s| s.base() + s.count());
+        drop(segs);
+        let durable = match &self.shared {
+            Some(s) if super::writer_alive(&self.dir) => valid_end.min(s.durable()),
+            _ => valid_end,
+        };
+        self.durable.store(durable, Ordering::SeqCst);
+        Ok(())
+    }
+
     fn read(&self, lsn: Lsn) -> Result<Vec<u8>> {
         let durable = self.durable.load(Ordering::SeqCst);
         let first = {
@@ -49,6 +112,48 @@ impl Inner {
             .ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} is past the end of {}", seg.path.display())))?;
         seg.read_record(lsn, off, self.opts.max_record)
     }
+}
+
+/// Indexes the records written to `seg` after its known end (a read-only reader
+/// following a live writer). Reads a window at a time; a partial record at the end
+/// (the writer is mid-copy) is left for the next look.
+fn extend_scan(seg: &super::segment::Segment, max: usize) -> Result<()> {
+    use super::format::{decode_record, frame_len, Decoded, FRAME_HEADER};
+    let mut at = seg.end.load(Ordering::Acquire);
+    let mut idx = seg.index.write().unwrap_or_else(|e| e.into_inner());
+    let mut window = (256usize << 10).max(frame_len(max) + FRAME_HEADER);
+    loop {
+        let len = seg.file.len()?;
+        if at >= len {
+            break;
+        }
+        let mut buf = vec![0u8; window.min((len - at) as usize)];
+        let n = seg.file.read_at(&mut buf, at)?;
+        buf.truncate(n);
+        let mut c = 0usize;
+        let mut progressed = false;
+        let stop = loop {
+            let lsn = seg.base() + idx.len() as u64;
+            match decode_record(&buf, c, lsn, max) {
+                Decoded::Record { len } => {
+                    idx.push((at + c as u64) as u32);
+                    c += frame_len(len);
+                    progressed = true;
+                }
+                Decoded::End => break true,
+                Decoded::Invalid(_) => break (buf.len() as u64) >= len - at,
+            }
+        };
+        at += c as u64;
+        if stop {
+            break;
+        }
+        if !progressed {
+            window *= 2; // A record longer than the window: read more at once.
+        }
+    }
+    seg.end.store(at, Ordering::Release);
+    Ok(())
 }
 
 /// An iterator over durable records: `(lsn, payload)`.
@@ -90,7 +195,26 @@ impl Tailer {
     pub fn next_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<(Lsn, Vec<u8>)>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let i = &self.inner;
-        if i.durable.load(Ordering::SeqCst) <= self.next {
+        if i.read_only {
+            // Another process writes: wait on `tail.state`'s futex word, then refresh.
+            while i.durable.load(Ordering::SeqCst) <= self.next {
+                let seen = i.shared.as_ref().map(|s| s.current());
+                i.refresh()?;
+                if i.durable.load(Ordering::SeqCst) > self.next {
+                    break;
+                }
+                let left = match deadline {
+                    Some(d) if Instant::now() >= d => return Ok(None),
+                    Some(d) => (d - Instant::now()).min(Duration::from_secs(1)),
+                    None => Duration::from_secs(1),
+                };
+                match (&i.shared, seen) {
+                    (Some(s), Some(seen)) => s.wait(seen, left),
+                    // No writer has run yet: nothing to wait on but time.
+                    _ => std::thread::sleep(left.min(Duration::from_millis(50))),
+                }
+            }
+        } else if i.durable.load(Ordering::SeqCst) <= self.next {
             i.waiters.fetch_add(1, Ordering::SeqCst);
             let mut g = i.wait_lock.lock().unwrap_or_else(|e| e.into_inner());
             // Checked under the lock after announcing ourselves: the appender stores

@@ -125,14 +125,14 @@ impl Log {
             };
             // It becomes the tail again: direct, full capacity.
             if seg.sealed.load(Ordering::Acquire) {
-                seg.file.set_mode(Mode::Direct, SwitchOptions { wait: Some(Duration::from_secs(10)) })?;
-                seg.file.allocate(0, inner.opts.segment_size)?;
+                seg.file.dax().set_mode(Mode::Direct, SwitchOptions { wait: Some(Duration::from_secs(10)) })?;
+                seg.file.dax().allocate(0, inner.opts.segment_size)?;
                 seg.sealed.store(false, Ordering::Release);
             }
             let len = seg.file.len()?;
             if len > cut_at {
-                seg.file.zero_range(cut_at, len - cut_at)?;
-                seg.file.persist(cut_at, len - cut_at)?;
+                seg.file.dax().zero_range(cut_at, len - cut_at)?;
+                seg.file.dax().persist(cut_at, len - cut_at)?;
             }
             seg.index.write().unwrap_or_else(|e| e.into_inner()).truncate(kept);
             seg.end.store(cut_at.max(HEADER_LEN as u64), Ordering::Release);

@@ -40,11 +40,74 @@ pub fn put_record(media: &impl Media, off: u64, lsn: u64, payload: &[u8], scratc
     Ok(n as u64)
 }
 
+/// How a segment file is open.
+pub(crate) enum SegFile {
+    /// Through dynadax, by the log's writer: the tail direct, sealed segments cached.
+    Dax(File),
+    /// Plain `pread`s, by a read-only log in another process than the writer. Such a
+    /// reader does not own the file: the writer may trim it while sealing, which a
+    /// `pread` survives and a mapping would not (SIGBUS).
+    Plain(std::fs::File, PathBuf),
+}
+
+impl SegFile {
+    pub fn open(path: &Path, read_only: bool) -> Result<SegFile> {
+        if read_only {
+            let f = std::fs::File::open(path).map_err(|e| Error::io(path, "open segment", e))?;
+            Ok(SegFile::Plain(f, path.to_path_buf()))
+        } else {
+            Ok(SegFile::Dax(File::open(path)?))
+        }
+    }
+
+    /// The dynadax file of a writer's segment. Only the writer's paths call this,
+    /// and a writer opens every segment through dynadax.
+    pub fn dax(&self) -> &File {
+        match self {
+            SegFile::Dax(f) => f,
+            SegFile::Plain(_, p) => unreachable!("{}: read-only segment used for writing", p.display()),
+        }
+    }
+
+    pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        match self {
+            SegFile::Dax(f) => f.read_at(buf, off),
+            SegFile::Plain(f, p) => {
+                use std::os::unix::fs::FileExt;
+                let mut done = 0;
+                while done < buf.len() {
+                    match f.read_at(&mut buf[done..], off + done as u64) {
+                        Ok(0) => break,
+                        Ok(n) => done += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Error::io(p, "read segment", e)),
+                    }
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    pub fn len(&self) -> Result<u64> {
+        match self {
+            SegFile::Dax(f) => f.len(),
+            SegFile::Plain(f, p) => f.metadata().map(|m| m.len()).map_err(|e| Error::io(p, "stat segment", e)),
+        }
+    }
+
+    pub fn status(&self) -> Result<crate::Status> {
+        match self {
+            SegFile::Dax(f) => f.status(),
+            SegFile::Plain(_, p) => crate::stat(p),
+        }
+    }
+}
+
 /// A segment of the log.
 pub(crate) struct Segment {
     pub path: PathBuf,
     pub header: SegmentHeader,
-    pub file: File,
+    pub file: SegFile,
     /// Offset of each record: `index[lsn - base]`. Appended by the writer (under the
     /// log's writer lock); read by readers, who never look past the durable LSN.
     pub index: RwLock<Vec<u32>>,
@@ -118,7 +181,7 @@ pub struct Scan {
 
 /// Reads the whole segment and indexes its records from the header on. Reads in
 /// large blocks through the file's vector, so the scan rate is the copy rate.
-pub(crate) fn scan(path: &Path, file: &File, header: &SegmentHeader, max: usize) -> Result<Scan> {
+pub(crate) fn scan(path: &Path, file: &SegFile, header: &SegmentHeader, max: usize) -> Result<Scan> {
     let len = file.len()?;
     let mut buf = vec![0u8; len as usize];
     let n = file.read_at(&mut buf, 0)?;
@@ -135,8 +198,7 @@ pub fn scan_bytes(buf: &[u8], base_lsn: u64, max: usize) -> std::result::Result<
         let lsn = base_lsn + index.len() as u64;
         match format::decode_record(buf, at, lsn, max) {
             Decoded::Record { len } => {
-                index
-                    .push(u32::try_from(at).map_err(|_| (at as u64, "segment larger than 4 GiB".to_string()))?);
+                index.push(u32::try_from(at).map_err(|_| (at as u64, "segment larger than 4 GiB".to_string()))?);
                 at += format::frame_len(len);
             }
             Decoded::End => break None,

@@ -71,6 +71,7 @@ pub(crate) fn create_segment(dir: &Path, base: Lsn, capacity: u64, prepared: Opt
     if file.status()?.physical != Mode::Direct {
         file.set_mode(Mode::Direct, SwitchOptions::default())?;
     }
+    let file = super::segment::SegFile::Dax(file);
     Ok(Arc::new(Segment {
         path: final_path,
         header,
@@ -125,7 +126,7 @@ impl Preparer {
                         Job::Populate(seg) => {
                             if let Some(seg) = seg.upgrade() {
                                 let cap = seg.header.capacity;
-                                let _ = seg.file.advise(0, cap, Advice::PopulateWrite);
+                                let _ = seg.file.dax().advise(0, cap, Advice::PopulateWrite);
                             }
                         }
                     }
@@ -190,7 +191,7 @@ impl Log {
             let tail = w.tail.clone().expect("writable log has a tail");
             let (off, lsn) = (w.write_off, w.next_lsn);
             let mut scratch = std::mem::take(&mut w.scratch);
-            let res = put_record(&tail.file, off, lsn, r, &mut scratch);
+            let res = put_record(tail.file.dax(), off, lsn, r, &mut scratch);
             w.scratch = scratch;
             res.map_err(|e| inner.poison(e))?;
             tail.index.write().unwrap_or_else(|e| e.into_inner()).push(off as u32);
@@ -205,7 +206,7 @@ impl Log {
                 // it persisted the part before it).
                 let tail = w.tail.clone().expect("writable log has a tail");
                 let (from, to) = (w.persisted_upto, w.write_off);
-                tail.file.persist(from, to - from).map_err(|e| inner.poison(e))?;
+                tail.file.dax().persist(from, to - from).map_err(|e| inner.poison(e))?;
                 w.persisted_upto = to;
                 drop(w);
                 inner.advance_durable(end);
@@ -261,7 +262,7 @@ impl Inner {
         };
         if let Some(tail) = &tail {
             if to > from {
-                tail.file.persist(from, to - from).map_err(|e| self.poison(e))?;
+                tail.file.dax().persist(from, to - from).map_err(|e| self.poison(e))?;
             }
             let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             if w.tail.as_ref().is_some_and(|t| Arc::ptr_eq(t, tail)) {
@@ -285,12 +286,12 @@ impl Inner {
             // through a DAX mapping are not flushed by the cached vector's fdatasync.
             // `persisted_upto` only moves once a persist has finished, so this range
             // also covers one a group-commit leader may have in flight.
-            old.file.persist(w.persisted_upto, w.write_off - w.persisted_upto)?;
+            old.file.dax().persist(w.persisted_upto, w.write_off - w.persisted_upto)?;
             w.persisted_upto = w.write_off;
             self.advance_durable(w.next_lsn);
-            old.file.set_len(w.write_off)?;
-            old.file.persist(0, w.write_off)?;
-            old.file.set_mode(Mode::Cached, SwitchOptions { wait: Some(std::time::Duration::from_secs(10)) })?;
+            old.file.dax().set_len(w.write_off)?;
+            old.file.dax().persist(0, w.write_off)?;
+            old.file.dax().set_mode(Mode::Cached, SwitchOptions { wait: Some(std::time::Duration::from_secs(10)) })?;
             old.sealed.store(true, Ordering::Release);
             create_segment(&self.dir, w.next_lsn, self.opts.segment_size, self.prep.take())
         })();

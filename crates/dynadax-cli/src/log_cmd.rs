@@ -1,0 +1,316 @@
+//! `dynadax log ...`: append, read, tail, stat, verify, bench.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use dynadax::log::{Durability, Log, LogOptions, RecoveryMode};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+/// Work with a segmented log: a directory of segment files whose tail is written in
+/// direct mode and whose full segments are sealed to cached.
+#[derive(Subcommand, Debug)]
+pub enum LogCommand {
+    /// Append records from standard input, one per line (without the newline).
+    ///
+    /// For each record, once it is durable, prints its LSN in decimal on its own line
+    /// and flushes standard output, so a consumer can trust every printed LSN to
+    /// survive a crash. End of input ends cleanly. Creates the log if needed.
+    Append {
+        /// The log directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        opts: WriteOpts,
+    },
+    /// Print records as `LSN<TAB>record`, one per line, in order.
+    Read {
+        /// The log directory.
+        dir: PathBuf,
+        /// First LSN to print (default: the log's first).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Print at most this many records.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Like `read`, then follow the log, printing records as they become durable.
+    ///
+    /// Works from another process than the writer: it waits on the futex word in
+    /// the log's `tail.state` file, so it uses no CPU while nothing is appended.
+    Tail {
+        /// The log directory.
+        dir: PathBuf,
+        /// First LSN to print (default: the log's first).
+        #[arg(long)]
+        from: Option<u64>,
+    },
+    /// Segments with their modes (physical and effective), sizes, LSNs, records.
+    Stat {
+        /// The log directory.
+        dir: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every record's frame and checksum and the LSN chain.
+    ///
+    /// Exit 0 if clean, 1 if anything is wrong (each problem named by file and byte
+    /// offset). Shows a progress bar on a terminal.
+    Verify {
+        /// The log directory.
+        dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of a writing open.
+#[derive(Args, Debug, Clone)]
+pub struct WriteOpts {
+    /// When an append is durable: each (persist per append), group (concurrent
+    /// appends share a persist), none (only at end of input and every 4096 records).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Group)]
+    pub durability: DurabilityArg,
+    /// Bytes per segment (suffixes K, M, G).
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    pub segment_size: u64,
+    /// Largest record in bytes (suffixes K, M, G).
+    #[arg(long, default_value = "1M", value_parser = parse_size)]
+    pub max_record: u64,
+    /// First LSN of a new log.
+    #[arg(long, default_value_t = 0)]
+    pub first_lsn: u64,
+    /// What to do with damage found at open.
+    #[arg(long, value_enum, default_value_t = RecoveryArg::TolerateTornTail)]
+    pub recovery: RecoveryArg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum DurabilityArg {
+    Each,
+    Group,
+    None,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum RecoveryArg {
+    Strict,
+    TolerateTornTail,
+    PointInTime,
+}
+
+impl WriteOpts {
+    pub fn log_options(&self) -> LogOptions {
+        LogOptions {
+            segment_size: self.segment_size,
+            max_record: self.max_record as usize,
+            durability: match self.durability {
+                DurabilityArg::Each => Durability::Each,
+                DurabilityArg::Group => Durability::Group,
+                DurabilityArg::None => Durability::None,
+            },
+            recovery: match self.recovery {
+                RecoveryArg::Strict => RecoveryMode::Strict,
+                RecoveryArg::TolerateTornTail => RecoveryMode::TolerateTornTail,
+                RecoveryArg::PointInTime => RecoveryMode::PointInTime,
+            },
+            first_lsn: self.first_lsn,
+            max_segment_age: None,
+        }
+    }
+}
+
+/// `4096`, `64K`, `64M`, `1G`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mul) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size (a positive number, optionally with K, M or G)"))
+}
+
+/// Options for opening a log only to read it: limits as large as any writer's.
+fn reading() -> LogOptions {
+    LogOptions { max_record: 1 << 30, segment_size: u32::MAX as u64, ..LogOptions::default() }
+}
+
+pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
+    match cmd {
+        LogCommand::Append { dir, opts } => append(&dir, &opts),
+        LogCommand::Read { dir, from, limit } => {
+            let log = Log::open_read_only(&dir, reading())?;
+            let from = from.unwrap_or_else(|| log.first_lsn());
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let end = limit.map_or(u64::MAX, |l| from.saturating_add(l));
+            for r in log.range(from, end) {
+                let (lsn, rec) = r?;
+                write_record(&mut out, lsn, &rec)?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        LogCommand::Tail { dir, from } => {
+            let log = Log::open_read_only(&dir, reading())?;
+            let mut t = log.tail(from.unwrap_or_else(|| log.first_lsn()));
+            let mut out = std::io::stdout().lock();
+            loop {
+                if let Some((lsn, rec)) = t.next_timeout(None)? {
+                    write_record(&mut out, lsn, &rec)?;
+                    out.flush()?;
+                }
+            }
+        }
+        LogCommand::Stat { dir, json } => stat(&dir, json),
+        LogCommand::Verify { dir, json } => verify(&dir, json),
+    }
+}
+
+fn write_record(out: &mut impl Write, lsn: u64, rec: &[u8]) -> std::io::Result<()> {
+    write!(out, "{lsn}\t")?;
+    out.write_all(rec)?;
+    out.write_all(b"\n")
+}
+
+fn append(dir: &std::path::Path, opts: &WriteOpts) -> anyhow::Result<()> {
+    let log = Log::open(dir, opts.log_options())?;
+    let report = log.recovery_report();
+    for r in &report.repairs {
+        eprintln!("dynadax: recovery: {r}");
+    }
+    let none = matches!(opts.durability, DurabilityArg::None);
+    let mut input = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    let mut line = Vec::new();
+    let mut pending: Vec<u64> = Vec::new();
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line).context("read standard input")? == 0 {
+            break;
+        }
+        n += 1;
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if line.is_empty() {
+            bail!("{}: input line {n} is empty: a record is 1 to {} bytes", dir.display(), opts.max_record);
+        }
+        let lsn = log.append(&line)?;
+        if none {
+            pending.push(lsn);
+            if pending.len() >= 4096 {
+                flush_pending(&log, &mut pending, &mut out)?;
+            }
+        } else {
+            writeln!(out, "{lsn}")?;
+            out.flush()?;
+        }
+    }
+    flush_pending(&log, &mut pending, &mut out)
+}
+
+fn flush_pending(log: &Log, pending: &mut Vec<u64>, out: &mut impl Write) -> anyhow::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    log.sync()?;
+    for lsn in pending.drain(..) {
+        writeln!(out, "{lsn}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn stat(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let log = Log::open_read_only(dir, reading())?;
+    let segs = log.segments()?;
+    let records: u64 = segs.iter().map(|s| s.records).sum();
+    let bytes: u64 = segs.iter().map(|s| s.bytes).sum();
+    if json {
+        let v = serde_json::json!({
+            "dir": dir,
+            "first_lsn": log.first_lsn(),
+            "durable_lsn": log.durable_lsn(),
+            "records": records,
+            "bytes": bytes,
+            "segments": segs,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "log {}: LSNs {}..{} ({records} records, {bytes} bytes) in {} segments",
+        dir.display(),
+        log.first_lsn(),
+        log.durable_lsn(),
+        segs.len()
+    );
+    println!(
+        "{:<26} {:>12} {:>12} {:>9} {:>11} {:>11}  {:<8} {:<8} state",
+        "segment", "first LSN", "last LSN", "records", "bytes", "file size", "physical", "effective"
+    );
+    for s in &segs {
+        println!(
+            "{:<26} {:>12} {:>12} {:>9} {:>11} {:>11}  {:<8} {:<8} {}",
+            s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            s.first_lsn,
+            s.last_lsn.map_or("-".into(), |l| l.to_string()),
+            s.records,
+            s.bytes,
+            s.file_size,
+            s.physical,
+            s.effective.map_or("-".into(), |m| format!("{m}")),
+            if s.sealed { "sealed" } else { "tail" }
+        );
+    }
+    Ok(())
+}
+
+fn verify(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let bar = (std::io::stderr().is_terminal() && !json).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} verifying [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b
+    });
+    let mut progress = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let rep = dynadax::log::verify(dir, 1 << 30, &mut progress)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if json {
+        println!("{}", serde_json::to_string(&rep)?);
+    } else {
+        for p in &rep.problems {
+            println!("{}: at byte {}: {}", p.path.display(), p.offset, p.what);
+        }
+        println!(
+            "{}: {} segments, {} records, {} bytes: {}",
+            dir.display(),
+            rep.segments,
+            rep.records,
+            rep.bytes,
+            if rep.problems.is_empty() { "clean".to_string() } else { format!("{} problem(s)", rep.problems.len()) }
+        );
+    }
+    if !rep.problems.is_empty() {
+        bail!("{}: corruption found", dir.display());
+    }
+    Ok(())
+}
