@@ -70,8 +70,10 @@ fn sync_mappings_of(p: &Path) -> usize {
     count
 }
 
+/// Another process holding `p` open: one process (`exec`), so killing it closes the
+/// file (a shell with a `sleep` child would leave the child holding it).
 fn hold_open(p: &Path) -> Child {
-    Command::new("sh").arg("-c").arg(format!("exec 3<'{}'; sleep 60", p.display())).spawn().unwrap()
+    Command::new("sh").arg("-c").arg(format!("exec sleep 60 3<'{}'", p.display())).spawn().unwrap()
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
