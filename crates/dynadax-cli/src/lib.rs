@@ -4,6 +4,7 @@
 //! wrong), 2 a usage error (from clap), 3 busy (a switch refused while mapped).
 
 mod demo;
+mod log_bench;
 mod log_cmd;
 mod report;
 

@@ -62,6 +62,13 @@ pub enum LogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark the log on DIR's file system: appends, sealing (vs copying),
+    /// sequential and random reads of sealed segments, recovery scan rate.
+    ///
+    /// Set DYNADAX_FORCE_CACHE_FLUSH=1 to persist by cache-line flush on a
+    /// DRAM-backed file system (/dev/shm), as PMEM_IS_PMEM_FORCE=1 does for PMDK;
+    /// on a real disk that setting is not durable.
+    Bench(crate::log_bench::BenchArgs),
 }
 
 /// Options of a writing open.
@@ -168,6 +175,7 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
         }
         LogCommand::Stat { dir, json } => stat(&dir, json),
         LogCommand::Verify { dir, json } => verify(&dir, json),
+        LogCommand::Bench(args) => crate::log_bench::run(&args),
     }
 }
 

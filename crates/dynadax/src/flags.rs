@@ -111,10 +111,11 @@ impl FlagStore {
                     records.push((key, mode));
                 }
                 write_sidecar(&file, &records)?;
-                return Ok(());
             }
         }
-        // The ioctl and the xattr are journaled metadata: fsync makes them durable.
+        // The ioctl and the xattr are journaled metadata: fsync makes them durable. It
+        // also makes the file's other metadata durable (the log relies on this for the
+        // length of a segment trimmed just before it is sealed).
         rustix::fs::fsync(fd).ctx(path, "fsync after recording the mode")
     }
 }

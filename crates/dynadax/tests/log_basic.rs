@@ -249,3 +249,14 @@ fn metadata_record_is_durable() {
     let log = Log::open(&dir, small(Durability::Group)).unwrap();
     assert_eq!(log.metadata(), b"vote: term 7 node 2");
 }
+
+#[test]
+fn reopen_after_drop_releases_the_lock() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    for i in 0..5u64 {
+        let log = Log::open(&dir, small(Durability::Each)).unwrap_or_else(|e| panic!("open {i}: {e}"));
+        fill_to(&log, (i + 1) * 300);
+        drop(log);
+    }
+}

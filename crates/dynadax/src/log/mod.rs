@@ -440,7 +440,21 @@ fn take_lock(dir: &Path) -> Result<fs::File> {
         .truncate(false)
         .open(&path)
         .ctx(&path, "open lock file")?;
-    match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+    // A lock held by a live writer is refused at once, after a short grace: a child
+    // process being spawned by another thread of this process holds a copy of every
+    // descriptor until its exec closes them, so a log closed and reopened at that
+    // moment looks locked for a few hundred microseconds.
+    let mut tries = 0;
+    let locked = loop {
+        match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+            Err(rustix::io::Errno::WOULDBLOCK) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(4));
+            }
+            r => break r,
+        }
+    };
+    match locked {
         Ok(()) => {}
         Err(rustix::io::Errno::WOULDBLOCK) => {
             let holder = fs::read_to_string(&path).unwrap_or_default();
@@ -499,14 +513,7 @@ fn recover(dir: &Path, opts: &LogOptions, read_only: bool, report: &mut Recovery
         }
         let scanned = scan(&path, &file, &header, opts.max_record)?;
         report.bytes += scanned.end;
-        let seg = Arc::new(Segment {
-            path: path.clone(),
-            header,
-            file,
-            index: RwLock::new(scanned.index),
-            end: AtomicU64::new(scanned.end),
-            sealed: AtomicBool::new(!is_tail),
-        });
+        let seg = Arc::new(Segment::new(path.clone(), header, file, scanned.index, scanned.end, !is_tail));
         if let Some((at, why)) = scanned.damage.clone() {
             let torn_tail = is_tail;
             let cut = match (opts.recovery, torn_tail) {

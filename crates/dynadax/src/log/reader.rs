@@ -69,14 +69,14 @@ impl Inner {
             let mut head = [0u8; super::HEADER_LEN];
             let n = file.read_at(&mut head, 0)?;
             let Ok(header) = super::SegmentHeader::decode(&head[..n]) else { break };
-            let seg = std::sync::Arc::new(super::segment::Segment {
+            let seg = std::sync::Arc::new(super::segment::Segment::new(
                 path,
                 header,
                 file,
-                index: std::sync::RwLock::new(Vec::new()),
-                end: std::sync::atomic::AtomicU64::new(super::HEADER_LEN as u64),
-                sealed: std::sync::atomic::AtomicBool::new(false),
-            });
+                Vec::new(),
+                super::HEADER_LEN as u64,
+                false,
+            ));
             extend_scan(&seg, self.opts.max_record)?;
             if let Some(prev) = segs.last() {
                 prev.sealed.store(true, Ordering::Release);
@@ -108,7 +108,7 @@ impl Inner {
         }
         let seg = self.segment_of(lsn).ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} has no segment")))?;
         let off = seg
-            .offset_of(lsn)
+            .offset_of(lsn)?
             .ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} is past the end of {}", seg.path.display())))?;
         seg.read_record(lsn, off, self.opts.max_record)
     }
@@ -119,8 +119,8 @@ impl Inner {
 /// (the writer is mid-copy) is left for the next look.
 fn extend_scan(seg: &super::segment::Segment, max: usize) -> Result<()> {
     use super::format::{decode_record, frame_len, Decoded, FRAME_HEADER};
-    let mut at = seg.end.load(Ordering::Acquire);
     let mut idx = seg.index.write().unwrap_or_else(|e| e.into_inner());
+    let mut at = idx.next;
     let mut window = (256usize << 10).max(frame_len(max) + FRAME_HEADER);
     loop {
         let len = seg.file.len()?;
@@ -133,10 +133,10 @@ fn extend_scan(seg: &super::segment::Segment, max: usize) -> Result<()> {
         let mut c = 0usize;
         let mut progressed = false;
         let stop = loop {
-            let lsn = seg.base() + idx.len() as u64;
+            let lsn = seg.base() + idx.offsets.len() as u64;
             match decode_record(&buf, c, lsn, max) {
                 Decoded::Record { len } => {
-                    idx.push((at + c as u64) as u32);
+                    idx.offsets.push((at + c as u64) as u32);
                     c += frame_len(len);
                     progressed = true;
                 }
@@ -152,6 +152,8 @@ fn extend_scan(seg: &super::segment::Segment, max: usize) -> Result<()> {
             window *= 2; // A record longer than the window: read more at once.
         }
     }
+    idx.next = at;
+    seg.records.store(idx.offsets.len() as u64, Ordering::Release);
     seg.end.store(at, Ordering::Release);
     Ok(())
 }

@@ -118,12 +118,13 @@ impl Log {
             sync_dir(&inner.dir)?;
             let seg = segs.last().cloned().expect("a log keeps one segment");
             drop(segs);
-            let kept = keep_end.saturating_sub(seg.base()) as usize;
-            let cut_at = {
-                let idx = seg.index.read().unwrap_or_else(|e| e.into_inner());
-                idx.get(kept).map_or(seg.end.load(Ordering::Acquire), |&o| o as u64)
+            let kept = keep_end.saturating_sub(seg.base());
+            let cut_at = match seg.offset_of(seg.base() + kept)? {
+                Some(o) => o,
+                None => seg.end.load(Ordering::Acquire),
             };
-            // It becomes the tail again: direct, full capacity.
+            // It becomes the tail again: direct, full capacity, the writer's mapping.
+            w.guard = None;
             if seg.sealed.load(Ordering::Acquire) {
                 seg.file.dax().set_mode(Mode::Direct, SwitchOptions { wait: Some(Duration::from_secs(10)) })?;
                 seg.file.dax().allocate(0, inner.opts.segment_size)?;
@@ -134,8 +135,8 @@ impl Log {
                 seg.file.dax().zero_range(cut_at, len - cut_at)?;
                 seg.file.dax().persist(cut_at, len - cut_at)?;
             }
-            seg.index.write().unwrap_or_else(|e| e.into_inner()).truncate(kept);
-            seg.end.store(cut_at.max(HEADER_LEN as u64), Ordering::Release);
+            seg.truncate_index(kept, cut_at.max(HEADER_LEN as u64));
+            w.guard = Some(super::writer::tail_guard(&seg, inner.opts.segment_size)?);
             w.tail = Some(seg);
             w.next_lsn = keep_end;
             w.write_off = cut_at;

@@ -5,7 +5,7 @@ use super::format::{self, Decoded, SegmentHeader, FRAME_HEADER, HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 
 /// Where records are stored and made durable: the seam between the log's write
@@ -26,6 +26,18 @@ impl Media for File {
     }
     fn persist(&self, off: u64, len: u64) -> Result<()> {
         File::persist(self, off, len)
+    }
+}
+
+/// The log's writer stores through a mapping guard of the whole tail: plain stores
+/// and a cache-line flush, no lock per append. The live guard is also what keeps the
+/// tail's mode from being switched under the writer (the switch protocol's rule 2).
+impl Media for crate::MapGuard {
+    fn store(&self, off: u64, data: &[u8]) -> Result<()> {
+        self.write(off as usize, data)
+    }
+    fn persist(&self, off: u64, len: u64) -> Result<()> {
+        crate::MapGuard::persist(self, off as usize, len as usize)
     }
 }
 
@@ -108,29 +120,95 @@ pub(crate) struct Segment {
     pub path: PathBuf,
     pub header: SegmentHeader,
     pub file: SegFile,
-    /// Offset of each record: `index[lsn - base]`. Appended by the writer (under the
-    /// log's writer lock); read by readers, who never look past the durable LSN.
-    pub index: RwLock<Vec<u32>>,
+    /// Records written to this segment. Stored by the writer (the only appender) after
+    /// each frame; readers never look at records past the durable LSN anyway.
+    pub records: AtomicU64,
+    /// Offsets of the first records and the offset just past them. Built whole by the
+    /// recovery scan; for the tail, extended lazily by readers (decoding forward from
+    /// the last known record), so appends never touch it.
+    pub index: RwLock<Index>,
     /// Offset just past the last record written.
     pub end: AtomicU64,
     /// Sealed: trimmed, immutable, switched to cached.
     pub sealed: AtomicBool,
 }
 
+/// Known record offsets of a segment: `offsets[lsn - base]`, and where the next one starts.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    pub offsets: Vec<u32>,
+    pub next: u64,
+}
+
 impl Segment {
+    /// A segment and its index, as a scan found it.
+    pub fn new(
+        path: PathBuf,
+        header: SegmentHeader,
+        file: SegFile,
+        offsets: Vec<u32>,
+        end: u64,
+        sealed: bool,
+    ) -> Segment {
+        Segment {
+            path,
+            header,
+            file,
+            records: AtomicU64::new(offsets.len() as u64),
+            index: RwLock::new(Index { offsets, next: end }),
+            end: AtomicU64::new(end),
+            sealed: AtomicBool::new(sealed),
+        }
+    }
+
     pub fn base(&self) -> u64 {
         self.header.base_lsn
     }
 
-    /// Number of records indexed.
+    /// Number of records written.
     pub fn count(&self) -> u64 {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).len() as u64
+        self.records.load(Ordering::Acquire)
     }
 
-    /// Offset of record `lsn`, if this segment has it.
-    pub fn offset_of(&self, lsn: u64) -> Option<u64> {
-        let i = lsn.checked_sub(self.base())?;
-        self.index.read().unwrap_or_else(|e| e.into_inner()).get(i as usize).map(|&o| o as u64)
+    /// Offset of record `lsn`, if this segment has it. Extends the index by decoding
+    /// frame headers forward when a reader asks past it.
+    pub fn offset_of(&self, lsn: u64) -> Result<Option<u64>> {
+        let Some(i) = lsn.checked_sub(self.base()) else { return Ok(None) };
+        if i >= self.count() {
+            return Ok(None);
+        }
+        if let Some(&o) = self.index.read().unwrap_or_else(|e| e.into_inner()).offsets.get(i as usize) {
+            return Ok(Some(o as u64));
+        }
+        let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+        while idx.offsets.len() as u64 <= i {
+            let at = idx.next;
+            let mut head = [0u8; 4];
+            if self.file.read_at(&mut head, at)? < 4 {
+                return Err(self.corrupt(at, "record runs past the end of the file".into()));
+            }
+            let len = u32::from_le_bytes(head) as usize;
+            if len == 0 {
+                return Err(self.corrupt(
+                    at,
+                    format!("record {} expected, found the end", self.base() + idx.offsets.len() as u64),
+                ));
+            }
+            idx.offsets.push(u32::try_from(at).map_err(|_| self.corrupt(at, "offset past 4 GiB".into()))?);
+            idx.next = at + format::frame_len(len) as u64;
+        }
+        Ok(Some(idx.offsets[i as usize] as u64))
+    }
+
+    /// Forgets records from the `keep`-th on (suffix truncation).
+    pub fn truncate_index(&self, keep: u64, new_end: u64) {
+        let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+        if idx.offsets.len() as u64 > keep {
+            idx.offsets.truncate(keep as usize);
+            idx.next = new_end;
+        }
+        self.records.store(keep, Ordering::Release);
+        self.end.store(new_end, Ordering::Release);
     }
 
     /// Reads record `lsn` at `off`, checking its frame again (media can rot).

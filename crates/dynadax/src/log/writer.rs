@@ -6,21 +6,24 @@
 
 use super::format::{self, SegmentHeader, HEADER_LEN};
 use super::meta::sync_dir;
-use super::segment::{put_record, Segment};
+use super::segment::{put_record, Media, Segment};
 use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, PREPARE_FILE};
 use crate::error::{Error, IoContext, Result};
-use crate::{Advice, File, Mode, SwitchOptions};
+use crate::{File, MapGuard, Mode, SwitchOptions};
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, RwLock, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::Instant;
 
 /// The tail's write state. Guarded by `Inner::writer`.
 pub(crate) struct Writer {
     /// The segment taking appends (`None` only for read-only logs).
     pub tail: Option<Arc<Segment>>,
+    /// The writer's mapping of the whole tail: appends are stores into it. Shared
+    /// with a group-commit leader while it persists; dropped before sealing.
+    pub guard: Option<Arc<MapGuard>>,
     pub next_lsn: Lsn,
     /// Offset of the next frame in the tail.
     pub write_off: u64,
@@ -33,10 +36,12 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn for_tail(tail: Arc<Segment>, next_lsn: Lsn, _opts: &LogOptions) -> Result<Writer> {
+    pub fn for_tail(tail: Arc<Segment>, next_lsn: Lsn, opts: &LogOptions) -> Result<Writer> {
         let end = tail.end.load(Ordering::Acquire);
+        let guard = Some(tail_guard(&tail, opts.segment_size)?);
         Ok(Writer {
             tail: Some(tail),
+            guard,
             next_lsn,
             write_off: end,
             persisted_upto: end,
@@ -46,8 +51,27 @@ impl Writer {
     }
 
     pub fn none(next_lsn: Lsn) -> Writer {
-        Writer { tail: None, next_lsn, write_off: 0, persisted_upto: 0, opened: Instant::now(), scratch: Vec::new() }
+        Writer {
+            tail: None,
+            guard: None,
+            next_lsn,
+            write_off: 0,
+            persisted_upto: 0,
+            opened: Instant::now(),
+            scratch: Vec::new(),
+        }
     }
+}
+
+/// The writer's mapping of a tail: the whole file, at least `capacity` bytes (the
+/// file is extended to that first if a crash left it trimmed).
+pub(crate) fn tail_guard(tail: &Segment, capacity: u64) -> Result<Arc<MapGuard>> {
+    let f = tail.file.dax();
+    let len = f.len()?.max(capacity);
+    if f.len()? < len {
+        f.allocate(0, len)?;
+    }
+    Ok(Arc::new(f.map(0, len as usize, true)?))
 }
 
 /// Creates segment `base` durably: a preallocated file (the prepared one if given)
@@ -72,14 +96,7 @@ pub(crate) fn create_segment(dir: &Path, base: Lsn, capacity: u64, prepared: Opt
         file.set_mode(Mode::Direct, SwitchOptions::default())?;
     }
     let file = super::segment::SegFile::Dax(file);
-    Ok(Arc::new(Segment {
-        path: final_path,
-        header,
-        file,
-        index: RwLock::new(Vec::new()),
-        end: AtomicU64::new(HEADER_LEN as u64),
-        sealed: AtomicBool::new(false),
-    }))
+    Ok(Arc::new(Segment::new(final_path, header, file, Vec::new(), HEADER_LEN as u64, false)))
 }
 
 /// Makes `.prepare.tmp`: created through dynadax (so it inherits the directory's
@@ -105,7 +122,7 @@ pub(crate) struct Preparer {
 
 enum Job {
     Prepare { dir: PathBuf, capacity: u64 },
-    Populate(Weak<Segment>),
+    Populate(Weak<MapGuard>),
 }
 
 impl Preparer {
@@ -123,10 +140,9 @@ impl Preparer {
                                 *ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
                             }
                         }
-                        Job::Populate(seg) => {
-                            if let Some(seg) = seg.upgrade() {
-                                let cap = seg.header.capacity;
-                                let _ = seg.file.dax().advise(0, cap, Advice::PopulateWrite);
+                        Job::Populate(guard) => {
+                            if let Some(g) = guard.upgrade() {
+                                let _ = g.populate();
                             }
                         }
                     }
@@ -145,9 +161,9 @@ impl Preparer {
     /// Asks for the next segment file and for the current tail to be faulted in.
     pub fn request(&self, inner: &Inner) {
         self.send(Job::Prepare { dir: inner.dir.clone(), capacity: inner.opts.segment_size });
-        let tail = inner.writer.lock().unwrap_or_else(|e| e.into_inner()).tail.clone();
-        if let Some(t) = tail {
-            self.send(Job::Populate(Arc::downgrade(&t)));
+        let guard = inner.writer.lock().unwrap_or_else(|e| e.into_inner()).guard.as_ref().map(Arc::downgrade);
+        if let Some(g) = guard {
+            self.send(Job::Populate(g));
         }
     }
 
@@ -188,15 +204,15 @@ impl Log {
             if w.write_off + n > inner.opts.segment_size || aged {
                 inner.rotate(&mut w)?;
             }
-            let tail = w.tail.clone().expect("writable log has a tail");
+            // Split borrows of the writer's fields: no reference counting per append.
+            let w = &mut *w;
+            let (tail, guard) =
+                (w.tail.as_ref().expect("writable log has a tail"), w.guard.as_ref().expect("tail is mapped"));
             let (off, lsn) = (w.write_off, w.next_lsn);
-            let mut scratch = std::mem::take(&mut w.scratch);
-            let res = put_record(tail.file.dax(), off, lsn, r, &mut scratch);
-            w.scratch = scratch;
-            res.map_err(|e| inner.poison(e))?;
-            tail.index.write().unwrap_or_else(|e| e.into_inner()).push(off as u32);
+            put_record(&**guard, off, lsn, r, &mut w.scratch).map_err(|e| inner.poison(e))?;
             w.write_off = off + n;
             w.next_lsn = lsn + 1;
+            tail.records.store(w.next_lsn - tail.base(), Ordering::Release);
             tail.end.store(w.write_off, Ordering::Release);
         }
         let end = w.next_lsn;
@@ -204,9 +220,9 @@ impl Log {
             Durability::Each => {
                 // From the first byte not yet persisted: this batch (a rotation inside
                 // it persisted the part before it).
-                let tail = w.tail.clone().expect("writable log has a tail");
                 let (from, to) = (w.persisted_upto, w.write_off);
-                tail.file.dax().persist(from, to - from).map_err(|e| inner.poison(e))?;
+                let guard = w.guard.as_ref().expect("tail is mapped");
+                Media::persist(&**guard, from, to - from).map_err(|e| inner.poison(e))?;
                 w.persisted_upto = to;
                 drop(w);
                 inner.advance_durable(end);
@@ -256,16 +272,16 @@ impl Inner {
             return Ok(());
         }
         self.check_writable()?;
-        let (tail, from, to, upto) = {
+        let (guard, from, to, upto) = {
             let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            (w.tail.clone(), w.persisted_upto, w.write_off, w.next_lsn)
+            (w.guard.clone(), w.persisted_upto, w.write_off, w.next_lsn)
         };
-        if let Some(tail) = &tail {
+        if let Some(guard) = &guard {
             if to > from {
-                tail.file.dax().persist(from, to - from).map_err(|e| self.poison(e))?;
+                Media::persist(&**guard, from, to - from).map_err(|e| self.poison(e))?;
             }
             let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            if w.tail.as_ref().is_some_and(|t| Arc::ptr_eq(t, tail)) {
+            if w.guard.as_ref().is_some_and(|g| Arc::ptr_eq(g, guard)) {
                 w.persisted_upto = w.persisted_upto.max(to);
             }
         }
@@ -286,24 +302,32 @@ impl Inner {
             // through a DAX mapping are not flushed by the cached vector's fdatasync.
             // `persisted_upto` only moves once a persist has finished, so this range
             // also covers one a group-commit leader may have in flight.
-            old.file.dax().persist(w.persisted_upto, w.write_off - w.persisted_upto)?;
+            if let Some(g) = &w.guard {
+                Media::persist(&**g, w.persisted_upto, w.write_off - w.persisted_upto)?;
+            }
             w.persisted_upto = w.write_off;
             self.advance_durable(w.next_lsn);
+            // The switch below waits (bounded) for any leader still holding a clone.
+            w.guard = None;
+            // Trim to the records. The new length becomes durable with the fsync that
+            // recording the new mode ends with (`FlagStore::set`); no data is touched.
             old.file.dax().set_len(w.write_off)?;
-            old.file.dax().persist(0, w.write_off)?;
             old.file.dax().set_mode(Mode::Cached, SwitchOptions { wait: Some(std::time::Duration::from_secs(10)) })?;
             old.sealed.store(true, Ordering::Release);
-            create_segment(&self.dir, w.next_lsn, self.opts.segment_size, self.prep.take())
+            let new = create_segment(&self.dir, w.next_lsn, self.opts.segment_size, self.prep.take())?;
+            let guard = tail_guard(&new, self.opts.segment_size)?;
+            Ok::<_, Error>((new, guard))
         })();
-        let new = res.map_err(|e| self.poison(e))?;
+        let (new, guard) = res.map_err(|e| self.poison(e))?;
         self.segments.write().unwrap_or_else(|e| e.into_inner()).push(new.clone());
         w.tail = Some(new);
+        w.guard = Some(guard);
         w.write_off = HEADER_LEN as u64;
         w.persisted_upto = HEADER_LEN as u64;
         w.opened = Instant::now();
         self.prep.send(Job::Prepare { dir: self.dir.clone(), capacity: self.opts.segment_size });
-        if let Some(t) = &w.tail {
-            self.prep.send(Job::Populate(Arc::downgrade(t)));
+        if let Some(g) = &w.guard {
+            self.prep.send(Job::Populate(Arc::downgrade(g)));
         }
         Ok(())
     }
