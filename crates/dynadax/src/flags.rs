@@ -18,7 +18,6 @@ use crate::mount::{FsInfo, PER_FILE_DAX_FS};
 use crate::sys;
 use serde::Serialize;
 use std::fs;
-use std::io::Write;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
@@ -156,19 +155,13 @@ fn read_sidecar(file: &Path) -> Result<Vec<(String, Mode)>> {
     Ok(out)
 }
 
-/// Replaces the sidecar atomically: temporary file, fsync, rename, fsync directory.
+/// Replaces the sidecar atomically (temporary file, fsync, rename, fsync directory).
 fn write_sidecar(file: &Path, records: &[(String, Mode)]) -> Result<()> {
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!("{SIDECAR_NAME}.tmp.{}", std::process::id()));
     let mut text = String::from("# dynadax physical modes: MODE<TAB>NAME ('.' is this directory)\n");
     for (k, m) in records {
         text.push_str(&format!("{m}\t{k}\n"));
     }
-    let mut f = fs::File::create(&tmp).ctx(&tmp, "create mode sidecar")?;
-    f.write_all(text.as_bytes()).ctx(&tmp, "write mode sidecar")?;
-    f.sync_all().ctx(&tmp, "fsync mode sidecar")?;
-    fs::rename(&tmp, file).ctx(file, "rename mode sidecar into place")?;
-    fs::File::open(dir).and_then(|d| d.sync_all()).ctx(dir, "fsync directory")
+    crate::atomic_file::replace(file, text.as_bytes(), "write mode sidecar")
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod aops;
+mod atomic_file;
 mod error;
 mod file;
 mod flags;

@@ -8,7 +8,6 @@ use crate::error::{Error, IoContext, Result};
 use crate::mode::Policy;
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The marker file at a volume's root.
@@ -38,14 +37,8 @@ impl Volume {
             return Err(Error::invalid(dir, "not a directory: a volume is a directory tree"));
         }
         fs::create_dir_all(dir).ctx(dir, "create volume directory")?;
-        let file = dir.join(VOLUME_FILE);
-        let tmp = dir.join(format!("{VOLUME_FILE}.tmp.{}", std::process::id()));
         let body = serde_json::to_string(&VolumeFile { format: FORMAT, policy }).expect("plain struct serializes");
-        let mut f = fs::File::create(&tmp).ctx(&tmp, "create volume file")?;
-        f.write_all(body.as_bytes()).ctx(&tmp, "write volume file")?;
-        f.sync_all().ctx(&tmp, "fsync volume file")?;
-        fs::rename(&tmp, &file).ctx(&file, "rename volume file into place")?;
-        fs::File::open(dir).and_then(|d| d.sync_all()).ctx(dir, "fsync volume directory")?;
+        crate::atomic_file::replace(&dir.join(VOLUME_FILE), body.as_bytes(), "write volume file")?;
         let root = fs::canonicalize(dir).ctx(dir, "resolve volume directory")?;
         Ok(Volume { root: Some(root), policy })
     }

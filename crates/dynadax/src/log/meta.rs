@@ -3,10 +3,9 @@
 //! example a Raft vote). Replaced atomically: temporary file, fsync, rename, fsync
 //! of the directory.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 /// File name of the metadata record.
@@ -50,14 +49,8 @@ impl Meta {
     }
 
     pub fn store(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(META_FILE);
-        let tmp = dir.join(format!("{META_FILE}.tmp"));
         let body = serde_json::to_vec(&Meta { format: FORMAT, ..self.clone() }).expect("plain struct serializes");
-        let mut f = fs::File::create(&tmp).ctx(&tmp, "create log metadata")?;
-        f.write_all(&body).ctx(&tmp, "write log metadata")?;
-        f.sync_all().ctx(&tmp, "fsync log metadata")?;
-        fs::rename(&tmp, &path).ctx(&path, "rename log metadata into place")?;
-        sync_dir(dir)
+        crate::atomic_file::replace(&dir.join(META_FILE), &body, "write log metadata")
     }
 
     pub fn user_bytes(&self) -> Vec<u8> {
@@ -69,7 +62,4 @@ impl Meta {
     }
 }
 
-/// fsync a directory, so creations, renames and removals in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).ctx(dir, "fsync directory")
-}
+pub(crate) use crate::atomic_file::sync_dir;

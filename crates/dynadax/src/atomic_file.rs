@@ -1,0 +1,26 @@
+//! Replacing a small file atomically and durably: the one routine behind the volume
+//! marker, the mode sidecar and the log's metadata record.
+
+use crate::error::{IoContext, Result};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+/// Replaces `path` with `bytes`: a temporary file in the same directory, fsync,
+/// rename over `path`, fsync of the directory. A crash leaves the old or the new
+/// content, never a mix; `what` names the file in errors.
+pub(crate) fn replace(path: &Path, bytes: &[u8], what: &'static str) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!("{name}.tmp.{}", std::process::id()));
+    let mut f = fs::File::create(&tmp).ctx(&tmp, what)?;
+    f.write_all(bytes).ctx(&tmp, what)?;
+    f.sync_all().ctx(&tmp, what)?;
+    fs::rename(&tmp, path).ctx(path, what)?;
+    sync_dir(dir)
+}
+
+/// fsync a directory, so creations, renames and removals in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).ctx(dir, "fsync directory")
+}
