@@ -7,7 +7,7 @@
 //! Files in a log directory (whose physical mode is `direct`, so segments inherit it):
 //! `{base_lsn:020}.dlog` segments (format in `format.rs` and `docs/log-format.md`),
 //! `log.meta` (the durable metadata record), `LOCK` (one writer at a time, `flock`),
-//! and `.prepare.tmp` (the next segment, preallocated in the background).
+//! and `.prepare.N.tmp` (the next segment, preallocated in the background).
 
 mod format;
 mod meta;
@@ -45,8 +45,8 @@ pub type Lsn = u64;
 
 /// The lock file that makes a process the log's one writer.
 pub const LOCK_FILE: &str = "LOCK";
-/// The next segment, prepared in the background.
-const PREPARE_FILE: &str = ".prepare.tmp";
+/// Prefix of segments being prepared (`.prepare.N.tmp`); leftovers are removed at open.
+const PREPARE_PREFIX: &str = ".prepare.";
 
 /// When an append is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -230,7 +230,11 @@ impl Log {
         let mut report = RecoveryReport::default();
         let mut meta = Meta::load(dir)?.unwrap_or(Meta { purged_before: opts.first_lsn, ..Meta::default() });
         if !read_only {
-            let _ = fs::remove_file(dir.join(PREPARE_FILE));
+            for e in fs::read_dir(dir).ctx(dir, "list log directory")?.flatten() {
+                if e.file_name().to_string_lossy().starts_with(PREPARE_PREFIX) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
         }
         let segments = recover(dir, &opts, read_only, &mut report)?;
         let inner = Inner::assemble(dir, opts, read_only, lock, segments, meta.clone(), report, started)?;

@@ -7,7 +7,7 @@
 use super::format::{self, SegmentHeader, HEADER_LEN};
 use super::meta::sync_dir;
 use super::segment::{put_record, Media, Segment};
-use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, PREPARE_FILE};
+use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, PREPARE_PREFIX};
 use crate::error::{Error, IoContext, Result};
 use crate::{File, MapGuard, Mode, SwitchOptions};
 use std::fs;
@@ -99,11 +99,14 @@ pub(crate) fn create_segment(dir: &Path, base: Lsn, capacity: u64, prepared: Opt
     Ok(Arc::new(Segment::new(final_path, header, file, Vec::new(), HEADER_LEN as u64, false)))
 }
 
-/// Makes `.prepare.tmp`: created through dynadax (so it inherits the directory's
+/// Makes a `.prepare.N.tmp`: created through dynadax (so it inherits the directory's
 /// mode), its whole capacity allocated, synced.
 fn prepare_file(dir: &Path, capacity: u64) -> Result<PathBuf> {
-    let tmp = dir.join(PREPARE_FILE);
-    let _ = fs::remove_file(&tmp);
+    // A unique name: the background preparer and a rotation that could not wait
+    // for it may prepare at the same time.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!("{PREPARE_PREFIX}{}.{n}.tmp", std::process::id()));
     let f = File::create(&tmp)?;
     f.allocate(0, capacity)?;
     drop(f);
@@ -307,12 +310,15 @@ impl Inner {
             }
             w.persisted_upto = w.write_off;
             self.advance_durable(w.next_lsn);
-            // The switch below waits (bounded) for any leader still holding a clone.
+            // The switch waits (bounded) for the mapping guard to be dropped by whoever
+            // still holds a clone (a group-commit leader, the background populater).
             w.guard = None;
-            // Trim to the records. The new length becomes durable with the fsync that
-            // recording the new mode ends with (`FlagStore::set`); no data is touched.
-            old.file.dax().set_len(w.write_off)?;
-            old.file.dax().set_mode(Mode::Cached, SwitchOptions { wait: Some(std::time::Duration::from_secs(10)) })?;
+            let f = old.file.dax();
+            f.set_mode(Mode::Cached, SwitchOptions { wait: Some(std::time::Duration::from_secs(10)) })?;
+            // Trim to the records (no mapping is left to cut), and make the new length
+            // durable (`fdatasync` in cached mode). No data is touched: constant time.
+            f.set_len(w.write_off)?;
+            f.persist(0, w.write_off)?;
             old.sealed.store(true, Ordering::Release);
             let new = create_segment(&self.dir, w.next_lsn, self.opts.segment_size, self.prep.take())?;
             let guard = tail_guard(&new, self.opts.segment_size)?;
