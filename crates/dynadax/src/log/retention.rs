@@ -137,6 +137,7 @@ impl Log {
             }
             seg.truncate_index(kept, cut_at.max(HEADER_LEN as u64));
             w.guard = Some(super::writer::tail_guard(&seg, inner.opts.segment_size)?);
+            w.generation += 1;
             w.tail = Some(seg);
             w.next_lsn = keep_end;
             w.write_off = cut_at;

@@ -31,6 +31,9 @@ pub(crate) struct Writer {
     pub persisted_upto: u64,
     /// When the tail was opened, for `max_segment_age`.
     pub opened: Instant,
+    /// Bumped whenever `tail` changes (rotation, truncation), so a group-commit leader
+    /// can tell whether the range it persisted still belongs to the current tail.
+    pub generation: u64,
     /// Frame encoding buffer, reused.
     scratch: Vec<u8>,
 }
@@ -46,6 +49,7 @@ impl Writer {
             write_off: end,
             persisted_upto: end,
             opened: Instant::now(),
+            generation: 0,
             scratch: Vec::new(),
         })
     }
@@ -58,6 +62,7 @@ impl Writer {
             write_off: 0,
             persisted_upto: 0,
             opened: Instant::now(),
+            generation: 0,
             scratch: Vec::new(),
         }
     }
@@ -275,16 +280,19 @@ impl Inner {
             return Ok(());
         }
         self.check_writable()?;
-        let (guard, from, to, upto) = {
+        let (guard, generation, from, to, upto) = {
             let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            (w.guard.clone(), w.persisted_upto, w.write_off, w.next_lsn)
+            (w.guard.clone(), w.generation, w.persisted_upto, w.write_off, w.next_lsn)
         };
-        if let Some(guard) = &guard {
+        if let Some(guard) = guard {
             if to > from {
-                Media::persist(&**guard, from, to - from).map_err(|e| self.poison(e))?;
+                Media::persist(&*guard, from, to - from).map_err(|e| self.poison(e))?;
             }
+            // Drop the clone before taking the writer lock again: a rotation holding
+            // that lock waits for every clone of the guard to go before sealing.
+            drop(guard);
             let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            if w.guard.as_ref().is_some_and(|g| Arc::ptr_eq(g, guard)) {
+            if w.generation == generation {
                 w.persisted_upto = w.persisted_upto.max(to);
             }
         }
@@ -328,6 +336,7 @@ impl Inner {
         self.segments.write().unwrap_or_else(|e| e.into_inner()).push(new.clone());
         w.tail = Some(new);
         w.guard = Some(guard);
+        w.generation += 1;
         w.write_off = HEADER_LEN as u64;
         w.persisted_upto = HEADER_LEN as u64;
         w.opened = Instant::now();
