@@ -39,7 +39,8 @@ fuzz_target!(|data: &[u8]| {
     let records: Vec<&[u8]> = rest.split(|&b| b == 0xA5).filter(|r| !r.is_empty()).take(32).collect();
     let total: usize = records.iter().map(|r| frame_len(r.len())).sum();
     let mut img = vec![0u8; HEADER_LEN + total + 8];
-    img[..HEADER_LEN].copy_from_slice(&SegmentHeader { base_lsn: 100, created_ns: 0, capacity: img.len() as u64 }.encode());
+    let header = SegmentHeader { base_lsn: 100, created_ns: 0, capacity: img.len() as u64 }.encode();
+    img[..HEADER_LEN].copy_from_slice(&header);
     let mut at = HEADER_LEN;
     for (i, r) in records.iter().enumerate() {
         let n = frame_len(r.len());
