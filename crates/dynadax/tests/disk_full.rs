@@ -54,3 +54,42 @@ fn full_file_system_is_a_clear_error_in_both_vectors() {
     std::fs::remove_file(fs.path().join("cached")).unwrap();
     check_full(&fs.path().join("direct"), Mode::Direct);
 }
+
+/// The log on a full file system: the append that needs a new segment fails with the
+/// disk-full error naming the path, nothing acknowledged is lost, the log is not
+/// poisoned, and appends resume once there is space again.
+#[test]
+fn log_reports_disk_full_and_resumes_after_space_is_freed() {
+    use dynadax::log::{Durability, Log, LogOptions};
+    let fs = TinyFs::mount();
+    let dir = fs.path().join("log");
+    let opts =
+        LogOptions { segment_size: 64 << 10, max_record: 1024, durability: Durability::Each, ..LogOptions::default() };
+    let log = Log::open(&dir, opts.clone()).unwrap();
+    let rec = vec![b'r'; 1000];
+    let mut acked = 0u64;
+    let err = loop {
+        match log.append(&rec) {
+            Ok(lsn) => {
+                assert_eq!(lsn, acked);
+                acked += 1;
+                assert!(acked < 10_000, "a 256 KiB file system never filled up");
+            }
+            Err(e) => break e,
+        }
+    };
+    let msg = err.to_string();
+    assert!(msg.contains("No space left") && msg.contains(&*fs.path().to_string_lossy()), "{msg}");
+    assert!(!matches!(err, Error::Poisoned { .. }), "disk full must not poison the log: {msg}");
+    assert!(acked > 0);
+    for lsn in 0..acked {
+        assert_eq!(log.read(lsn).unwrap(), rec, "acknowledged record {lsn} lost");
+    }
+    // Make room: grow the file system; the same log goes on.
+    let ok = Command::new("mount").args(["-o", "remount,size=4m"]).arg(fs.path()).status().unwrap();
+    assert!(ok.success());
+    assert_eq!(log.append(b"after").unwrap(), acked);
+    drop(log);
+    let log = Log::open(&dir, opts).unwrap();
+    assert_eq!(log.read(acked).unwrap(), b"after");
+}

@@ -112,11 +112,19 @@ fn prepare_file(dir: &Path, capacity: u64) -> Result<PathBuf> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!("{PREPARE_PREFIX}{}.{n}.tmp", std::process::id()));
-    let f = File::create(&tmp)?;
-    f.allocate(0, capacity)?;
-    drop(f);
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(&tmp, "fsync prepared segment")?;
-    Ok(tmp)
+    let made = (|| {
+        let f = File::create(&tmp)?;
+        f.allocate(0, capacity)?;
+        drop(f);
+        fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(&tmp, "fsync prepared segment")
+    })();
+    match made {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Background work kept off the append path: preparing the next segment file, and
@@ -308,6 +316,13 @@ impl Inner {
     /// last segment is a valid tail.
     pub(crate) fn rotate(&self, w: &mut Writer) -> Result<()> {
         let old = w.tail.clone().expect("writable log has a tail");
+        // The next segment's space first: if the disk is full, this fails before
+        // anything changed, and the log is not poisoned (appends fail with the disk
+        // full error until space is freed).
+        let prepared = match self.prep.take() {
+            Some(p) => p,
+            None => prepare_file(&self.dir, self.opts.segment_size)?,
+        };
         let res = (|| {
             // Everything written is persisted before the mode changes: stores made
             // through a DAX mapping are not flushed by the cached vector's fdatasync.
@@ -328,7 +343,7 @@ impl Inner {
             f.set_len(w.write_off)?;
             f.persist(0, w.write_off)?;
             old.sealed.store(true, Ordering::Release);
-            let new = create_segment(&self.dir, w.next_lsn, self.opts.segment_size, self.prep.take())?;
+            let new = create_segment(&self.dir, w.next_lsn, self.opts.segment_size, Some(prepared))?;
             let guard = tail_guard(&new, self.opts.segment_size)?;
             Ok::<_, Error>((new, guard))
         })();
