@@ -188,6 +188,18 @@ impl Preparer {
     }
 }
 
+/// Persists `from..from+len` of the tail. The one place the log persists records, and
+/// the failpoint `log-persist` for tests that inject an I/O error there.
+fn persist_tail(guard: &MapGuard, from: u64, len: u64) -> Result<()> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("log-persist", |_| Err(Error::Io {
+        path: std::path::PathBuf::from("(failpoint log-persist)"),
+        op: "persist",
+        source: std::io::Error::from_raw_os_error(libc::EIO),
+    }));
+    Media::persist(guard, from, len)
+}
+
 impl Log {
     /// Appends one record and returns its LSN once it is as durable as the log's
     /// [`Durability`] says.
@@ -238,7 +250,7 @@ impl Log {
                 // it persisted the part before it).
                 let (from, to) = (w.persisted_upto, w.write_off);
                 let guard = w.guard.as_ref().expect("tail is mapped");
-                Media::persist(&**guard, from, to - from).map_err(|e| inner.poison(e))?;
+                persist_tail(guard, from, to - from).map_err(|e| inner.poison(e))?;
                 w.persisted_upto = to;
                 drop(w);
                 inner.advance_durable(end);
@@ -294,7 +306,7 @@ impl Inner {
         };
         if let Some(guard) = guard {
             if to > from {
-                Media::persist(&*guard, from, to - from).map_err(|e| self.poison(e))?;
+                persist_tail(&guard, from, to - from).map_err(|e| self.poison(e))?;
             }
             // Drop the clone before taking the writer lock again: a rotation holding
             // that lock waits for every clone of the guard to go before sealing.
@@ -329,7 +341,7 @@ impl Inner {
             // `persisted_upto` only moves once a persist has finished, so this range
             // also covers one a group-commit leader may have in flight.
             if let Some(g) = &w.guard {
-                Media::persist(&**g, w.persisted_upto, w.write_off - w.persisted_upto)?;
+                persist_tail(g, w.persisted_upto, w.write_off - w.persisted_upto)?;
             }
             w.persisted_upto = w.write_off;
             self.advance_durable(w.next_lsn);
