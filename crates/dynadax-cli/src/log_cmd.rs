@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use dynadax::log::{Durability, Log, LogOptions, RecoveryMode};
+use dynadax::log::{Durability, Log, LogOptions, RecoveryMode, TailMode};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -90,6 +90,17 @@ pub struct WriteOpts {
     /// What to do with damage found at open.
     #[arg(long, value_enum, default_value_t = RecoveryArg::TolerateTornTail)]
     pub recovery: RecoveryArg,
+    /// How the tail is written: auto (direct on kernel DAX and memory file systems,
+    /// cached on block devices without DAX), direct (through a mapping), cached.
+    #[arg(long, value_enum, default_value_t = TailArg::Auto)]
+    pub tail_mode: TailArg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum TailArg {
+    Auto,
+    Direct,
+    Cached,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -123,6 +134,11 @@ impl WriteOpts {
             },
             first_lsn: self.first_lsn,
             max_segment_age: None,
+            tail_mode: match self.tail_mode {
+                TailArg::Auto => TailMode::Auto,
+                TailArg::Direct => TailMode::Direct,
+                TailArg::Cached => TailMode::Cached,
+            },
         }
     }
 }

@@ -9,7 +9,7 @@ mod cached;
 mod direct;
 
 pub(crate) use cached::CachedOps;
-pub(crate) use direct::DirectOps;
+pub(crate) use direct::{DirectOps, FORCE_FLUSH_ENV};
 
 use crate::mode::{Backing, Mode};
 use crate::sys::{self, FlushInsn};

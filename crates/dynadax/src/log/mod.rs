@@ -64,6 +64,21 @@ pub enum Durability {
     None,
 }
 
+/// How the tail segment is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TailMode {
+    /// Direct where it pays: kernel DAX, memory file systems, or cache-line flushing
+    /// forced; cached on block devices without DAX (the default).
+    #[default]
+    Auto,
+    /// Always direct: stores into a mapping of the tail (emulated with `msync` where
+    /// the kernel has no DAX).
+    Direct,
+    /// Always cached: `pwrite` and `fdatasync`.
+    Cached,
+}
+
 /// What recovery does with damage it finds when the log is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -94,6 +109,8 @@ pub struct LogOptions {
     pub first_lsn: Lsn,
     /// Seal the tail once it is this old, even if not full.
     pub max_segment_age: Option<Duration>,
+    /// How the tail is written.
+    pub tail_mode: TailMode,
 }
 
 impl Default for LogOptions {
@@ -105,6 +122,7 @@ impl Default for LogOptions {
             recovery: RecoveryMode::default(),
             first_lsn: 0,
             max_segment_age: None,
+            tail_mode: TailMode::Auto,
         }
     }
 }
@@ -167,8 +185,14 @@ pub(crate) struct Inner {
     /// Lock order: `writer`, then `sync`... see `writer.rs`; `segments` is taken last.
     segments: RwLock<Vec<Arc<Segment>>>,
     writer: Mutex<writer::Writer>,
-    /// One persist leader at a time (group commit). Lock order: `sync` before `writer`.
+    /// Held while persisting written records: by the group-commit leader, by sealing
+    /// and by truncation. Lock order: `sync` before `writer`.
     sync: Mutex<()>,
+    /// Group commit: whether a leader is persisting now; followers wait on `led`
+    /// instead of queueing on `sync`, so when the leader finishes they all wake at
+    /// once and the next leader covers every record written meanwhile.
+    leading: Mutex<bool>,
+    led: Condvar,
     /// Every LSN below this is durable; readers never go past it.
     durable: AtomicU64,
     meta: Mutex<Meta>,
@@ -367,6 +391,8 @@ impl Inner {
             segments: RwLock::new(segments),
             writer: Mutex::new(writer),
             sync: Mutex::new(()),
+            leading: Mutex::new(false),
+            led: Condvar::new(),
             durable: AtomicU64::new(durable),
             meta: Mutex::new(meta),
             poisoned: AtomicBool::new(false),
@@ -555,14 +581,13 @@ fn recover(dir: &Path, opts: &LogOptions, read_only: bool, report: &mut Recovery
         }
         out.push(seg);
     }
-    // Sealed segments must be cached; the tail direct (a crash may have come between
-    // sealing a segment and creating the next one).
+    // Sealed segments must be cached (the tail's mode is set by `tail_media`; a crash
+    // may have come between sealing a segment and creating the next one).
     if !read_only {
         let n = out.len();
         for (i, s) in out.iter().enumerate() {
-            let want = if i + 1 == n { Mode::Direct } else { Mode::Cached };
-            if s.file.status()?.physical != want {
-                s.file.dax().set_mode(want, SwitchOptions::default())?;
+            if i + 1 < n && s.file.status()?.physical != Mode::Cached {
+                s.file.dax().set_mode(Mode::Cached, SwitchOptions::default())?;
             }
             s.sealed.store(i + 1 != n, Ordering::Release);
         }

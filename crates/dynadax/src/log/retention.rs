@@ -5,7 +5,6 @@ use super::format::HEADER_LEN;
 use super::meta::sync_dir;
 use super::{Log, Lsn};
 use crate::error::{Error, IoContext, Result};
-use crate::{Mode, SwitchOptions};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -123,20 +122,17 @@ impl Log {
                 Some(o) => o,
                 None => seg.end.load(Ordering::Acquire),
             };
-            // It becomes the tail again: direct, full capacity, the writer's mapping.
+            // It becomes the tail again (`tail_media` below restores its capacity and
+            // mode); the writer's old media goes first so nothing maps what is cut.
             w.guard = None;
-            if seg.sealed.load(Ordering::Acquire) {
-                seg.file.dax().set_mode(Mode::Direct, SwitchOptions { wait: Some(Duration::from_secs(10)) })?;
-                seg.file.dax().allocate(0, inner.opts.segment_size)?;
-                seg.sealed.store(false, Ordering::Release);
-            }
+            seg.sealed.store(false, Ordering::Release);
             let len = seg.file.len()?;
             if len > cut_at {
                 seg.file.dax().zero_range(cut_at, len - cut_at)?;
                 seg.file.dax().persist(cut_at, len - cut_at)?;
             }
             seg.truncate_index(kept, cut_at.max(HEADER_LEN as u64));
-            w.guard = Some(super::writer::tail_guard(&seg, inner.opts.segment_size)?);
+            w.guard = Some(super::writer::tail_media(&seg, &inner.opts)?);
             w.generation += 1;
             w.tail = Some(seg);
             w.next_lsn = keep_end;

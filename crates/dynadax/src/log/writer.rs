@@ -7,7 +7,7 @@
 use super::format::{self, SegmentHeader, HEADER_LEN};
 use super::meta::sync_dir;
 use super::segment::{put_record, Media, Segment};
-use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, PREPARE_PREFIX};
+use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, TailMode, PREPARE_PREFIX};
 use crate::error::{Error, IoContext, Result};
 use crate::{File, MapGuard, Mode, SwitchOptions};
 use std::fs;
@@ -21,9 +21,9 @@ use std::time::Instant;
 pub(crate) struct Writer {
     /// The segment taking appends (`None` only for read-only logs).
     pub tail: Option<Arc<Segment>>,
-    /// The writer's mapping of the whole tail: appends are stores into it. Shared
-    /// with a group-commit leader while it persists; dropped before sealing.
-    pub guard: Option<Arc<MapGuard>>,
+    /// How appends reach the tail (see [`TailMedia`]). Shared with a group-commit
+    /// leader while it persists; dropped before sealing.
+    pub guard: Option<Arc<TailMedia>>,
     pub next_lsn: Lsn,
     /// Offset of the next frame in the tail.
     pub write_off: u64,
@@ -41,7 +41,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub fn for_tail(tail: Arc<Segment>, next_lsn: Lsn, opts: &LogOptions) -> Result<Writer> {
         let end = tail.end.load(Ordering::Acquire);
-        let guard = Some(tail_guard(&tail, opts.segment_size)?);
+        let guard = Some(tail_media(&tail, opts)?);
         Ok(Writer {
             tail: Some(tail),
             guard,
@@ -68,15 +68,60 @@ impl Writer {
     }
 }
 
-/// The writer's mapping of a tail: the whole file, at least `capacity` bytes (the
-/// file is extended to that first if a crash left it trimmed).
-pub(crate) fn tail_guard(tail: &Segment, capacity: u64) -> Result<Arc<MapGuard>> {
+/// How the writer stores records into the tail.
+pub(crate) enum TailMedia {
+    /// Stores into a mapping of the whole tail (direct mode) and a cache-line flush
+    /// (kernel DAX) or `msync`: no system call per append on kernel DAX. The live
+    /// guard also keeps the tail's mode from being switched under the writer.
+    Mapped(MapGuard),
+    /// `pwrite` and `fdatasync` through the tail's cached vector.
+    Cached(File),
+}
+
+impl Media for TailMedia {
+    fn store(&self, off: u64, data: &[u8]) -> Result<()> {
+        match self {
+            TailMedia::Mapped(g) => g.store(off, data),
+            TailMedia::Cached(f) => f.write_at(data, off),
+        }
+    }
+    fn persist(&self, off: u64, len: u64) -> Result<()> {
+        match self {
+            TailMedia::Mapped(g) => Media::persist(g, off, len),
+            TailMedia::Cached(f) => f.persist(off, len),
+        }
+    }
+}
+
+/// Readies a tail for appends: at least `segment_size` bytes allocated (a crash may
+/// have left it trimmed), its mode set per [`TailMode`], and the media to store by.
+pub(crate) fn tail_media(tail: &Segment, opts: &LogOptions) -> Result<Arc<TailMedia>> {
     let f = tail.file.dax();
-    let len = f.len()?.max(capacity);
+    let len = f.len()?.max(opts.segment_size);
     if f.len()? < len {
         f.allocate(0, len)?;
     }
-    Ok(Arc::new(f.map(0, len as usize, true)?))
+    let direct = match opts.tail_mode {
+        TailMode::Direct => true,
+        TailMode::Cached => false,
+        TailMode::Auto => auto_direct(&tail.path)?,
+    };
+    let want = if direct { Mode::Direct } else { Mode::Cached };
+    if f.status()?.physical != want {
+        f.set_mode(want, SwitchOptions::default())?;
+    }
+    Ok(Arc::new(if direct { TailMedia::Mapped(f.map(0, len as usize, true)?) } else { TailMedia::Cached(f.clone()) }))
+}
+
+/// `TailMode::Auto`: direct where the kernel can do DAX, on memory file systems
+/// (no block device: `msync` costs nothing there) and when cache-line flushing is
+/// forced; cached on block devices without DAX, where every store after an `msync`
+/// takes a write-protect fault and a journal start (measured in docs/benchmarks.md).
+fn auto_direct(path: &Path) -> Result<bool> {
+    let p = crate::probe(path)?;
+    let kernel_dax = p.device_dax && matches!(p.mount_dax, crate::MountDax::Inode | crate::MountDax::Always);
+    let forced = std::env::var_os(crate::aops::FORCE_FLUSH_ENV).is_some_and(|v| v == "1");
+    Ok(kernel_dax || p.device.is_none() || forced)
 }
 
 /// Creates segment `base` durably: a preallocated file (the prepared one if given)
@@ -86,7 +131,7 @@ pub(crate) fn create_segment(dir: &Path, base: Lsn, capacity: u64, prepared: Opt
     let final_path = dir.join(format::segment_name(base));
     let tmp = match prepared {
         Some(p) => p,
-        None => prepare_file(dir, capacity)?,
+        None => prepare_file(dir, capacity, true)?,
     };
     let header = SegmentHeader { base_lsn: base, created_ns: now_ns(), capacity };
     {
@@ -106,7 +151,7 @@ pub(crate) fn create_segment(dir: &Path, base: Lsn, capacity: u64, prepared: Opt
 
 /// Makes a `.prepare.N.tmp`: created through dynadax (so it inherits the directory's
 /// mode), its whole capacity allocated, synced.
-fn prepare_file(dir: &Path, capacity: u64) -> Result<PathBuf> {
+fn prepare_file(dir: &Path, capacity: u64, zero_fill: bool) -> Result<PathBuf> {
     // A unique name: the background preparer and a rotation that could not wait
     // for it may prepare at the same time.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -114,7 +159,20 @@ fn prepare_file(dir: &Path, capacity: u64) -> Result<PathBuf> {
     let tmp = dir.join(format!("{PREPARE_PREFIX}{}.{n}.tmp", std::process::id()));
     let made = (|| {
         let f = File::create(&tmp)?;
-        f.allocate(0, capacity)?;
+        if zero_fill {
+            // Written zeros, not just `fallocate`d space: on ext4/xfs an allocated but
+            // never written extent is "unwritten", and the first write into it makes
+            // every later `fdatasync` commit the journal to convert it.
+            let zeros = vec![0u8; 1 << 20];
+            let mut at = 0;
+            while at < capacity {
+                let n = (capacity - at).min(zeros.len() as u64) as usize;
+                f.write_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+        } else {
+            f.allocate(0, capacity)?;
+        }
         drop(f);
         fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(&tmp, "fsync prepared segment")
     })();
@@ -138,7 +196,7 @@ pub(crate) struct Preparer {
 
 enum Job {
     Prepare { dir: PathBuf, capacity: u64 },
-    Populate(Weak<MapGuard>),
+    Populate(Weak<TailMedia>),
 }
 
 impl Preparer {
@@ -152,12 +210,12 @@ impl Preparer {
                     match job {
                         Job::Prepare { dir, capacity } => {
                             // A failure here only means rotation prepares synchronously.
-                            if let Ok(p) = prepare_file(&dir, capacity) {
+                            if let Ok(p) = prepare_file(&dir, capacity, true) {
                                 *ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
                             }
                         }
-                        Job::Populate(guard) => {
-                            if let Some(g) = guard.upgrade() {
+                        Job::Populate(media) => {
+                            if let Some(TailMedia::Mapped(g)) = media.upgrade().as_deref() {
                                 let _ = g.populate();
                             }
                         }
@@ -190,14 +248,14 @@ impl Preparer {
 
 /// Persists `from..from+len` of the tail. The one place the log persists records, and
 /// the failpoint `log-persist` for tests that inject an I/O error there.
-fn persist_tail(guard: &MapGuard, from: u64, len: u64) -> Result<()> {
+fn persist_tail(media: &TailMedia, from: u64, len: u64) -> Result<()> {
     #[cfg(feature = "failpoints")]
     fail::fail_point!("log-persist", |_| Err(Error::Io {
         path: std::path::PathBuf::from("(failpoint log-persist)"),
         op: "persist",
         source: std::io::Error::from_raw_os_error(libc::EIO),
     }));
-    Media::persist(guard, from, len)
+    media.persist(from, len)
 }
 
 impl Log {
@@ -289,17 +347,35 @@ fn first_of(w: &Writer) -> Lsn {
 }
 
 impl Inner {
-    /// Group commit: returns once every LSN below `end` is durable, persisting the
-    /// written-but-unpersisted range itself if no other leader already covers it.
+    /// Group commit: returns once every LSN below `end` is durable. One appender at a
+    /// time leads: it persists everything written so far, for everyone; the others
+    /// wait for it and return if it covered them, or elect the next leader.
     pub(crate) fn commit(&self, end: Lsn) -> Result<()> {
-        if self.durable.load(Ordering::SeqCst) >= end {
-            return Ok(());
+        loop {
+            if self.durable.load(Ordering::SeqCst) >= end {
+                return Ok(());
+            }
+            self.check_writable()?;
+            let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
+            if self.durable.load(Ordering::SeqCst) >= end {
+                return Ok(());
+            }
+            if *leading {
+                drop(self.led.wait(leading).unwrap_or_else(|e| e.into_inner()));
+                continue;
+            }
+            *leading = true;
+            drop(leading);
+            let r = self.persist_written();
+            *self.leading.lock().unwrap_or_else(|e| e.into_inner()) = false;
+            self.led.notify_all();
+            r?;
         }
-        let _leader = self.sync.lock().unwrap_or_else(|e| e.into_inner());
-        if self.durable.load(Ordering::SeqCst) >= end {
-            return Ok(());
-        }
-        self.check_writable()?;
+    }
+
+    /// Persists every record written but not yet persisted, and publishes them.
+    fn persist_written(&self) -> Result<()> {
+        let _persisting = self.sync.lock().unwrap_or_else(|e| e.into_inner());
         let (guard, generation, from, to, upto) = {
             let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             (w.guard.clone(), w.generation, w.persisted_upto, w.write_off, w.next_lsn)
@@ -333,7 +409,7 @@ impl Inner {
         // full error until space is freed).
         let prepared = match self.prep.take() {
             Some(p) => p,
-            None => prepare_file(&self.dir, self.opts.segment_size)?,
+            None => prepare_file(&self.dir, self.opts.segment_size, false)?,
         };
         let res = (|| {
             // Everything written is persisted before the mode changes: stores made
@@ -356,7 +432,7 @@ impl Inner {
             f.persist(0, w.write_off)?;
             old.sealed.store(true, Ordering::Release);
             let new = create_segment(&self.dir, w.next_lsn, self.opts.segment_size, Some(prepared))?;
-            let guard = tail_guard(&new, self.opts.segment_size)?;
+            let guard = tail_media(&new, &self.opts)?;
             Ok::<_, Error>((new, guard))
         })();
         let (new, guard) = res.map_err(|e| self.poison(e))?;
