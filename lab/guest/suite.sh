@@ -37,6 +37,7 @@ DEVDAX=1         # 1 if the device under $MNT supports DAX
 HOLDER=
 FAILF=/tmp/scenario.fail
 SKIPF=/tmp/scenario.skip
+DONEF=/tmp/scenario.done
 
 # ------------------------------------------------------------ helpers
 
@@ -74,7 +75,7 @@ sattr() { xfs_io -r -c 'statx -r' "$1" 2>&1 | sed -n "s/^stat\.$2 = //p"; }
 # edax PATH: 1 if STATX_ATTR_DAX (S_DAX, the effective state) is set.
 edax() {
     _a=$(sattr "$1" attributes)
-    case "$_a" in 0x*) echo $(( (_a & STATX_ATTR_DAX) != 0 )) ;; *) echo "ERR(statx: $_a)" ;; esac
+    case "$_a" in 0x*) bit "$_a" $STATX_ATTR_DAX ;; *) echo "ERR(statx: $_a)" ;; esac
 }
 
 # mapsync PATH: 1 if mmap(MAP_SHARED_VALIDATE|MAP_SYNC) succeeds, 0 if it
@@ -117,6 +118,9 @@ release() {
     kill "$HOLDER" 2>/dev/null; wait "$HOLDER" 2>/dev/null; HOLDER=
 }
 
+# bit VALUE MASK: 1 if the hex VALUE has a bit of MASK set (ERR if VALUE is not hex).
+bit() { case "$1" in 0x*) echo $(( ($1 & $2) != 0 )) ;; *) echo "ERR($1)" ;; esac; }
+
 bool() { [ "$1" = 1 ] && echo true || echo false; }
 
 # jget KEY: the value of KEY in the one-line JSON object on stdin (strings
@@ -140,11 +144,16 @@ need_dynadax() {
 # SCENARIO line.
 scenario() {
     _name=$1
-    : > "$FAILF"; rm -f "$SKIPF"
+    : > "$FAILF"; rm -f "$SKIPF" "$DONEF"
     echo "--- $_name [$CFG]"
     _dir=$MNT/$_name
     rm -rf "$_dir"; mkdir -p "$_dir"
-    ( cd "$_dir" && "sc_$_name"; release )
+    _st0=$(uptime_s)
+    ( cd "$_dir" || { fail "cannot cd to $_dir"; exit; }
+      "sc_$_name"; release; echo done > "$DONEF" )
+    # a scenario whose shell died half-way (e.g. bad arithmetic) fails
+    [ -s "$DONEF" ] || fail "scenario $_name stopped before its end"
+    echo "    ($_name took $(awk -v a="$_st0" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b - a}')s)"
     if [ -s "$SKIPF" ]; then
         _res=SKIP; _detail=$(head -n 1 "$SKIPF"); N_SKIP=$((N_SKIP + 1))
     elif [ -s "$FAILF" ]; then
@@ -170,6 +179,33 @@ mkfs_dev() {
         xfs)  mkfs.xfs -q -f -b size=4096 "$2" ;;
     esac
 }
+
+# unmount DIR: umount, retrying for a while (busybox `timeout` leaves its
+# watcher process, whose cwd is on the mount, for up to a second after the
+# command ends).  After 2 s, processes still using DIR are named and killed.
+unmount() {
+    _i=0
+    while ! umount "$1" 2>/tmp/umount.err; do
+        _i=$((_i + 1))
+        if [ $_i = 20 ]; then
+            for _p in /proc/[0-9]*; do
+                _pid=${_p#/proc/}
+                [ "$_pid" = $$ ] && continue
+                if readlink "$_p/cwd" 2>/dev/null | grep -q "^$1" \
+                    || ls -l "$_p/fd" 2>/dev/null | grep -q " $1/"; then
+                    echo "    WARN: leftover process $_pid ($(tr '\0' ' ' < "$_p/cmdline")) still uses $1: killed"
+                    kill -9 "$_pid" 2>/dev/null
+                fi
+            done
+        fi
+        if [ $_i -gt 50 ]; then echo "    $(cat /tmp/umount.err)"; return 1; fi
+        sleep 0.1
+    done
+}
+
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+# cfg_time T0: how long the configuration that started at T0 took.
+cfg_time() { echo "=== configuration $CFG took $(awk -v a="$1" -v b="$(uptime_s)" 'BEGIN{printf "%.1f", b - a}')s"; }
 
 mount_opts() { grep "^$1 " /proc/mounts | cut -d' ' -f4; }
 
@@ -258,9 +294,9 @@ sc_effective_policy() {
     expect "after eviction, hint 0 file" "$(edax plain/f)" "$(want_e 0)"
     expect "after eviction, hint 1 file" "$(edax dax/f)" "$(want_e 1)"
     _m=$(sattr dax/f attributes_mask)
-    expect "STATX_ATTR_DAX in attributes_mask ($_m)" $(( (_m & STATX_ATTR_DAX) != 0 )) 1
+    expect "STATX_ATTR_DAX in attributes_mask ($_m)" "$(bit "$_m" $STATX_ATTR_DAX)" 1
     _a=$(sattr dax/f attributes)
-    expect "0x2000 (MOUNT_ROOT, old DAX value) not set on a file ($_a)" $(( (_a & STATX_ATTR_MOUNT_ROOT) != 0 )) 0
+    expect "0x2000 (MOUNT_ROOT, old DAX value) not set on a file ($_a)" "$(bit "$_a" $STATX_ATTR_MOUNT_ROOT)" 0
 }
 
 # R9: MAP_SHARED_VALIDATE|MAP_SYNC works iff the file is S_DAX on a
@@ -321,7 +357,7 @@ sc_remount_policy() {
     _sub=$(basename "$PWD")
     cd /
     for _m in inode always never; do
-        umount "$MNT" || { fail "umount $MNT"; return; }
+        unmount "$MNT" || { fail "umount $MNT"; return; }
         if ! mount -t "$FS" -o "dax=$_m" "$DEV" "$MNT" 2>/tmp/mount.err; then
             if [ "$FS:$_m:$DEVDAX" = "ext4:always:0" ]; then
                 log "ok: ext4 refuses dax=always on a device without DAX: $(cat /tmp/mount.err)"
@@ -338,7 +374,7 @@ sc_remount_policy() {
         expect "dax=$_m: hint f0/f1" "$(hint $MNT/$_sub/f0)/$(hint $MNT/$_sub/f1)" "0/1"
         expect "dax=$_m: statx DAX f0/f1" "$(edax $MNT/$_sub/f0)/$(edax $MNT/$_sub/f1)" "$_w0/$_w1"
     done
-    umount "$MNT" && mount -t "$FS" -o "dax=$MODE" "$DEV" "$MNT" || fail "remount dax=$MODE"
+    unmount "$MNT" && mount -t "$FS" -o "dax=$MODE" "$DEV" "$MNT" || fail "remount dax=$MODE"
 }
 
 # ---- dynadax against the kernel (needs the dynadax binary) ----
@@ -363,35 +399,71 @@ sc_dynadax_mode() {
     expect "dynadax stat f flag_store" "$(dd_run stat f --json | jget flag_store)" fs-xflag
 }
 
-# `dynadax stat` effective agrees with statx, also across a pending switch.
+# dd_check_stat PATH WHAT: `dynadax stat PATH --json` must agree with the
+# kernel: physical = FS_XFLAG_DAX; backing kernel-dax exactly when statx
+# says DAX; on a DAX-capable device effective = statx (direct/cached) and
+# pending exactly when the hint and S_DAX differ under dax=inode; without
+# DAX, direct is emulated (effective = physical, backing emulated).
+dd_check_stat() {
+    _j=$(dd_run stat "$1" --json); log "dynadax stat $1: $_j"
+    _h=$(hint "$1"); _e=$(edax "$1")
+    _phys=cached; [ "$_h" = 1 ] && _phys=direct
+    expect "$2: physical vs FS_XFLAG_DAX $_h" "$(echo "$_j" | jget physical)" "$_phys"
+    if [ "$DEVDAX" = 1 ]; then
+        _eff=cached; [ "$_e" = 1 ] && _eff=direct
+    else
+        _eff=$_phys
+    fi
+    expect "$2: effective vs statx DAX $_e" "$(echo "$_j" | jget effective)" "$_eff"
+    if [ "$_e" = 1 ]; then _bk=kernel-dax; elif [ "$_eff" = direct ]; then _bk=emulated; else _bk=page-cache; fi
+    expect "$2: backing" "$(echo "$_j" | jget backing)" "$_bk"
+    _pend=false
+    [ "$DEVDAX" = 1 ] && [ "$EMODE" = inode ] && [ "$_h" != "$_e" ] && _pend=true
+    expect "$2: pending" "$(echo "$_j" | jget pending)" "$_pend"
+    expect "$2: kind" "$(echo "$_j" | jget kind)" file
+}
+
+# `dynadax stat` agrees with the kernel, also across a pending switch.
 sc_dynadax_stat() {
     need_dynadax || return
     mkdir dax plain; setx dax +x
     mkfile plain/f; mkfile dax/f
-    for f in plain/f dax/f; do
-        _j=$(dd_run stat $f --json); log "dynadax stat $f: $_j"
-        _e=$(edax $f)
-        _want=cached; [ "$_e" = 1 ] && _want=direct
-        expect "$f: dynadax effective vs statx DAX $_e" "$(echo "$_j" | jget effective)" "$_want"
-        if [ "$_e" = 1 ]; then
-            expect "$f: backing" "$(echo "$_j" | jget backing)" kernel-dax
-        else
-            _b=$(echo "$_j" | jget backing)
-            [ "$_b" != kernel-dax ] || fail "$f: backing kernel-dax while statx says not DAX"
-        fi
-    done
-    expect "dir: effective" "$(dd_run stat dax --json | jget effective)" null
-    # a pending switch: hint set while the file is held open
+    dd_check_stat plain/f "hint 0 file"
+    dd_check_stat dax/f "hint 1 file"
+    _j=$(dd_run stat dax --json); log "dynadax stat dax: $_j"
+    expect "dir: effective" "$(echo "$_j" | jget effective)" null
+    expect "dir: physical" "$(echo "$_j" | jget physical)" direct
+    expect "dir: kind" "$(echo "$_j" | jget kind)" directory
+    # a pending switch: the hint changed while another process holds the file
     hold plain/f
     setx plain/f +x
-    _j=$(dd_run stat plain/f --json); log "held after +x: $_j"
-    _want=cached; [ "$(edax plain/f)" = 1 ] && _want=direct
-    expect "held: dynadax effective vs statx" "$(echo "$_j" | jget effective)" "$_want"
-    expect "held: dynadax physical" "$(echo "$_j" | jget physical)" direct
+    dd_check_stat plain/f "held after +x"
     release
-    _j=$(dd_run stat plain/f --json); log "after close: $_j"
-    _want=cached; [ "$(edax plain/f)" = 1 ] && _want=direct
-    expect "after close: dynadax effective vs statx" "$(echo "$_j" | jget effective)" "$_want"
+    dd_check_stat plain/f "after last close"
+    hold dax/f
+    dd_run mode dax/f cached > /dev/null || fail "dynadax mode dax/f cached (held by another process) failed"
+    dd_check_stat dax/f "held after dynadax mode cached"
+    release
+    dd_check_stat dax/f "after last close"
+}
+
+# A volume policy is dynadax's own: it changes neither FS_XFLAG_DAX nor
+# S_DAX, and dynadax never claims kernel DAX that statx does not show.
+sc_dynadax_volume() {
+    need_dynadax || return
+    for _p in always never inode; do
+        dd_run volume init "vol-$_p" --policy "$_p" > /dev/null || { fail "dynadax volume init vol-$_p --policy $_p failed"; continue; }
+        expect "vol-$_p: FS_XFLAG_DAX of the volume dir" "$(hint "vol-$_p")" 0
+        mkfile "vol-$_p/f"
+        expect "vol-$_p: statx DAX of a new file is the kernel's" "$(edax "vol-$_p/f")" "$(want_e 0)"
+        _j=$(dd_run stat "vol-$_p/f" --json); log "dynadax stat vol-$_p/f: $_j"
+        _bk=$(echo "$_j" | jget backing)
+        if [ "$(edax "vol-$_p/f")" = 1 ]; then
+            expect "vol-$_p: backing of a statx-DAX file" "$_bk" kernel-dax
+        else
+            [ "$_bk" != kernel-dax ] || fail "vol-$_p: dynadax claims kernel-dax, statx says not DAX"
+        fi
+    done
 }
 
 # `dynadax probe` says map_sync exactly where the kernel's MAP_SYNC works.
@@ -409,6 +481,13 @@ sc_dynadax_probe() {
         expect "$f: probe fs_type" "$(echo "$_j" | jget fs_type)" "$FS"
         expect "$f: probe device_dax" "$(echo "$_j" | jget device_dax)" "$(bool "$DEVDAX")"
         expect "$f: probe flag_store" "$(echo "$_j" | jget flag_store)" fs-xflag
+    done
+    # for a path that does not exist yet the probe predicts what the kernel
+    # will do for a file created there
+    for d in plain dax; do
+        _j=$(dd_run probe $d/new --json); log "dynadax probe $d/new (missing): $_j"
+        mkfile $d/new
+        expect "$d/new: predicted map_sync vs xfs_io after creation" "$(echo "$_j" | jget map_sync)" "$(bool "$(mapsync $d/new)")"
     done
 }
 
@@ -429,6 +508,7 @@ sc_dynadax_labtests() {
 # run_config FS MODE DEV: format DEV, mount it on $MNT and run the scenarios.
 run_config() {
     FS=$1 MODE=$2 DEV=$3
+    _t0=$(uptime_s)
     DEVDAX=$(cat "/sys/block/${DEV#/dev/}/queue/dax" 2>/dev/null || echo 0)
     EMODE=$MODE
     if [ "$DEV" = "$PMEM" ]; then CFG=$FS-dax=$MODE; else CFG=$FS-${DEV#/dev/}-dax=$MODE; fi
@@ -436,7 +516,7 @@ run_config() {
     echo "=== configuration $CFG: mkfs.$FS on $DEV (4096-byte blocks), mount -o dax=$MODE"
     mkdir -p "$MNT"
     if ! mkfs_dev "$FS" "$DEV" > /tmp/mkfs.out 2>&1; then
-        record mount FAIL "mkfs.$FS $DEV: $(tr '\n' ' ' < /tmp/mkfs.out)"; return
+        record mount FAIL "mkfs.$FS $DEV: $(head -n 1 /tmp/mkfs.out)"; return
     fi
     dmesg -c > /dev/null
     if ! mount -t "$FS" -o "dax=$MODE" "$DEV" "$MNT" 2>/tmp/mount.err; then
@@ -455,9 +535,11 @@ run_config() {
     scenario dynadax_mode
     scenario dynadax_stat
     scenario dynadax_probe
+    scenario dynadax_volume
     if [ "$MODE" = inode ] && [ "$DEVDAX" = 1 ]; then scenario dynadax_labtests; fi
     cd /
-    umount "$MNT" || record umount FAIL "umount $MNT"
+    unmount "$MNT" || record umount FAIL "umount $MNT: $(cat /tmp/umount.err)"
+    cfg_time "$_t0"
 }
 
 # ext4 refuses dax=always on a device without DAX (R8, ext4 flavour).
@@ -466,7 +548,7 @@ config_ext4_always_nodax() {
     echo "=== configuration $CFG: ext4 dax=always on a device without DAX must not mount"
     mkfs_dev ext4 "$NODAX" > /dev/null 2>&1
     if mount -t ext4 -o dax=always "$NODAX" "$MNT" 2>/tmp/mount.err; then
-        umount "$MNT"; record mount_refused FAIL "ext4 mounted dax=always on $NODAX (no DAX)"
+        unmount "$MNT"; record mount_refused FAIL "ext4 mounted dax=always on $NODAX (no DAX)"
     else
         echo "    ok: refused: $(cat /tmp/mount.err); dmesg: $(dmesg | grep -i 'dax' | tail -n 1)"
         record mount_refused PASS
@@ -476,6 +558,7 @@ config_ext4_always_nodax() {
 # Two mounts at once: a DAX one and a dax=never one (side by side).
 config_side_by_side() {
     CFG=side-by-side
+    _t0=$(uptime_s)
     echo "=== configuration $CFG: ext4 dax=inode on $PMEM at $MNT, xfs dax=never on $PMEM2 at $MNT2"
     mkfs_dev ext4 "$PMEM" > /dev/null 2>&1 && mkfs_dev xfs "$PMEM2" > /dev/null 2>&1 \
         || { record mount FAIL "mkfs failed"; return; }
@@ -484,7 +567,8 @@ config_side_by_side() {
         || { record mount FAIL "mount failed"; umount "$MNT" 2>/dev/null; return; }
     FS=ext4 MODE=inode EMODE=inode DEV=$PMEM DEVDAX=1
     scenario side_by_side
-    cd /; umount "$MNT"; umount "$MNT2"
+    cd /; unmount "$MNT"; unmount "$MNT2"
+    cfg_time "$_t0"
 }
 
 sc_side_by_side() {

@@ -1,0 +1,132 @@
+#!/bin/sh
+# lab/guest/powercut.sh - one boot of the power-cut test (busybox sh).
+#
+# Run by /init instead of the suite when lab/run --powercut boots the guest
+# with a virtio disk (/dev/vda) and "labpc_cycle=C" on the kernel command line.
+# Each boot:
+#   1. mounts the disk (mkfs.ext4 first only if it has no ext4 superblock), so
+#      ext4 replays its journal after the previous power cut;
+#   2. if the log exists: checks it as it was left ("verify before", for
+#      information), recovers it by opening it as a writer with empty input
+#      (the torn tail is cut), verifies it (must be clean), reads every record
+#      and checks each against powercut.awk -> one "CHECK OK|FAIL ..." line;
+#   3. with labpc_append=1: appends the records of cycle C from the next LSN on
+#      with `dynadax log append`, printing "ACK <lsn>" on the console for every
+#      LSN dynadax acknowledges, until the host kills qemu (the power cut).
+#      With labpc_append=0 (the last boot) it unmounts and powers off.
+# Every line for the host starts with PC- or is a CHECK/ACK line.
+
+DEV=/dev/vda
+MNT=/mnt/disk
+LOGDIR=$MNT/log
+AWKF=/lab/powercut.awk
+
+# Parameters from the kernel command line (lab/run sets them).
+labpc_cycle=0 labpc_append=0 labpc_dur=group labpc_seg=256K labpc_maxrec=8K labpc_inject=
+for kv in $(cat /proc/cmdline); do
+    case "$kv" in
+        labpc_cycle=*|labpc_append=*|labpc_dur=*|labpc_seg=*|labpc_maxrec=*|labpc_inject=*)
+            eval "${kv%%=*}=\${kv#*=}" ;;
+    esac
+done
+CYCLE=$labpc_cycle
+WOPTS="--segment-size $labpc_seg --max-record $labpc_maxrec"
+
+# Keep kernel messages off the console while ACK lines stream (they could
+# interleave with them); they are shown from dmesg instead.
+echo 1 > /proc/sys/kernel/printk
+
+up() { cut -d' ' -f1 /proc/uptime; }
+pcfail() { echo "PC-FAIL $*"; }
+show_dmesg() {
+    dmesg | grep -iE 'ext4|jbd2|vda|blk_update|I/O error|EXT4|virtio' | grep -v 'Unknown kernel command line' \
+        | tail -n 20 | sed 's/^/PC-DMESG /'
+}
+
+echo "PC-BOOT cycle=$CYCLE append=$labpc_append durability=$labpc_dur segment=$labpc_seg max_record=$labpc_maxrec uptime=$(up)s${labpc_inject:+ inject=$labpc_inject}"
+
+i=0
+while [ ! -b $DEV ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if [ ! -b $DEV ]; then
+    pcfail "$DEV did not appear (virtio_blk not loaded, or no -drive if=virtio?)"; show_dmesg; exit 1
+fi
+command -v dynadax > /dev/null || { pcfail "no dynadax binary in the guest"; exit 1; }
+
+# ext4 superblock magic 0xEF53 at byte 1024 + 56, little-endian.
+magic=$(dd if=$DEV bs=1 skip=1080 count=2 2>/dev/null | od -An -tx1 | tr -d ' \n')
+if [ "$magic" != 53ef ]; then
+    if [ "$CYCLE" != 1 ]; then pcfail "no ext4 on $DEV in cycle $CYCLE (magic '$magic')"; exit 1; fi
+    t0=$(up)
+    mkfs.ext4 -q -F -b 4096 $DEV > /tmp/mkfs.out 2>&1 || { pcfail "mkfs.ext4 $DEV: $(head -n 3 /tmp/mkfs.out)"; exit 1; }
+    echo "PC-MKFS ext4 on $DEV ($(($(cat /sys/block/vda/size) / 2048)) MiB) in $(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.1f", b - a}')s"
+fi
+mkdir -p $MNT
+t0=$(up)
+dmesg -c > /dev/null
+if ! mount -t ext4 $DEV $MNT 2>/tmp/mount.err; then
+    pcfail "mount $DEV: $(cat /tmp/mount.err)"; show_dmesg; exit 1
+fi
+echo "PC-MOUNT $(grep " $MNT " /proc/mounts | cut -d' ' -f3,4) in $(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.1f", b - a}')s; write cache: $(cat /sys/block/vda/queue/write_cache 2>/dev/null)"
+show_dmesg
+
+if [ -d $LOGDIR ]; then
+    t0=$(up)
+    # As the power cut left it (a torn tail is expected to be reported here).
+    dynadax log verify $LOGDIR > /tmp/verify0.out 2>&1
+    echo "PC-VERIFY-BEFORE rc=$? $(tail -n 1 /tmp/verify0.out)"
+    grep -v '^$' /tmp/verify0.out | head -n 5 | sed 's/^/PC-VERIFY-BEFORE | /'
+    # Recover: open as a writer with no input (cuts a torn tail, reports it).
+    dynadax log append $LOGDIR $WOPTS < /dev/null > /tmp/recover.out 2>&1
+    rc=$?
+    sed 's/^/PC-RECOVERY | /' /tmp/recover.out
+    echo "PC-RECOVERY rc=$rc repairs=$(grep -c 'recovery:' /tmp/recover.out)"
+    [ $rc = 0 ] || pcfail "dynadax log append (recovery open) exited $rc"
+    dynadax log verify $LOGDIR > /tmp/verify1.out 2>&1
+    rc=$?
+    echo "PC-VERIFY rc=$rc $(tail -n 1 /tmp/verify1.out)"
+    [ $rc = 0 ] || { pcfail "dynadax log verify after recovery exited $rc"; head -n 5 /tmp/verify1.out | sed 's/^/PC-VERIFY | /'; }
+    dynadax log stat $LOGDIR 2>&1 | head -n 1 | sed 's/^/PC-STAT /'
+    # Check every record (LSNs from 0, content from cycle and LSN).
+    rm -f /tmp/read.rc
+    { dynadax log read $LOGDIR 2>/tmp/read.err; echo $? > /tmp/read.rc; } \
+        | awk -v mode=check -v maxcycle=$((CYCLE - 1)) -f $AWKF > /tmp/check.out
+    rc=$(cat /tmp/read.rc)
+    if [ "$rc" != 0 ]; then
+        echo "CHECK FAIL dynadax log read exited $rc: $(head -n 1 /tmp/read.err)"
+    elif [ ! -s /tmp/check.out ]; then
+        echo "CHECK FAIL the checker printed nothing"
+    else
+        cat /tmp/check.out
+    fi
+    echo "PC-CHECKED in $(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.1f", b - a}')s"
+    NEXT=$(sed -n 's/^CHECK OK n=\([0-9]*\) .*/\1/p' /tmp/check.out)
+else
+    [ "$CYCLE" = 1 ] || pcfail "cycle $CYCLE: no log at $LOGDIR"
+    echo "PC-NEWLOG $LOGDIR"
+    NEXT=0
+fi
+
+if [ "$labpc_append" = 1 ]; then
+    if [ -z "$NEXT" ]; then
+        pcfail "not appending: the check did not pass"
+    else
+        lie=0
+        case "$labpc_inject" in lying-acks) lie=1 ;; esac
+        echo "PC-START cycle=$CYCLE lsn=$NEXT durability=$labpc_dur"
+        sync   # nothing of the check left to write back: the power cut hits the appends only
+        # The appends run until the host pulls the plug.  dynadax prints each
+        # LSN once it is durable; the last awk turns that into an ACK line.
+        awk -v mode=gen -v cycle="$CYCLE" -v start="$NEXT" -v lie=$lie -f $AWKF \
+            | dynadax log append $LOGDIR --durability "$labpc_dur" $WOPTS 2>/tmp/append.err \
+            | if [ $lie = 1 ]; then cat > /dev/null; else awk '{ print "ACK " $0; fflush() }'; fi
+        # Only reached if the appender stopped by itself: a failure.
+        sed 's/^/PC-APPEND | /' /tmp/append.err
+        pcfail "the appender stopped before the power cut"
+        show_dmesg
+    fi
+fi
+
+cd /
+sync
+if umount $MNT 2>/tmp/umount.err; then echo "PC-UNMOUNTED"; else pcfail "umount: $(cat /tmp/umount.err)"; fi
+echo "PC-END cycle=$CYCLE uptime=$(up)s"
