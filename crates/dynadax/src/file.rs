@@ -278,12 +278,13 @@ impl MapGuard {
         r.ctx(&self.inode.path, "persist mapping")
     }
 
-    /// Faults the whole mapping in, writable, now (`MADV_POPULATE_WRITE`; a read-ahead
-    /// hint on kernels before 5.14), so later stores take no page fault.
-    pub fn populate(&self) -> Result<()> {
+    /// Faults `at..at+n` of the mapping in, writable, now (`MADV_POPULATE_WRITE`; a
+    /// read-ahead hint on kernels before 5.14), so later stores there take no page
+    /// fault.
+    pub fn populate(&self, at: usize, n: usize) -> Result<()> {
         let m = self.m();
-        match m.advise(0, m.len(), rustix::mm::Advice::LinuxPopulateWrite) {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => m.advise(0, m.len(), rustix::mm::Advice::WillNeed),
+        match m.advise(at, n, rustix::mm::Advice::LinuxPopulateWrite) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => m.advise(at, n, rustix::mm::Advice::WillNeed),
             r => r,
         }
         .ctx(&self.inode.path, "populate mapping")

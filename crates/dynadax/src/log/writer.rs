@@ -131,7 +131,7 @@ pub(crate) fn create_segment(dir: &Path, base: Lsn, capacity: u64, prepared: Opt
     let final_path = dir.join(format::segment_name(base));
     let tmp = match prepared {
         Some(p) => p,
-        None => prepare_file(dir, capacity, true)?,
+        None => prepare_file(dir, capacity, false)?,
     };
     let header = SegmentHeader { base_lsn: base, created_ns: now_ns(), capacity };
     {
@@ -160,9 +160,10 @@ fn prepare_file(dir: &Path, capacity: u64, zero_fill: bool) -> Result<PathBuf> {
     let made = (|| {
         let f = File::create(&tmp)?;
         if zero_fill {
-            // Written zeros, not just `fallocate`d space: on ext4/xfs an allocated but
-            // never written extent is "unwritten", and the first write into it makes
-            // every later `fdatasync` commit the journal to convert it.
+            // On a block device, written zeros rather than `fallocate`d space: on
+            // ext4/xfs an allocated but never written extent is "unwritten", and the
+            // first write into it makes the next `fdatasync` (or DAX fault) commit the
+            // journal to convert it. (On memory file systems both are the same.)
             let zeros = vec![0u8; 1 << 20];
             let mut at = 0;
             while at < capacity {
@@ -199,6 +200,22 @@ enum Job {
     Populate(Weak<TailMedia>),
 }
 
+/// Faults a new tail's mapping in ahead of the appender, 2 MiB at a time, holding
+/// the mapping only for one chunk: sealing waits for every holder of the guard, so it
+/// must never wait for the whole segment to be populated.
+fn populate(media: &Weak<TailMedia>) {
+    const CHUNK: usize = 2 << 20;
+    let mut at = 0;
+    loop {
+        let Some(m) = media.upgrade() else { return };
+        let TailMedia::Mapped(g) = &*m else { return };
+        if at >= g.len() || g.populate(at, CHUNK.min(g.len() - at)).is_err() {
+            return;
+        }
+        at += CHUNK;
+    }
+}
+
 impl Preparer {
     fn send(&self, job: Job) {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
@@ -210,15 +227,12 @@ impl Preparer {
                     match job {
                         Job::Prepare { dir, capacity } => {
                             // A failure here only means rotation prepares synchronously.
-                            if let Ok(p) = prepare_file(&dir, capacity, true) {
+                            let zero_fill = crate::probe(&dir).is_ok_and(|p| p.device.is_some());
+                            if let Ok(p) = prepare_file(&dir, capacity, zero_fill) {
                                 *ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
                             }
                         }
-                        Job::Populate(media) => {
-                            if let Some(TailMedia::Mapped(g)) = media.upgrade().as_deref() {
-                                let _ = g.populate();
-                            }
-                        }
+                        Job::Populate(media) => populate(&media),
                     }
                 }
             });
