@@ -268,6 +268,17 @@ impl MapGuard {
         self.m().write(at, data).ctx(&self.inode.path, "write mapping")
     }
 
+    /// Stores `data` at `at` and makes it durable: non-temporal stores and a fence on
+    /// a mapping persisted by cache-line flush (no flush needed), else a store and
+    /// [`MapGuard::persist`].
+    pub fn write_persist(&self, at: usize, data: &[u8]) -> Result<()> {
+        let r = match self.persistence {
+            Persistence::CacheLineFlush(insn) => self.m().write_persist_nt(at, data, insn),
+            _ => self.m().write(at, data).and_then(|()| self.m().msync(at, data.len())),
+        };
+        r.ctx(&self.inode.path, "write and persist mapping")
+    }
+
     /// Makes `at..at+n` durable: cache-line flush and fence on a `MAP_SYNC` mapping,
     /// `msync` otherwise.
     pub fn persist(&self, at: usize, n: usize) -> Result<()> {

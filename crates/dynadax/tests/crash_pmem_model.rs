@@ -8,7 +8,7 @@
 //! every acknowledged record is present and intact, and nothing else is returned but
 //! records that were really written, in order (no garbage, no gap).
 
-use dynadax::log::{put_record, scan_bytes, Media, SegmentHeader, FRAME_HEADER, HEADER_LEN};
+use dynadax::log::{put_record, put_record_persisted, scan_bytes, Media, SegmentHeader, FRAME_HEADER, HEADER_LEN};
 use proptest::prelude::*;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -159,5 +159,21 @@ proptest! {
     fn random_records_and_groups(records in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..120), 1..12), group in 1usize..5, base in 0u64..1 << 50) {
         let (acked, _) = run(&records, group, base);
         prop_assert_eq!(acked, records.len());
+    }
+}
+
+/// The one-step store-and-persist path of `Durability::Each`: every image at every
+/// point recovers all acknowledged records (each is durable when the call returns).
+#[test]
+fn store_persist_path_is_durable_on_return() {
+    let records: Vec<Vec<u8>> = (0..50).map(|i| vec![i as u8; 1 + (i * 17) % 300]).collect();
+    let total: usize = records.iter().map(|r| dynadax::log::frame_len(r.len())).sum();
+    let media = SimPmem::new(HEADER_LEN + total + 64, 3);
+    let mut scratch = Vec::new();
+    let mut off = HEADER_LEN as u64;
+    for (i, r) in records.iter().enumerate() {
+        off += put_record_persisted(&media, off, 3 + i as u64, r, &mut scratch).unwrap();
+        assert!(media.pending.borrow().is_empty(), "record {i} acknowledged with stores still pending");
+        assert_eq!(check_image(&media.image(&|_| false), 3, &records, i + 1), i + 1);
     }
 }

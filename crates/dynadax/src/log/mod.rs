@@ -22,7 +22,7 @@ pub use format::{decode_record, encode_record, frame_len, Decoded, SegmentHeader
 pub use meta::META_FILE;
 pub use reader::{Iter, Tailer};
 pub use retention::Retention;
-pub use segment::{put_record, scan_bytes, Media, Scan};
+pub use segment::{put_record, put_record_persisted, scan_bytes, Media, Scan};
 pub use shared::STATE_FILE;
 pub use verify::{verify, Problem, VerifyReport};
 

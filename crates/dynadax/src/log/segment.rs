@@ -18,6 +18,12 @@ pub trait Media {
     fn store(&self, off: u64, data: &[u8]) -> Result<()>;
     /// Makes `off..off+len` durable (flush, then fence).
     fn persist(&self, off: u64, len: u64) -> Result<()>;
+    /// Stores and persists in one step (the media may do it faster than a store and
+    /// a persist, e.g. with non-temporal stores).
+    fn store_persist(&self, off: u64, data: &[u8]) -> Result<()> {
+        self.store(off, data)?;
+        self.persist(off, data.len() as u64)
+    }
 }
 
 impl Media for File {
@@ -39,6 +45,9 @@ impl Media for crate::MapGuard {
     fn persist(&self, off: u64, len: u64) -> Result<()> {
         crate::MapGuard::persist(self, off as usize, len as usize)
     }
+    fn store_persist(&self, off: u64, data: &[u8]) -> Result<()> {
+        self.write_persist(off as usize, data)
+    }
 }
 
 /// Stores the frame of record `lsn` at `off`; returns the frame's length. The one
@@ -49,6 +58,22 @@ pub fn put_record(media: &impl Media, off: u64, lsn: u64, payload: &[u8], scratc
     scratch.resize(n, 0);
     format::encode_record(lsn, payload, scratch);
     media.store(off, scratch)?;
+    Ok(n as u64)
+}
+
+/// [`put_record`] and the persist that covers it, in one step (`Durability::Each`):
+/// the record is durable, and may be acknowledged, when this returns.
+pub fn put_record_persisted(
+    media: &impl Media,
+    off: u64,
+    lsn: u64,
+    payload: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Result<u64> {
+    let n = format::frame_len(payload.len());
+    scratch.resize(n, 0);
+    format::encode_record(lsn, payload, scratch);
+    media.store_persist(off, scratch)?;
     Ok(n as u64)
 }
 

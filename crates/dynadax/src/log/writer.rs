@@ -6,7 +6,7 @@
 
 use super::format::{self, SegmentHeader, HEADER_LEN};
 use super::meta::sync_dir;
-use super::segment::{put_record, Media, Segment};
+use super::segment::{put_record, put_record_persisted, Media, Segment};
 use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, TailMode, PREPARE_PREFIX};
 use crate::error::{Error, IoContext, Result};
 use crate::{File, MapGuard, Mode, SwitchOptions};
@@ -83,6 +83,15 @@ impl Media for TailMedia {
         match self {
             TailMedia::Mapped(g) => g.store(off, data),
             TailMedia::Cached(f) => f.write_at(data, off),
+        }
+    }
+    fn store_persist(&self, off: u64, data: &[u8]) -> Result<()> {
+        match self {
+            TailMedia::Mapped(g) => g.store_persist(off, data),
+            TailMedia::Cached(f) => {
+                f.write_at(data, off)?;
+                f.persist(off, data.len() as u64)
+            }
         }
     }
     fn persist(&self, off: u64, len: u64) -> Result<()> {
@@ -260,15 +269,20 @@ impl Preparer {
     }
 }
 
-/// Persists `from..from+len` of the tail. The one place the log persists records, and
-/// the failpoint `log-persist` for tests that inject an I/O error there.
-fn persist_tail(media: &TailMedia, from: u64, len: u64) -> Result<()> {
+/// The failpoint `log-persist`: tests inject an I/O error where the log persists.
+fn persist_failpoint() -> Result<()> {
     #[cfg(feature = "failpoints")]
     fail::fail_point!("log-persist", |_| Err(Error::Io {
         path: std::path::PathBuf::from("(failpoint log-persist)"),
         op: "persist",
         source: std::io::Error::from_raw_os_error(libc::EIO),
     }));
+    Ok(())
+}
+
+/// Persists `from..from+len` of the tail.
+fn persist_tail(media: &TailMedia, from: u64, len: u64) -> Result<()> {
+    persist_failpoint()?;
     media.persist(from, len)
 }
 
@@ -309,7 +323,15 @@ impl Log {
             let (tail, guard) =
                 (w.tail.as_ref().expect("writable log has a tail"), w.guard.as_ref().expect("tail is mapped"));
             let (off, lsn) = (w.write_off, w.next_lsn);
-            put_record(&**guard, off, lsn, r, &mut w.scratch).map_err(|e| inner.poison(e))?;
+            if inner.opts.durability == Durability::Each && records.len() == 1 {
+                // One record to persist now: store and persist in one step.
+                persist_failpoint()
+                    .and_then(|()| put_record_persisted(&**guard, off, lsn, r, &mut w.scratch))
+                    .map_err(|e| inner.poison(e))?;
+                w.persisted_upto = off + n;
+            } else {
+                put_record(&**guard, off, lsn, r, &mut w.scratch).map_err(|e| inner.poison(e))?;
+            }
             w.write_off = off + n;
             w.next_lsn = lsn + 1;
             tail.records.store(w.next_lsn - tail.base(), Ordering::Release);
@@ -321,9 +343,11 @@ impl Log {
                 // From the first byte not yet persisted: this batch (a rotation inside
                 // it persisted the part before it).
                 let (from, to) = (w.persisted_upto, w.write_off);
-                let guard = w.guard.as_ref().expect("tail is mapped");
-                persist_tail(guard, from, to - from).map_err(|e| inner.poison(e))?;
-                w.persisted_upto = to;
+                if to > from {
+                    let guard = w.guard.as_ref().expect("tail is mapped");
+                    persist_tail(guard, from, to - from).map_err(|e| inner.poison(e))?;
+                    w.persisted_upto = to;
+                }
                 drop(w);
                 inner.advance_durable(end);
             }
