@@ -73,8 +73,9 @@ if [ -d $LOGDIR ]; then
     t0=$(up)
     # As the power cut left it (a torn tail is expected to be reported here).
     dynadax log verify $LOGDIR > /tmp/verify0.out 2>&1
-    echo "PC-VERIFY-BEFORE rc=$? $(tail -n 1 /tmp/verify0.out)"
-    grep -v '^$' /tmp/verify0.out | head -n 5 | sed 's/^/PC-VERIFY-BEFORE | /'
+    rc=$?
+    echo "PC-VERIFY-BEFORE rc=$rc $(tail -n 1 /tmp/verify0.out)"
+    [ $rc = 0 ] || grep -v '^$' /tmp/verify0.out | head -n 5 | sed 's/^/PC-VERIFY-BEFORE | /'
     # Recover: open as a writer with no input (cuts a torn tail, reports it).
     dynadax log append $LOGDIR $WOPTS < /dev/null > /tmp/recover.out 2>&1
     rc=$?
@@ -112,13 +113,21 @@ if [ "$labpc_append" = 1 ]; then
     else
         lie=0
         case "$labpc_inject" in lying-acks) lie=1 ;; esac
-        echo "PC-START cycle=$CYCLE lsn=$NEXT durability=$labpc_dur"
         sync   # nothing of the check left to write back: the power cut hits the appends only
+        # Write dirty pages back early and often (every 0.1 s, once 0.1 s old),
+        # as a busy machine would: what is not yet acknowledged is then partly
+        # on the disk when the power goes (torn records, for recovery to cut),
+        # instead of only in the page cache.
+        echo 10 > /proc/sys/vm/dirty_writeback_centisecs
+        echo 10 > /proc/sys/vm/dirty_expire_centisecs
+        echo "PC-START cycle=$CYCLE lsn=$NEXT durability=$labpc_dur uptime=$(up)s"
         # The appends run until the host pulls the plug.  dynadax prints each
         # LSN once it is durable; the last awk turns that into an ACK line.
         awk -v mode=gen -v cycle="$CYCLE" -v start="$NEXT" -v lie=$lie -f $AWKF \
             | dynadax log append $LOGDIR --durability "$labpc_dur" $WOPTS 2>/tmp/append.err \
-            | if [ $lie = 1 ]; then cat > /dev/null; else awk '{ print "ACK " $0; fflush() }'; fi
+            | if [ $lie = 1 ]; then cat > /dev/null; else
+                awk 'NR == 1 { getline up < "/proc/uptime"; split(up, u, " "); print "PC-FIRST-ACK uptime=" u[1] "s" }
+                     { print "ACK " $0; fflush() }'; fi
         # Only reached if the appender stopped by itself: a failure.
         sed 's/^/PC-APPEND | /' /tmp/append.err
         pcfail "the appender stopped before the power cut"
