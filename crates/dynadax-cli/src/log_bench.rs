@@ -52,7 +52,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&root).with_context(|| format!("{}: cannot create", root.display()))?;
     let probe = dynadax::probe(&root)?;
     let mut rows = Vec::new();
-    let total_steps = 6 + a.seal_sizes.len() as u64 * 4;
+    let total_steps = 6 + a.seal_sizes.len() as u64 * (3 + SEAL_REPS as u64);
     let bar = (std::io::stderr().is_terminal() && !a.json).then(|| {
         let b = indicatif::ProgressBar::new(total_steps);
         b.set_style(
@@ -134,45 +134,51 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             ..LogOptions::default()
         };
         let rec_len = opts.max_record;
-        let log = Log::open(&dir, opts.clone())?;
         let rec = vec![0xc3u8; rec_len];
         let per_seg = (size - 64) / dynadax::log::frame_len(rec_len) as u64;
-        for _ in 0..per_seg {
-            log.append(&rec)?;
+        // Three full segments sealed one after another: the median is reported.
+        let log = Log::open(&dir, opts.clone())?;
+        let mut seals = Vec::new();
+        let mut copies = Vec::new();
+        let mut before = String::new();
+        for rep in 0..SEAL_REPS {
+            for _ in 0..per_seg {
+                log.append(&rec)?;
+            }
+            log.sync()?;
+            let tail = log.segments()?.pop().context("log has a tail")?;
+            before = tail.effective.map_or("-".into(), |m| m.to_string());
+            step(&format!("seal {label} ({}/{SEAL_REPS})", rep + 1));
+            let t = Instant::now();
+            log.seal()?;
+            seals.push(t.elapsed());
+            let sealed = log.segments()?.into_iter().rev().nth(1).context("sealed segment")?;
+            let copy_to = root.join(format!("copy-{label}"));
+            let t = Instant::now();
+            std::fs::copy(&sealed.path, &copy_to)?;
+            std::fs::File::open(&copy_to)?.sync_all()?;
+            copies.push(t.elapsed());
+            std::fs::remove_file(&copy_to).ok();
         }
-        log.sync()?;
-        let tail = log.segments()?.pop().context("log has a tail")?;
-        step(&format!("seal {label}"));
-        let t = Instant::now();
-        log.seal()?;
-        let seal = t.elapsed();
         let sealed = log.segments()?.into_iter().next().context("sealed segment")?;
         emit(Row {
             bench: "seal",
             case: label.clone(),
-            value: seal.as_secs_f64() * 1e6,
+            value: median(&mut seals).as_secs_f64() * 1e6,
             unit: "µs",
             detail: format!(
-                "{} records, {} bytes: {} -> {} in place",
+                "median of {SEAL_REPS}: {} records, {} bytes, {before} -> {} in place",
                 sealed.records,
                 sealed.bytes,
-                tail.effective.map_or("-".into(), |m| m.to_string()),
                 sealed.effective.map_or("-".into(), |m| m.to_string())
             ),
         });
-        step(&format!("copy {label} (today's workaround)"));
-        let copy_to = root.join(format!("copy-{label}"));
-        let t = Instant::now();
-        std::fs::copy(&sealed.path, &copy_to)?;
-        std::fs::File::open(&copy_to)?.sync_all()?;
-        let copy = t.elapsed();
-        std::fs::remove_file(&copy_to).ok();
         emit(Row {
             bench: "seal-by-copy",
             case: label.clone(),
-            value: copy.as_secs_f64() * 1e6,
+            value: median(&mut copies).as_secs_f64() * 1e6,
             unit: "µs",
-            detail: format!("copy + fsync of {} bytes to a plain file", sealed.bytes),
+            detail: format!("median of {SEAL_REPS}: copy + fsync of {} bytes to a plain file", sealed.bytes),
         });
 
         step(&format!("read {label} sealed"));
@@ -241,6 +247,13 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+const SEAL_REPS: usize = 3;
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
 }
 
 fn human(n: u64) -> String {

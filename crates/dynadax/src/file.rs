@@ -106,7 +106,7 @@ impl File {
     /// Writes all of `data` at `off`, extending the file if needed. Not durable until
     /// [`File::persist`].
     pub fn write_at(&self, data: &[u8], off: u64) -> Result<()> {
-        self.inode.with_room(end(off, data.len() as u64)?, "write", |v| v.write_at(data, off))
+        self.inode.with_room(end(&self.inode.path, off, data.len() as u64)?, "write", |v| v.write_at(data, off))
     }
 
     /// Makes `off..off+len` durable: cache-line flush and fence (kernel DAX), `msync`
@@ -117,7 +117,7 @@ impl File {
 
     /// Sets `off..off+len` to zeros, extending the file if needed.
     pub fn zero_range(&self, off: u64, len: u64) -> Result<()> {
-        self.inode.with_room(end(off, len)?, "zero range", |v| v.zero_range(off, len))
+        self.inode.with_room(end(&self.inode.path, off, len)?, "zero range", |v| v.zero_range(off, len))
     }
 
     /// Truncates or extends the file. Shrinking below a live mapping guard's range is
@@ -138,7 +138,7 @@ impl File {
 
     /// Reserves blocks for `off..off+len` (`fallocate`), extending the file if needed.
     pub fn allocate(&self, off: u64, len: u64) -> Result<()> {
-        self.inode.with_room(end(off, len)?, "allocate", |v| v.allocate(off, len))
+        self.inode.with_room(end(&self.inode.path, off, len)?, "allocate", |v| v.allocate(off, len))
     }
 
     /// Access-pattern advice.
@@ -159,7 +159,8 @@ impl File {
     /// Writes bypassing the page cache. In cached mode `off` and `data.len()` must be
     /// multiples of the page size, as `O_DIRECT` requires.
     pub fn direct_write_at(&self, data: &[u8], off: u64) -> Result<()> {
-        self.inode.with_room(end(off, data.len() as u64)?, "direct write", |v| v.direct_write_at(data, off))
+        self.inode
+            .with_room(end(&self.inode.path, off, data.len() as u64)?, "direct write", |v| v.direct_write_at(data, off))
     }
 
     /// Maps `off..off+len` (inside the file) for loads and stores. While the guard
@@ -207,9 +208,8 @@ impl File {
     }
 }
 
-fn end(off: u64, len: u64) -> Result<u64> {
-    off.checked_add(len)
-        .ok_or_else(|| Error::Invalid { path: PathBuf::new(), what: "offset + length overflows".into() })
+fn end(path: &Path, off: u64, len: u64) -> Result<u64> {
+    off.checked_add(len).ok_or_else(|| Error::invalid(path, format!("offset {off} + length {len} overflows")))
 }
 
 /// A live mapping of part of a file. While it lives the file's mode cannot change.
@@ -309,8 +309,18 @@ impl MapGuard {
 
 impl Drop for MapGuard {
     fn drop(&mut self) {
-        drop(self.map.take());
-        self.inode.maps.remove(self.id);
+        let map = self.map.take();
+        if self.inode.kernel_switches() {
+            // The kernel re-decides DAX only once nothing maps the file: unmap first.
+            drop(map);
+            self.inode.maps.remove(self.id);
+        } else {
+            // Nothing can use the mapping once the guard is gone, so the switch may
+            // proceed now; tearing down the page tables of a large populated mapping
+            // costs time in proportion to its pages and happens off this thread.
+            self.inode.maps.remove(self.id);
+            crate::inode::retire(Box::new(map));
+        }
     }
 }
 

@@ -129,15 +129,16 @@ impl MapRegistry {
     }
 }
 
-/// Drops a replaced operations vector on a background thread (started on first use).
-/// Under the shuttle model, where threads are simulated, it drops in place.
-fn retire(old: Box<dyn Aops>) {
+/// Drops something that owns mappings (a replaced operations vector, a dropped
+/// mapping guard's mapping) on a background thread started on first use. Under the
+/// shuttle model, where threads are simulated, it drops in place.
+pub(crate) fn retire(old: Box<dyn Send>) {
     #[cfg(not(feature = "shuttle"))]
     {
         use std::sync::mpsc;
-        static REAPER: OnceLock<Option<mpsc::Sender<Box<dyn Aops>>>> = OnceLock::new();
+        static REAPER: OnceLock<Option<mpsc::Sender<Box<dyn Send>>>> = OnceLock::new();
         let tx = REAPER.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<Box<dyn Aops>>();
+            let (tx, rx) = mpsc::channel::<Box<dyn Send>>();
             let spawned = std::thread::Builder::new().name("dynadax-reaper".into()).spawn(move || {
                 for old in rx {
                     drop(old);
@@ -284,7 +285,7 @@ impl Inode {
     /// Whether switching this file is the kernel's business (ext4/xfs on a DAX device
     /// mounted `dax=inode`): then the new mode comes from `statx` after the kernel
     /// re-instantiates the inode, and dynadax must close its descriptors first.
-    fn kernel_switches(&self) -> bool {
+    pub(crate) fn kernel_switches(&self) -> bool {
         self.fs.kernel_capable() && self.fs.mount_dax == MountDax::Inode
     }
 

@@ -1,0 +1,369 @@
+//! How each implementation is driven. Each `run_*` opens a fresh log in `dir`, runs
+//! `drive`, checks afterwards that every appended record is in the log, and returns
+//! the outcome plus a short description of how appends were made durable (checked,
+//! not assumed, where the implementation lets us look).
+
+use crate::drive::{drive, Bounds, Outcome};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct Run {
+    pub outcome: Outcome,
+    /// How appends were persisted, as observed.
+    pub persist: String,
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn check(cond: bool, what: impl FnOnce() -> String) -> io::Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        Err(other(what()))
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// dynadax
+
+pub fn run_dynadax(
+    dir: &Path,
+    b: Bounds,
+    durability: dynadax::log::Durability,
+    segment_size: u64,
+    want_flush: bool,
+) -> io::Result<Run> {
+    use dynadax::log::{Log, LogOptions};
+    let opts = LogOptions { segment_size, durability, ..LogOptions::default() };
+    let log = Log::open(dir, opts).map_err(other)?;
+    // How the tail persists: a cache-line flush when forced on tmpfs; on ext4 msync
+    // (direct tail) or fdatasync (cached tail).
+    let describe = |log: &Log| -> io::Result<String> {
+        let segs = log.segments().map_err(other)?;
+        let tail = segs.last().ok_or_else(|| other("log has no segment"))?;
+        let st = dynadax::File::open(&tail.path).map_err(other)?.status().map_err(other)?;
+        Ok(format!(
+            "{:?} {:?}, {}",
+            tail.effective.map(|m| format!("{m:?}")).unwrap_or_default(),
+            tail.backing,
+            st.persistence.unwrap_or_default()
+        ))
+    };
+    let persist = describe(&log)?;
+    if durability != dynadax::log::Durability::None {
+        if want_flush {
+            check(persist.contains("cache-line-flush"), || format!("dynadax does not persist by cache-line flush: {persist}"))?;
+        } else {
+            // On a disk: msync (direct tail) or fdatasync (cached tail, what
+            // `TailMode::Auto` picks on a block device without DAX), never a flush.
+            check(!persist.contains("cache-line-flush"), || format!("dynadax persists by cache-line flush on a disk: {persist}"))?;
+        }
+    }
+    let outcome = drive(b, |_, _, rec| log.append(rec).map(|_| ()).map_err(other))?;
+    let total: u64 = outcome.per_writer.iter().sum();
+    if durability != dynadax::log::Durability::None {
+        check(log.durable_lsn() == total, || format!("durable LSN {} != {} appends", log.durable_lsn(), total))?;
+    }
+    check(log.next_lsn() == total, || format!("next LSN {} != {} appends", log.next_lsn(), total))?;
+    let segs = log.segments().map_err(other)?;
+    let persist = format!("{} ({} segments of {} MiB at the end)", persist, segs.len(), segment_size >> 20);
+    Ok(Run { outcome, persist })
+}
+
+// ---------------------------------------------------------------------------------
+// libpmemlog, through its C API
+
+#[allow(non_camel_case_types)]
+type PMEMlogpool = libc::c_void;
+
+#[link(name = "pmemlog")]
+extern "C" {
+    fn pmemlog_create(path: *const libc::c_char, poolsize: libc::size_t, mode: libc::mode_t) -> *mut PMEMlogpool;
+    fn pmemlog_append(plp: *mut PMEMlogpool, buf: *const libc::c_void, count: libc::size_t) -> libc::c_int;
+    fn pmemlog_tell(plp: *mut PMEMlogpool) -> libc::c_longlong;
+    fn pmemlog_nbyte(plp: *mut PMEMlogpool) -> libc::size_t;
+    fn pmemlog_close(plp: *mut PMEMlogpool);
+    fn pmemlog_errormsg() -> *const libc::c_char;
+}
+
+#[link(name = "pmem")]
+extern "C" {
+    fn pmem_is_pmem(addr: *const libc::c_void, len: libc::size_t) -> libc::c_int;
+}
+
+struct Pool(*mut PMEMlogpool);
+// SAFETY: libpmemlog serialises appends on the pool with its own lock.
+unsafe impl Send for Pool {}
+unsafe impl Sync for Pool {}
+
+fn pmem_err(what: &str) -> io::Error {
+    // SAFETY: pmemlog_errormsg returns a thread-local NUL-terminated string.
+    let msg = unsafe { std::ffi::CStr::from_ptr(pmemlog_errormsg()) }.to_string_lossy().into_owned();
+    other(format!("{what}: {msg}"))
+}
+
+pub fn run_libpmemlog(dir: &Path, b: Bounds, pool_size: u64) -> io::Result<Run> {
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("pool.pmemlog");
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(other)?;
+    // SAFETY: valid C string; the pool is closed below.
+    let plp = unsafe { pmemlog_create(c.as_ptr(), pool_size as usize, 0o600) };
+    if plp.is_null() {
+        return Err(pmem_err("pmemlog_create"));
+    }
+    let pool = Pool(plp);
+    // SAFETY: plp is a live pool.
+    let nbyte = unsafe { pmemlog_nbyte(pool.0) } as u64;
+    // Whether libpmem treats the pool as persistent memory (cache-line flushes) or
+    // not (msync): PMEM_IS_PMEM_FORCE=1 makes it answer 1 on tmpfs.
+    let probe = [0u8; 64];
+    // SAFETY: any address is fine: the answer depends on the env override here.
+    let is_pmem = unsafe { pmem_is_pmem(probe.as_ptr().cast(), probe.len()) } != 0;
+    let env = std::env::var("PMEM_IS_PMEM_FORCE").unwrap_or_default();
+    let persist = format!(
+        "pmem_is_pmem={} (PMEM_IS_PMEM_FORCE={env}, PMEMLOG_CONF={}), pool {} MiB, {} MiB usable",
+        is_pmem as u8,
+        std::env::var("PMEMLOG_CONF").unwrap_or_default(),
+        pool_size >> 20,
+        nbyte >> 20
+    );
+    let res = (|| -> io::Result<Outcome> {
+        check(is_pmem, || format!("libpmem would msync, not flush: {persist}"))?;
+        let need = (b.max_ops + b.warmup_ops) * b.record as u64;
+        check(need <= nbyte, || format!("pool too small: {need} bytes needed, {nbyte} usable"))?;
+        let p = &pool;
+        let outcome = drive(b, |_, _, rec| {
+            // SAFETY: live pool, valid buffer.
+            if unsafe { pmemlog_append(p.0, rec.as_ptr().cast(), rec.len()) } != 0 {
+                return Err(pmem_err("pmemlog_append"));
+            }
+            Ok(())
+        })?;
+        let total: u64 = outcome.per_writer.iter().sum();
+        // SAFETY: live pool.
+        let tell = unsafe { pmemlog_tell(p.0) } as u64;
+        check(tell == total * b.record as u64, || format!("pmemlog_tell {tell} != {} bytes appended", total * b.record as u64))?;
+        Ok(outcome)
+    })();
+    // SAFETY: closed once, after every use.
+    unsafe { pmemlog_close(pool.0) };
+    Ok(Run { outcome: res?, persist })
+}
+
+// ---------------------------------------------------------------------------------
+// One fsync per append: a plain file, pwrite at a reserved offset, then fdatasync.
+
+pub fn run_fsync_each(dir: &Path, b: Bounds) -> io::Result<Run> {
+    use std::os::unix::fs::FileExt;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("log");
+    let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+    f.sync_all()?;
+    std::fs::File::open(dir)?.sync_all()?;
+    let tail = AtomicU64::new(0);
+    let outcome = drive(b, |_, _, rec| {
+        let off = tail.fetch_add(rec.len() as u64, Ordering::Relaxed);
+        f.write_all_at(rec, off)?;
+        f.sync_data()
+    })?;
+    let total: u64 = outcome.per_writer.iter().sum();
+    let len = f.metadata()?.len();
+    check(len == total * b.record as u64, || format!("file is {len} bytes, {} appended", total * b.record as u64))?;
+    Ok(Run { outcome, persist: "pwrite + fdatasync per append, file grows (no preallocation)".into() })
+}
+
+// ---------------------------------------------------------------------------------
+// raft-engine: one shared engine, one Raft group (region) per writer, each append a
+// LogBatch of one entry written with sync = true (fdatasync, group-committed by the
+// engine's write barrier).
+
+struct Entries;
+impl raft_engine::MessageExt for Entries {
+    type Entry = protobuf::well_known_types::BytesValue;
+    fn index(e: &Self::Entry) -> u64 {
+        u64::from_le_bytes(e.value[..8].try_into().expect("record has 8 bytes"))
+    }
+}
+
+pub fn run_raft_engine(dir: &Path, b: Bounds, file_size: u64) -> io::Result<Run> {
+    use raft_engine::{Config, Engine, LogBatch, ReadableSize};
+    std::fs::create_dir_all(dir)?;
+    let cfg = Config {
+        dir: dir.to_string_lossy().into_owned(),
+        target_file_size: ReadableSize(file_size),
+        ..Config::default()
+    };
+    let engine = Engine::open(cfg).map_err(other)?;
+    let outcome = drive(b, |w, _, rec| {
+        thread_local! {
+            static BATCH: std::cell::RefCell<(LogBatch, protobuf::well_known_types::BytesValue)> =
+                std::cell::RefCell::new((LogBatch::with_capacity(1), Default::default()));
+        }
+        BATCH.with(|cell| {
+            let (batch, entry) = &mut *cell.borrow_mut();
+            entry.value.clear();
+            entry.value.extend_from_slice(rec);
+            batch.add_entries::<Entries>(w as u64 + 1, std::slice::from_ref(entry)).map_err(other)?;
+            engine.write(batch, true).map_err(other)?;
+            Ok(())
+        })
+    })?;
+    for (w, n) in outcome.per_writer.iter().enumerate() {
+        let last = engine.last_index(w as u64 + 1).unwrap_or(0);
+        check(last == *n, || format!("region {}: last index {last} != {n} appends", w + 1))?;
+    }
+    Ok(Run {
+        outcome,
+        persist: format!(
+            "Engine::write(batch of 1 entry, sync=true): fdatasync, group commit by its write barrier; {} MiB files",
+            file_size >> 20
+        ),
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// okaywal: one shared WriteAheadLog, each append an entry of one chunk, committed
+// (commit returns after fdatasync, shared by concurrent committers).
+
+#[derive(Debug)]
+struct Discard;
+impl okaywal::LogManager for Discard {
+    fn recover(&mut self, _entry: &mut okaywal::Entry<'_>) -> io::Result<()> {
+        Ok(())
+    }
+    fn checkpoint_to(
+        &mut self,
+        _last: okaywal::EntryId,
+        _entries: &mut okaywal::SegmentReader,
+        _wal: &okaywal::WriteAheadLog,
+    ) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn run_okaywal(dir: &Path, b: Bounds, file_size: u64) -> io::Result<Run> {
+    std::fs::create_dir_all(dir)?;
+    let wal = okaywal::Configuration::default_for(dir)
+        .preallocate_bytes(file_size as u32)
+        .checkpoint_after_bytes(file_size * 3 / 4)
+        .open(Discard)?;
+    let committed = AtomicU64::new(0);
+    let outcome = drive(b, |_, _, rec| {
+        let mut e = wal.begin_entry()?;
+        e.write_chunk(rec)?;
+        e.commit()?;
+        committed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    })?;
+    let total: u64 = outcome.per_writer.iter().sum();
+    check(committed.load(Ordering::Relaxed) == total, || "commit count mismatch".into())?;
+    wal.shutdown()?;
+    Ok(Run {
+        outcome,
+        persist: format!(
+            "begin_entry + write_chunk + commit: fdatasync, shared by concurrent committers; {} MiB preallocated files",
+            file_size >> 20
+        ),
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Diagnostics: the hardware floor of a flushed append on this machine.
+
+#[cfg(target_arch = "x86_64")]
+unsafe fn clwb_range(p: *const u8, len: usize) {
+    let mut line = p as usize & !63;
+    let end = p as usize + len;
+    while line < end {
+        // SAFETY: caller's range is mapped.
+        unsafe { std::arch::asm!("clwb [{0}]", in(reg) line, options(nostack, preserves_flags)) };
+        line += 64;
+    }
+    // SAFETY: no preconditions.
+    unsafe { std::arch::asm!("sfence", options(nostack, preserves_flags)) };
+}
+
+/// `raw-flush`: memcpy the record (with dynadax's 16-byte frame header, 8-byte
+/// aligned) into a populated shared mapping of a tmpfs file, clwb its lines, sfence.
+/// No log, no lock, no checksum: what one flushed append costs the hardware.
+/// `crc` adds dynadax's checksum (crc32c) of the frame; `fences` = 2 adds a second
+/// flush + fence of an 8-byte "tail" word, as libpmemlog does per append.
+/// `locked` adds one locked read-modify-write (`lock xadd`) after the fence, as a
+/// mutex release or a SeqCst atomic does: it waits for the write-backs to finish, so
+/// nothing after it (the next record's checksum) overlaps them.
+pub fn run_raw_flush(dir: &Path, b: Bounds, bytes: u64, crc: bool, fences: u32, locked: bool) -> io::Result<Run> {
+    static SINK: AtomicU64 = AtomicU64::new(0);
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("raw");
+    let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+    f.set_len(bytes)?;
+    // SAFETY: fresh file of `bytes` bytes, mapped shared, unmapped below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let base = base as usize;
+    let frame = (16 + b.record).div_ceil(8) * 8;
+    check((b.max_ops + b.warmup_ops) * frame as u64 + 4096 <= bytes, || "raw file too small".into())?;
+    let off = AtomicU64::new(4096);
+    let outcome = drive(b, |_, seq, rec| {
+        let at = off.fetch_add(frame as u64, Ordering::Relaxed) as usize;
+        let p = (base + at) as *mut u8;
+        let c = if crc { crc32fast_like(seq, rec) } else { 0 };
+        // SAFETY: in bounds of the mapping (checked above).
+        unsafe {
+            std::ptr::copy_nonoverlapping((rec.len() as u32).to_le_bytes().as_ptr(), p, 4);
+            std::ptr::copy_nonoverlapping(c.to_le_bytes().as_ptr(), p.add(4), 4);
+            std::ptr::copy_nonoverlapping(seq.to_le_bytes().as_ptr(), p.add(8), 8);
+            std::ptr::copy_nonoverlapping(rec.as_ptr(), p.add(16), rec.len());
+            clwb_range(p, frame);
+            if fences > 1 {
+                let tail = base as *mut u64;
+                tail.write_volatile((at + frame) as u64);
+                clwb_range(tail as *const u8, 8);
+            }
+        }
+        if locked {
+            SINK.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    })?;
+    // SAFETY: mapped above, not used after.
+    unsafe { libc::munmap(base as *mut libc::c_void, bytes as usize) };
+    Ok(Run {
+        outcome,
+        persist: format!(
+            "memcpy + clwb + sfence{}{}{}",
+            if crc { ", crc32c" } else { "" },
+            if fences > 1 { ", + tail word clwb + sfence" } else { "" },
+            if locked { ", + lock xadd" } else { "" }
+        ),
+    })
+}
+
+/// dynadax's record checksum: crc32c over (lsn, len) then the payload.
+fn crc32fast_like(lsn: u64, payload: &[u8]) -> u32 {
+    let mut head = [0u8; 12];
+    head[..8].copy_from_slice(&lsn.to_le_bytes());
+    head[8..].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    dynadax_crc(&head, payload)
+}
+
+fn dynadax_crc(head: &[u8], payload: &[u8]) -> u32 {
+    // The same crate and calls dynadax uses (crc32c 0.6, hardware crc32 on x86_64).
+    crc32c::crc32c_append(crc32c::crc32c(head), payload)
+}

@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Turns bench/results/log-compare.jsonl (and diag.jsonl, if present) into Markdown
+tables and SVG bar charts. Standard library only.
+
+    python3 bench/report.py            # prints Markdown, writes bench/results/*.svg and log-compare.md
+"""
+import json
+import math
+import pathlib
+import statistics
+
+HERE = pathlib.Path(__file__).resolve().parent
+RES = HERE / "results"
+
+# The baseline each benchmark's ratios are taken against.
+BASELINE = {"append-pmem": "libpmemlog", "append-durable": "fsync-each"}
+ORDER = ["dynadax", "libpmemlog", "libpmemlog-prefault", "fsync-each", "raft-engine", "okaywal"]
+COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7"]
+
+
+def load(path):
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+def workload(r):
+    return (r["bench"], r["fs"], r["record"], r["writers"])
+
+
+def wl_label(w):
+    bench, fs, record, writers = w
+    return f"{record} B, {writers} writer{'s' if writers > 1 else ''}"
+
+
+def order_key(name):
+    return (ORDER.index(name) if name in ORDER else len(ORDER), name)
+
+
+def collect(rows):
+    """{workload: {impl: {"median", "reps": [...], "ok", "tried", "persist"}}} from the
+    per-rep lines (the median is recomputed, so a partial file still reports)."""
+    by = {}
+    errors = {}
+    redone = {}
+    for r in rows:
+        key = (workload(r), r["impl"])
+        if r.get("stat") == "rep":
+            by.setdefault(key, []).append(r)
+        elif r.get("stat") == "error":
+            errors[key] = errors.get(key, 0) + 1
+        elif r.get("stat") == "disturbed":
+            redone[key] = redone.get(key, 0) + 1
+    out = {}
+    for (w, imp), reps in by.items():
+        vals = [x["ops_per_sec"] for x in reps]
+        out.setdefault(w, {})[imp] = {
+            "median": statistics.median_low(vals) if len(vals) % 2 == 0 else statistics.median(vals),
+            "reps": vals,
+            "ok": len(vals),
+            "failed": errors.get((w, imp), 0),
+            "redone": redone.get((w, imp), 0),
+            "persist": reps[0].get("persist", ""),
+            "others": max((x.get("others_cpu_pct") or 0) for x in reps),
+            "latency": next((x["latency_writer0"] for x in reps if "latency_writer0" in x), None),
+        }
+    for (w, imp), n in errors.items():
+        if imp not in out.get(w, {}):
+            out.setdefault(w, {})[imp] = {"median": None, "reps": [], "ok": 0, "failed": n, "persist": "", "latency": None, "others": 0, "redone": 0}
+    return out
+
+
+def fmt_ops(v):
+    if v is None:
+        return "failed"
+    if v >= 1e6:
+        return f"{v/1e6:.2f} M"
+    if v >= 1e3:
+        return f"{v/1e3:.1f} k"
+    return f"{v:.0f}"
+
+
+def bars_svg(path, title, unit, groups, series, values, ranges=None, log=False, note=""):
+    """groups: x labels; series: names; values[(g, s)] -> number; ranges[(g, s)] -> (lo, hi)."""
+    ranges = ranges or {}
+    w = max(760, 90 + 170 * len(series))
+    h, left, bottom, top = 380, 80, 70, 44
+    vals = [v for v in values.values() if v]
+    vals += [hi for (_, hi) in ranges.values() if hi]
+    vmax = max(vals) * 1.15
+    vmin = min(v for v in values.values() if v) / 2 if log else 0
+
+    def y(v):
+        if log:
+            f = (math.log10(v) - math.log10(vmin)) / (math.log10(vmax) - math.log10(vmin))
+        else:
+            f = v / vmax
+        return h - bottom - f * (h - bottom - top)
+
+    gw = (w - left - 20) / len(groups)
+    bw = gw * 0.8 / len(series)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{w/2}" y="22" text-anchor="middle" font-size="15">{title}</text>',
+           f'<line x1="{left}" y1="{h-bottom}" x2="{w-10}" y2="{h-bottom}" stroke="black"/>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h-bottom}" stroke="black"/>',
+           f'<text x="16" y="{(h-bottom+top)/2}" transform="rotate(-90 16 {(h-bottom+top)/2})" text-anchor="middle">{unit}{" (log)" if log else ""}</text>']
+    if note:
+        out.append(f'<text x="{w/2}" y="38" text-anchor="middle" font-size="10" fill="#555">{note}</text>')
+    ticks = []
+    if log:
+        e = math.floor(math.log10(vmin))
+        while 10 ** e <= vmax:
+            if 10 ** e >= vmin:
+                ticks.append(10 ** e)
+            e += 1
+    else:
+        step = 10 ** math.floor(math.log10(vmax / 4))
+        ticks = [i * step for i in range(0, int(vmax / step) + 1)][:: max(1, int(vmax / step) // 6)]
+    for t in ticks:
+        out.append(f'<line x1="{left-4}" y1="{y(t):.1f}" x2="{w-10}" y2="{y(t):.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left-6}" y="{y(t)+4:.1f}" text-anchor="end">{fmt_ops(t)}</text>')
+    for gi, g in enumerate(groups):
+        x0 = left + gi * gw + gw * 0.1
+        for si, s in enumerate(series):
+            v = values.get((g, s))
+            if not v:
+                continue
+            x = x0 + si * bw
+            out.append(f'<rect x="{x:.1f}" y="{y(v):.1f}" width="{bw-2:.1f}" height="{h-bottom-y(v):.1f}" fill="{COLORS[si % len(COLORS)]}"/>')
+            lo, hi = ranges.get((g, s), (None, None))
+            label_y = y(v) - 4
+            if lo and hi:
+                cx = x + bw / 2 - 1
+                out.append(f'<line x1="{cx:.1f}" y1="{y(lo):.1f}" x2="{cx:.1f}" y2="{y(hi):.1f}" stroke="black" stroke-width="1"/>')
+                out.append(f'<line x1="{cx-4:.1f}" y1="{y(hi):.1f}" x2="{cx+4:.1f}" y2="{y(hi):.1f}" stroke="black"/>')
+                out.append(f'<line x1="{cx-4:.1f}" y1="{y(lo):.1f}" x2="{cx+4:.1f}" y2="{y(lo):.1f}" stroke="black"/>')
+                label_y = min(label_y, y(hi) - 4)
+            out.append(f'<text x="{x+bw/2-1:.1f}" y="{label_y:.1f}" text-anchor="middle" font-size="10">{fmt_ops(v)}</text>')
+        out.append(f'<text x="{left + gi*gw + gw/2:.1f}" y="{h-bottom+18}" text-anchor="middle">{g}</text>')
+    for si, s in enumerate(series):
+        out.append(f'<rect x="{left + si*170}" y="{h-26}" width="12" height="12" fill="{COLORS[si % len(COLORS)]}"/>')
+        out.append(f'<text x="{left + si*170 + 16}" y="{h-16}">{s}</text>')
+    out.append("</svg>")
+    path.write_text("\n".join(out) + "\n")
+
+
+def main_tables(res, lines):
+    benches = sorted({w[0] for w in res}, key=lambda b: list(BASELINE).index(b) if b in BASELINE else 9)
+    for bench in benches:
+        base = BASELINE.get(bench)
+        wls = sorted([w for w in res if w[0] == bench], key=lambda w: (w[2], w[3]))
+        fs = ", ".join(sorted({w[1] for w in wls}))
+        lines.append(f"### {bench} ({fs}): median appends/s, ratio vs {base}\n")
+        lines.append("| workload | implementation | median appends/s | min .. max of reps | vs " + base + " | reps ok | others' CPU, max |")
+        lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        groups, series, values, ranges = [], [], {}, {}
+        for w in wls:
+            g = wl_label(w)
+            groups.append(g)
+            b = res[w].get(base, {}).get("median")
+            for imp in sorted(res[w], key=order_key):
+                r = res[w][imp]
+                m = r["median"]
+                ratio = f"{m / b:.2f}x" if m and b else "-"
+                span = f"{fmt_ops(min(r['reps']))} .. {fmt_ops(max(r['reps']))}" if r["reps"] else "-"
+                redone = f" ({r['redone']} redone)" if r["redone"] else ""
+                lines.append(f"| {g} | {imp} | {fmt_ops(m)} | {span} | {ratio} | {r['ok']}/{r['ok'] + r['failed']}{redone} | {r['others']:.0f} % |")
+                if imp not in series:
+                    series.append(imp)
+                if m:
+                    values[(g, imp)] = m
+                    ranges[(g, imp)] = (min(r["reps"]), max(r["reps"]))
+        lines.append("")
+        series.sort(key=order_key)
+        if bench == "append-pmem":
+            title = "Appends/s, each persisted before the next, tmpfs (median, bars = min..max)"
+            note = "1 appender; dynadax Durability::Each + DYNADAX_FORCE_CACHE_FLUSH=1; libpmemlog PMEM_IS_PMEM_FORCE=1"
+        else:
+            title = f"Durable appends/s, 256 B records, {fs} (median, bars = min..max)"
+            note = "each append durable before it returns; dynadax Durability::Group"
+        bars_svg(RES / f"{bench}.svg", title, "appends/s", groups, series, values, ranges, log=False, note=note)
+        # How dynadax compares.
+        for w in wls:
+            d = res[w].get("dynadax", {}).get("median")
+            others = [(imp, r["median"]) for imp, r in res[w].items() if imp != "dynadax" and r["median"]]
+            if d and others:
+                best = max(others, key=lambda t: t[1])
+                lines.append(
+                    f"- {wl_label(w)}: dynadax {fmt_ops(d)}/s = {d / res[w][base]['median']:.2f}x {base}"
+                    if res[w].get(base, {}).get("median") else f"- {wl_label(w)}: dynadax {fmt_ops(d)}/s"
+                )
+                lines[-1] += f"; best other: {best[0]} {fmt_ops(best[1])}/s ({d / best[1]:.2f}x)"
+        lines.append("")
+
+
+def diag_tables(diag, lines):
+    if not diag:
+        return
+    lines.append("### Where the time of a flushed append goes (diagnostics, tmpfs, 1 appender)\n")
+    lines.append("ns per append = 1e9 / median appends/s. `+lat` runs time every append (adds ~40 ns each).\n")
+    wls = sorted(diag, key=lambda w: (w[2], w[3]))
+    imps = []
+    for w in wls:
+        for imp in diag[w]:
+            if imp not in imps and not imp.endswith("+lat"):
+                imps.append(imp)
+    lines.append("| implementation | " + " | ".join(f"{w[2]} B: appends/s | ns/append" for w in wls) + " |")
+    lines.append("| --- | " + " | ".join("---: | ---:" for _ in wls) + " |")
+    for imp in imps:
+        cells = []
+        for w in wls:
+            m = diag[w].get(imp, {}).get("median")
+            cells.append(f"{fmt_ops(m)} | {1e9 / m:.0f}" if m else "- | -")
+        lines.append(f"| {imp} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lat = [(w, imp, r) for w in wls for imp, r in diag[w].items() if imp.endswith("+lat") and r.get("latency")]
+    if lat:
+        buckets = [b["bucket"] for b in lat[0][2]["latency"]]
+        lines.append("Appends by latency (median-throughput rep, writer 0): count / total ms in each bucket\n")
+        lines.append("| record | implementation | " + " | ".join(buckets) + " |")
+        lines.append("| ---: | --- | " + " | ".join("---:" for _ in buckets) + " |")
+        for w, imp, r in lat:
+            cells = [f"{b['appends']} / {b['ms']:.0f}" if b["appends"] else "-" for b in r["latency"]]
+            lines.append(f"| {w[2]} B | {imp.removesuffix('+lat')} | " + " | ".join(cells) + " |")
+        lines.append("")
+
+
+def main():
+    rows = load(RES / "log-compare.jsonl")
+    diag_rows = load(RES / "diag.jsonl")
+    if not rows and not diag_rows:
+        raise SystemExit("no results: run bench/run.sh first")
+    RES.mkdir(parents=True, exist_ok=True)
+    lines = []
+    res = collect(rows)
+    main_tables(res, lines)
+    diag = collect(diag_rows)
+    # The latency histograms: keep the median rep's (collect keeps the first); redo here.
+    for w in diag:
+        for imp, r in diag[w].items():
+            if imp.endswith("+lat"):
+                reps = [x for x in diag_rows if workload(x) == w and x["impl"] == imp and x.get("stat") == "rep"]
+                if reps:
+                    reps.sort(key=lambda x: x["ops_per_sec"])
+                    r["latency"] = reps[len(reps) // 2].get("latency_writer0")
+    diag_tables(diag, lines)
+    text = "\n".join(lines)
+    (RES / "log-compare.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
