@@ -124,5 +124,41 @@ def main():
                  groups, series, vals, log=True)
 
 
+def log_bench():
+    """Seal vs copy, reads and recovery from `dynadax log bench --json` outputs."""
+    files = {"tmpfs": ROOT / "bench/results/log-bench-tmpfs-forced-flush.jsonl", "ext4": ROOT / "bench/results/log-bench-ext4.jsonl"}
+    rows = {}
+    for fs, p in files.items():
+        if p.exists():
+            for line in p.read_text().splitlines():
+                r = json.loads(line)
+                rows[(fs, r["bench"], r["case"])] = r
+    if not rows:
+        return
+    sizes = ["1MiB", "64MiB", "1GiB"]
+    print("\n### Log: sealing vs copying, reads, recovery (dynadax log bench)\n")
+    print("| file system | segment | seal (µs) | copy + fsync (µs) | copy / seal | seq read (GB/s) | random reads/s | recovery scan (GB/s) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    vals = {}
+    for fs in files:
+        for sz in sizes:
+            g = lambda b: rows.get((fs, b, sz), {}).get("value")
+            seal, copy = g("seal"), g("seal-by-copy")
+            if seal is None:
+                continue
+            vals[(sz, f"{fs} seal")] = seal
+            vals[(sz, f"{fs} copy")] = copy
+            print(f"| {fs} | {sz} | {seal:.0f} | {copy:.0f} | {copy/seal:.0f}x | {g('read-seq'):.2f} | {g('read-random'):.0f} | {g('recover'):.2f} |")
+    bars_svg(IMG / "seal.svg", "Sealing a full segment vs copying it out (median of 3)", "µs", sizes,
+             ["tmpfs seal", "tmpfs copy", "ext4 seal", "ext4 copy"], vals, log=True)
+    print("\n### Log appends (dynadax log bench)\n")
+    print("| file system | case | appends/s |")
+    print("| --- | --- | ---: |")
+    for (fs, b, case), r in rows.items():
+        if b == "append":
+            print(f"| {fs} | {case} | {r['value']:.0f} |")
+
+
 if __name__ == "__main__":
     main()
+    log_bench()
