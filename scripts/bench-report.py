@@ -9,6 +9,9 @@ import json
 import pathlib
 import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from svgbars import bars_svg  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CRIT = ROOT / "target" / "criterion"
 IMG = ROOT / "docs" / "img"
@@ -19,60 +22,6 @@ def median_ns(*parts):
     if not p.exists():
         return None
     return json.loads(p.read_text())["median"]["point_estimate"]
-
-
-def bars_svg(path, title, unit, groups, series, values, log=False):
-    """groups: x labels; series: names; values[(g, s)] -> number."""
-    import math
-    w, h, left, bottom, top = 760, 360, 70, 60, 40
-    colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759"]
-    vals = [v for v in values.values() if v]
-    vmax = max(vals) * 1.15
-    vmin = min(vals) / 2 if log else 0
-
-    def y(v):
-        if log:
-            f = (math.log10(v) - math.log10(vmin)) / (math.log10(vmax) - math.log10(vmin))
-        else:
-            f = v / vmax
-        return h - bottom - f * (h - bottom - top)
-
-    gw = (w - left - 20) / len(groups)
-    bw = gw * 0.8 / len(series)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{w}" height="{h}" fill="white"/>',
-           f'<text x="{w/2}" y="22" text-anchor="middle" font-size="15">{title}</text>',
-           f'<line x1="{left}" y1="{h-bottom}" x2="{w-10}" y2="{h-bottom}" stroke="black"/>',
-           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h-bottom}" stroke="black"/>',
-           f'<text x="16" y="{(h-bottom+top)/2}" transform="rotate(-90 16 {(h-bottom+top)/2})" text-anchor="middle">{unit}{" (log)" if log else ""}</text>']
-    ticks = []
-    if log:
-        e = math.floor(math.log10(vmin))
-        while 10 ** e <= vmax:
-            if 10 ** e >= vmin:
-                ticks.append(10 ** e)
-            e += 1
-    else:
-        step = 10 ** math.floor(math.log10(vmax / 4))
-        ticks = [i * step for i in range(0, int(vmax / step) + 1)][:: max(1, int(vmax / step) // 6)]
-    for t in ticks:
-        out.append(f'<line x1="{left-4}" y1="{y(t):.1f}" x2="{w-10}" y2="{y(t):.1f}" stroke="#ddd"/>')
-        out.append(f'<text x="{left-6}" y="{y(t)+4:.1f}" text-anchor="end">{t:g}</text>')
-    for gi, g in enumerate(groups):
-        x0 = left + gi * gw + gw * 0.1
-        for si, s in enumerate(series):
-            v = values.get((g, s))
-            if not v:
-                continue
-            x = x0 + si * bw
-            out.append(f'<rect x="{x:.1f}" y="{y(v):.1f}" width="{bw-2:.1f}" height="{h-bottom-y(v):.1f}" fill="{colors[si % 4]}"/>')
-            out.append(f'<text x="{x+bw/2-1:.1f}" y="{y(v)-4:.1f}" text-anchor="middle" font-size="10">{v:.3g}</text>')
-        out.append(f'<text x="{left + gi*gw + gw/2:.1f}" y="{h-bottom+18}" text-anchor="middle">{g}</text>')
-    for si, s in enumerate(series):
-        out.append(f'<rect x="{left + si*190}" y="{h-22}" width="12" height="12" fill="{colors[si % 4]}"/>')
-        out.append(f'<text x="{left + si*190 + 16}" y="{h-12}">{s}</text>')
-    out.append("</svg>")
-    path.write_text("\n".join(out) + "\n")
 
 
 def main():
