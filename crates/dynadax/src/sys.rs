@@ -97,6 +97,57 @@ pub enum MapKind {
     Sync,
 }
 
+/// Mappings of at least this size start on a multiple of it, so the kernel can map
+/// them with 2 MiB page-table entries (PMD faults on DAX, transparent huge pages):
+/// fewer faults, fewer TLB misses, and 512 times fewer entries to tear down.
+const HUGE: usize = 2 << 20;
+
+/// Maps `len` bytes of `fd` at file offset `off` at an address aligned to `HUGE`, by
+/// reserving `len + HUGE` bytes of address space and mapping the file over the
+/// aligned part of it (as PMDK does).
+///
+/// # Safety
+///
+/// As [`Mapping::new`].
+unsafe fn map_huge_aligned(
+    fd: BorrowedFd<'_>,
+    off: u64,
+    len: usize,
+    prot: rustix::mm::ProtFlags,
+    flags: rustix::mm::MapFlags,
+) -> io::Result<*mut std::ffi::c_void> {
+    use rustix::mm::{MapFlags, ProtFlags};
+    let span = len + HUGE;
+    // SAFETY: an inaccessible anonymous reservation at a kernel-chosen address.
+    let base = unsafe {
+        rustix::mm::mmap_anonymous(ptr::null_mut(), span, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::NORESERVE)
+    }?;
+    let start = (base as usize).div_ceil(HUGE) * HUGE;
+    let head = start - base as usize;
+    // SAFETY: `start..start+len` lies inside the reservation just made, which nothing
+    // else uses; MAP_FIXED replaces that part of it with the file mapping.
+    let mapped = unsafe { rustix::mm::mmap(start as *mut _, len, prot, flags | MapFlags::FIXED, fd, off) };
+    // SAFETY (both unmaps): sub-ranges of our own reservation outside the file mapping.
+    unsafe {
+        match mapped {
+            Ok(_) => {
+                if head > 0 {
+                    let _ = rustix::mm::munmap(base, head);
+                }
+                let tail = span - head - len;
+                if tail > 0 {
+                    let _ = rustix::mm::munmap((start + len) as *mut _, tail);
+                }
+                Ok(start as *mut _)
+            }
+            Err(e) => {
+                let _ = rustix::mm::munmap(base, span);
+                Err(e.into())
+            }
+        }
+    }
+}
+
 /// A shared mapping of part of a file. Unmapped on drop.
 #[derive(Debug)]
 pub struct Mapping {
@@ -155,9 +206,14 @@ impl Mapping {
             MapKind::Shared => MapFlags::SHARED,
             MapKind::Sync => MapFlags::SHARED_VALIDATE | MapFlags::SYNC,
         };
-        // SAFETY: a fresh mapping at a kernel-chosen address aliases no Rust object;
-        // the file-length contract is the caller's (see `# Safety`).
-        let raw = unsafe { rustix::mm::mmap(ptr::null_mut(), map_len, prot, flags, fd, aligned) }?;
+        let raw = if map_len >= HUGE && aligned % HUGE as u64 == 0 {
+            // SAFETY: as below; the address is one this function reserved.
+            unsafe { map_huge_aligned(fd, aligned, map_len, prot, flags) }?
+        } else {
+            // SAFETY: a fresh mapping at a kernel-chosen address aliases no Rust
+            // object; the file-length contract is the caller's (see `# Safety`).
+            unsafe { rustix::mm::mmap(ptr::null_mut(), map_len, prot, flags, fd, aligned) }?
+        };
         let ptr = NonNull::new(raw.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
         Ok(Mapping { ptr, map_len, offset_in_page, len, writable })
     }
@@ -524,5 +580,28 @@ impl<T> std::ops::DerefMut for NoLockGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as above; writes happen only before the readers start.
         unsafe { &mut *self.0 .0.get() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn large_mappings_are_huge_page_aligned_and_work() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(5 << 20).unwrap();
+        // SAFETY: the file is private to this test and never shrunk.
+        let m = unsafe { Mapping::new(f.as_fd(), 0, 5 << 20, true, MapKind::Shared) }.unwrap();
+        assert_eq!(m.as_ptr() as usize % HUGE, 0);
+        m.write((4 << 20) + 7, b"end").unwrap();
+        let mut b = [0u8; 3];
+        m.read((4 << 20) + 7, &mut b).unwrap();
+        assert_eq!(&b, b"end");
+        // SAFETY: as above.
+        let small = unsafe { Mapping::new(f.as_fd(), 4096, 100, false, MapKind::Shared) }.unwrap();
+        let mut c = [0u8; 1];
+        small.read(0, &mut c).unwrap();
     }
 }

@@ -197,7 +197,7 @@ fn log_tail_is_kernel_dax_and_sealed_segments_leave_dax() {
     use dynadax::log::{Durability, Log, LogOptions};
     let dir = lab_dir("log");
     let opts =
-        LogOptions { segment_size: 1 << 20, max_record: 4096, durability: Durability::Each, ..LogOptions::default() };
+        LogOptions { segment_size: 256 << 10, max_record: 4096, durability: Durability::Each, ..LogOptions::default() };
     let log = Log::open(&dir, opts.clone()).unwrap();
     let rec = |i: u64| format!("event-{i:06}-{}", "p".repeat((i % 300) as usize)).into_bytes();
     for i in 0..8000u64 {
