@@ -1,7 +1,7 @@
 //! `dynadax demo`: the whole access-mode layer on a scratch directory, with a report.
 
 use anyhow::{bail, Context};
-use dynadax::log::{Durability, Log, LogOptions};
+use dynadax::log::{Durability, Log, LogOptions, TailMode};
 use dynadax::{Error, File, Mode, Policy, Status, SwitchOptions, Volume, VOLUME_FILE};
 use serde::Serialize;
 use std::path::Path;
@@ -158,12 +158,15 @@ pub fn run(dir: &Path, size: u64, json: bool) -> anyhow::Result<()> {
         None,
     );
 
-    // The log: a direct-mode tail, sealed segments switched to cached in O(1).
+    // The log: a direct-mode tail, sealed segments switched to cached in O(1). The
+    // tail is direct even on a disk without DAX (emulated) to show the switch at
+    // every seal; `TailMode::Auto` would write it cached there.
     let log_dir = vol.join("wal");
     let opts = LogOptions {
         segment_size: 128 << 10,
         max_record: 16 << 10,
         durability: Durability::Each,
+        tail_mode: TailMode::Direct,
         ..LogOptions::default()
     };
     let log = Log::open(&log_dir, opts.clone())?;
@@ -176,13 +179,16 @@ pub fn run(dir: &Path, size: u64, json: bool) -> anyhow::Result<()> {
     let segs = log.segments()?;
     let sealed = segs.iter().filter(|s| s.sealed).count();
     let sealed_cached = segs.iter().filter(|s| s.sealed && s.effective == Some(Mode::Cached)).count();
-    let tail_direct = segs.last().is_some_and(|s| !s.sealed && s.effective == Some(Mode::Direct));
+    let tail = segs.last().map(|s| (s.sealed, s.effective, s.backing));
+    let tail_direct = matches!(tail, Some((false, Some(Mode::Direct), _)));
+    let tail_backing = tail.and_then(|t| t.2).map_or("-".into(), |b| b.to_string());
     say(
         "log append",
         sealed > 0 && sealed == sealed_cached && tail_direct,
         format!(
-            "{n} records, each persisted before returning ({:.0}/s): {sealed} sealed segments switched to cached, tail direct",
-            n as f64 / el.as_secs_f64()
+            "{n} records, each persisted before returning ({:.0}/s): {sealed} sealed segments switched to cached, tail {} ({tail_backing})",
+            n as f64 / el.as_secs_f64(),
+            tail.and_then(|t| t.1).map_or("-".into(), |m| m.to_string())
         ),
         Some(el),
     );

@@ -155,6 +155,15 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// The demo on the work tree's disk (ext4 here: no DAX, direct emulated).
+#[test]
+fn demo_runs_on_the_work_tree() {
+    let d = work_tree_dir();
+    let out = dynadax(&["demo", p(&d.path().join("demo")), "--size", "1048576"]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("demo passed"));
+}
+
 #[test]
 fn demo_runs_and_reports() {
     let d = tempfile::tempdir_in("/dev/shm").unwrap();
