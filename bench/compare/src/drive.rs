@@ -69,7 +69,8 @@ where
     let start = std::thread::scope(|s| {
         let handles: Vec<_> = (0..b.writers)
             .map(|w| {
-                let (stop, done, barrier, err, ends, append, main) = (&stop, &done, &barrier, &err, &ends, &append, &main);
+                let (stop, done, barrier, err, ends, append, main) =
+                    (&stop, &done, &barrier, &err, &ends, &append, &main);
                 s.spawn(move || {
                     let mut rec = vec![0u8; b.record];
                     for (i, x) in rec.iter_mut().enumerate() {
@@ -111,7 +112,9 @@ where
                             h[i].1 += d;
                             n += 1;
                         }
-                        hist = Some(BUCKETS.iter().zip(h).map(|(b, (c, ns))| (b.0, c, ns as f64 / 1e6)).collect::<Vec<_>>());
+                        hist = Some(
+                            BUCKETS.iter().zip(h).map(|(b, (c, ns))| (b.0, c, ns as f64 / 1e6)).collect::<Vec<_>>(),
+                        );
                     }
                     while n < per_writer_max && !stop.load(Ordering::Relaxed) {
                         seq += 1;

@@ -55,11 +55,15 @@ pub fn run_dynadax(
     let persist = describe(&log)?;
     if durability != dynadax::log::Durability::None {
         if want_flush {
-            check(persist.contains("cache-line-flush"), || format!("dynadax does not persist by cache-line flush: {persist}"))?;
+            check(persist.contains("cache-line-flush"), || {
+                format!("dynadax does not persist by cache-line flush: {persist}")
+            })?;
         } else {
             // On a disk: msync (direct tail) or fdatasync (cached tail, what
             // `TailMode::Auto` picks on a block device without DAX), never a flush.
-            check(!persist.contains("cache-line-flush"), || format!("dynadax persists by cache-line flush on a disk: {persist}"))?;
+            check(!persist.contains("cache-line-flush"), || {
+                format!("dynadax persists by cache-line flush on a disk: {persist}")
+            })?;
         }
     }
     let outcome = drive(b, |_, _, rec| log.append(rec).map(|_| ()).map_err(other))?;
@@ -146,7 +150,9 @@ pub fn run_libpmemlog(dir: &Path, b: Bounds, pool_size: u64) -> io::Result<Run> 
         let total: u64 = outcome.per_writer.iter().sum();
         // SAFETY: live pool.
         let tell = unsafe { pmemlog_tell(p.0) } as u64;
-        check(tell == total * b.record as u64, || format!("pmemlog_tell {tell} != {} bytes appended", total * b.record as u64))?;
+        check(tell == total * b.record as u64, || {
+            format!("pmemlog_tell {tell} != {} bytes appended", total * b.record as u64)
+        })?;
         Ok(outcome)
     })();
     // SAFETY: closed once, after every use.

@@ -84,11 +84,8 @@ fn main() {
         return;
     }
     let exe = std::env::current_exe().expect("own path");
-    let default_disk = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|t| t.join("tmp"))
-        .unwrap_or_else(|| PathBuf::from("target/tmp"));
+    let default_disk =
+        exe.parent().and_then(|p| p.parent()).map(|t| t.join("tmp")).unwrap_or_else(|| PathBuf::from("target/tmp"));
     let o = Opts {
         reps: kv.get("reps").map_or(5, |v| v.parse().expect("--reps")),
         secs: kv.get("secs").map_or(2.0, |v| v.parse().expect("--secs")),
@@ -158,6 +155,11 @@ fn pmem_ops(o: &Opts, record: usize, warmup: u64) -> u64 {
 }
 
 fn pmem_plan(o: &Opts) -> Vec<Workload> {
+    pmem_workloads(o, vec!["dynadax", "libpmemlog", "libpmemlog-prefault"])
+}
+
+/// One appender on the shm directory, 64 and 256 B records, for `impls`.
+fn pmem_workloads(o: &Opts, impls: Vec<&'static str>) -> Vec<Workload> {
     [64usize, 256]
         .iter()
         .map(|&record| {
@@ -167,7 +169,7 @@ fn pmem_plan(o: &Opts) -> Vec<Workload> {
                 fs_dir: o.shm.clone(),
                 record,
                 writers: 1,
-                impls: vec!["dynadax", "libpmemlog", "libpmemlog-prefault"],
+                impls: impls.clone(),
                 max_ops: pmem_ops(o, record, warmup),
                 warmup_ops: warmup,
             }
@@ -191,40 +193,35 @@ fn durable_plan(o: &Opts) -> Vec<Workload> {
 }
 
 fn diag_plan(o: &Opts) -> Vec<Workload> {
-    [64usize, 256]
-        .iter()
-        .map(|&record| {
-            let warmup = 200_000;
-            Workload {
-                bench: "append-pmem",
-                fs_dir: o.shm.clone(),
-                record,
-                writers: 1,
-                impls: vec![
-                    "raw-flush",
-                    "raw-flush-crc",
-                    "raw-flush-crc-locked",
-                    "raw-flush-2fence",
-                    "dynadax",
-                    "dynadax-none",
-                    "dynadax-steady",
-                    "libpmemlog",
-                    "libpmemlog-prefault",
-                    "dynadax+lat",
-                    "dynadax-steady+lat",
-                    "libpmemlog+lat",
-                    "libpmemlog-prefault+lat",
-                ],
-                max_ops: pmem_ops(o, record, warmup),
-                warmup_ops: warmup,
-            }
-        })
-        .collect()
+    pmem_workloads(
+        o,
+        vec![
+            "raw-flush",
+            "raw-flush-crc",
+            "raw-flush-crc-locked",
+            "raw-flush-2fence",
+            "dynadax",
+            "dynadax-none",
+            "dynadax-steady",
+            "libpmemlog",
+            "libpmemlog-prefault",
+            "dynadax+lat",
+            "dynadax-steady+lat",
+            "libpmemlog+lat",
+            "libpmemlog-prefault+lat",
+        ],
+    )
 }
 
 /// The environment of one run: exactly what its implementation needs.
 fn set_env(cmd: &mut Command, bench: &str, imp: &str) {
-    for k in ["DYNADAX_FORCE_CACHE_FLUSH", "PMEM_IS_PMEM_FORCE", "PMEMLOG_CONF", "LOG_COMPARE_LATENCY", "LOG_COMPARE_SETTLE_SECS"] {
+    for k in [
+        "DYNADAX_FORCE_CACHE_FLUSH",
+        "PMEM_IS_PMEM_FORCE",
+        "PMEMLOG_CONF",
+        "LOG_COMPARE_LATENCY",
+        "LOG_COMPARE_SETTLE_SECS",
+    ] {
         cmd.env_remove(k);
     }
     let (base, lat) = match imp.strip_suffix("+lat") {
@@ -296,7 +293,11 @@ fn run_workload(exe: &Path, o: &Opts, w: &Workload, mut out: Option<&mut std::fs
                 let (stat1, kids1, wall) = (cpu_ticks(), children_cpu_secs(), t0.elapsed().as_secs_f64());
                 let others_pct = ((stat1.0 - stat0.0) - (kids1 - kids0)).max(0.0) / wall * 100.0;
                 let steal_pct = (stat1.1 - stat0.1) / wall * 100.0;
-                let ok_line = res.as_ref().ok().filter(|r| r.status.success()).map(|r| String::from_utf8_lossy(&r.stdout).trim().to_string());
+                let ok_line = res
+                    .as_ref()
+                    .ok()
+                    .filter(|r| r.status.success())
+                    .map(|r| String::from_utf8_lossy(&r.stdout).trim().to_string());
                 if others_pct > DISTURBED_PCT && attempt < o.retries && budget_left > wall {
                     QUIET_SPENT.fetch_add(wall.ceil() as u64, std::sync::atomic::Ordering::Relaxed);
                     if let Some(Ok(mut v)) = ok_line.map(|l| serde_json::from_str::<serde_json::Value>(&l)) {
@@ -329,7 +330,10 @@ fn run_workload(exe: &Path, o: &Opts, w: &Workload, mut out: Option<&mut std::fs
                 }
                 Ok(r) => {
                     let why = String::from_utf8_lossy(&r.stderr).trim().to_string();
-                    eprintln!("{} {imp} record {} writers {} rep {rep} failed: {}: {why}", w.bench, w.record, w.writers, r.status);
+                    eprintln!(
+                        "{} {imp} record {} writers {} rep {rep} failed: {}: {why}",
+                        w.bench, w.record, w.writers, r.status
+                    );
                     let v = serde_json::json!({
                         "bench": w.bench, "impl": imp, "fs": fs, "record": w.record, "writers": w.writers,
                         "stat": "error", "rep": rep, "error": why,
@@ -381,7 +385,8 @@ fn wait_quiet(max: f64) {
 fn cpu_ticks() -> (f64, f64) {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<f64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0.0)).collect();
+    let f: Vec<f64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0.0)).collect();
     let g = |i: usize| f.get(i).copied().unwrap_or(0.0);
     // user nice system idle iowait irq softirq steal
     ((g(0) + g(1) + g(2) + g(5) + g(6)) / hz, g(7) / hz)
