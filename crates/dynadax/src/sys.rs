@@ -351,26 +351,27 @@ impl Mapping {
     /// The 8 bytes at `at` (8-aligned) as an atomic shared with every process that maps
     /// the same file.
     pub fn atomic_u64(&self, at: usize) -> io::Result<&std::sync::atomic::AtomicU64> {
-        self.check(at, 8)?;
-        let p = self.as_ptr().wrapping_add(at);
-        if p as usize % 8 != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unaligned atomic"));
-        }
-        // SAFETY: in bounds and 8-aligned (checked); `AtomicU64` has the layout of
-        // `u64`; the mapping outlives the borrow; every access to these bytes, in
-        // this and other processes, is atomic.
-        Ok(unsafe { &*(p as *const std::sync::atomic::AtomicU64) })
+        self.atomic_at(at)
     }
 
     /// As [`Mapping::atomic_u64`], for 4 bytes (a futex word).
     pub fn atomic_u32(&self, at: usize) -> io::Result<&std::sync::atomic::AtomicU32> {
-        self.check(at, 4)?;
+        self.atomic_at(at)
+    }
+
+    /// The bytes at `at` as the atomic integer type `A` (only instantiated with
+    /// `AtomicU32` and `AtomicU64`, whose layout is that of the plain integer).
+    fn atomic_at<A>(&self, at: usize) -> io::Result<&A> {
+        let n = std::mem::size_of::<A>();
+        self.check(at, n)?;
         let p = self.as_ptr().wrapping_add(at);
-        if p as usize % 4 != 0 {
+        if p as usize % n != 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "unaligned atomic"));
         }
-        // SAFETY: as in `atomic_u64`.
-        Ok(unsafe { &*(p as *const std::sync::atomic::AtomicU32) })
+        // SAFETY: in bounds and aligned to the type's size (checked); `A` is an atomic
+        // integer with the layout of the plain integer; the mapping outlives the
+        // borrow; every access to these bytes, in this and other processes, is atomic.
+        Ok(unsafe { &*(p as *const A) })
     }
 }
 
