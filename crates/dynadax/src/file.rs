@@ -309,8 +309,18 @@ impl MapGuard {
 
 impl Drop for MapGuard {
     fn drop(&mut self) {
-        drop(self.map.take());
-        self.inode.maps.remove(self.id);
+        let map = self.map.take();
+        if self.inode.kernel_switches() {
+            // The kernel re-decides DAX only once nothing maps the file: unmap first.
+            drop(map);
+            self.inode.maps.remove(self.id);
+        } else {
+            // Nothing can use the mapping once the guard is gone, so the switch may
+            // proceed now; tearing down the page tables of a large populated mapping
+            // costs time in proportion to its pages and happens off this thread.
+            self.inode.maps.remove(self.id);
+            crate::inode::retire(Box::new(map));
+        }
     }
 }
 

@@ -584,6 +584,116 @@ impl<T> std::ops::DerefMut for NoLockGuard<'_, T> {
     }
 }
 
+// ---------------------------------------------------------------------------------
+// CRC32C of a record, at low latency
+//
+// A log record's CRC sits on the append path, between the caller and the persist:
+// its latency, not its throughput, is what an append waits for. The `crc32c` crate
+// runs one dependent chain of `crc32` instructions (3 cycles each) for inputs under
+// 768 bytes; here inputs up to 3 x MAX_LANE bytes run as three independent chains
+// whose results are joined by carry-less multiplication, about 2.5x sooner at 256
+// bytes. Larger inputs, and CPUs without SSE4.2 and PCLMULQDQ, use the crate.
+
+/// Longest lane of the three-chain path, in 8-byte words (larger inputs use the crate,
+/// whose own three-chain path starts at 768 bytes).
+const CRC_MAX_LANE_WORDS: usize = 128;
+
+/// CRC32C's reflected polynomial.
+const CRC32C_POLY: u32 = 0x82F6_3B78;
+
+/// `x^e mod P` in the CRC's reflected bit order (bit `i` is the coefficient of
+/// `x^(31-i)`): repeated multiplication by `x`, which is a right shift with reduction.
+fn crc_xpow_from(mut v: u32, e: u32) -> u32 {
+    for _ in 0..e {
+        v = (v >> 1) ^ if v & 1 != 0 { CRC32C_POLY } else { 0 };
+    }
+    v
+}
+
+/// `SHIFT[w]` = `x^(64w - 33) mod P`: multiplying a CRC state by it (carry-less, then
+/// one `crc32` of the 64-bit product, which multiplies by `x^33` and reduces) advances
+/// the state over `w` words of zeros, so lanes computed apart can be joined.
+fn crc_shift_table() -> &'static [u32; 2 * CRC_MAX_LANE_WORDS + 1] {
+    static T: std::sync::OnceLock<[u32; 2 * CRC_MAX_LANE_WORDS + 1]> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = [0u32; 2 * CRC_MAX_LANE_WORDS + 1];
+        // w = 1: x^31, i.e. bit 0; then each further word multiplies by x^64.
+        t[1] = 1;
+        for w in 2..t.len() {
+            t[w] = crc_xpow_from(t[w - 1], 64);
+        }
+        t
+    })
+}
+
+/// Whether the three-chain path can run on this CPU (checked once).
+fn crc_fast_cpu() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *OK.get_or_init(|| is_x86_feature_detected!("sse4.2") && is_x86_feature_detected!("pclmulqdq"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The CRC32C of `head` (the LSN's and length's little-endian bytes, as the record
+/// format orders them) followed by `payload`: the same value as
+/// `crc32c_append(crc32c(head), payload)`.
+pub fn crc32c_record(lsn: u64, len: u32, payload: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if crc_fast_cpu() && payload.len() <= 3 * 8 * CRC_MAX_LANE_WORDS {
+        // SAFETY: the CPU has SSE4.2 and PCLMULQDQ (checked just above).
+        return unsafe { crc32c_record_x86(lsn, len, payload) };
+    }
+    let mut head = [0u8; 12];
+    head[..8].copy_from_slice(&lsn.to_le_bytes());
+    head[8..].copy_from_slice(&len.to_le_bytes());
+    crc32c::crc32c_append(crc32c::crc32c(&head), payload)
+}
+
+/// # Safety
+/// The CPU must support SSE4.2 and PCLMULQDQ; `payload` at most `3 * 8 *
+/// CRC_MAX_LANE_WORDS` bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2,pclmulqdq")]
+unsafe fn crc32c_record_x86(lsn: u64, len: u32, payload: &[u8]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_clmulepi64_si128, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8, _mm_cvtsi128_si64, _mm_cvtsi64_si128,
+    };
+    let word = |i: usize| -> u64 {
+        // SAFETY (of the caller's loop bounds): `8i + 8 <= payload.len()`.
+        u64::from_le_bytes(payload[8 * i..8 * i + 8].try_into().expect("8 bytes"))
+    };
+    let mut s = _mm_crc32_u64(u64::from(u32::MAX), lsn);
+    s = u64::from(_mm_crc32_u32(s as u32, len));
+    let words = payload.len() / 8;
+    let lane = words / 3;
+    let mut done = 0;
+    if lane >= 2 {
+        let (mut a, mut b, mut c) = (s, 0u64, 0u64);
+        for i in 0..lane {
+            a = _mm_crc32_u64(a, word(i));
+            b = _mm_crc32_u64(b, word(lane + i));
+            c = _mm_crc32_u64(c, word(2 * lane + i));
+        }
+        let t = crc_shift_table();
+        let shift = |v: u64, k: u32| -> u64 {
+            let p = _mm_clmulepi64_si128(_mm_cvtsi64_si128(v as i64), _mm_cvtsi64_si128(i64::from(k)), 0x00);
+            _mm_crc32_u64(0, _mm_cvtsi128_si64(p) as u64)
+        };
+        s = shift(a, t[2 * lane]) ^ shift(b, t[lane]) ^ c;
+        done = 3 * lane;
+    }
+    for i in done..words {
+        s = _mm_crc32_u64(s, word(i));
+    }
+    for &byte in &payload[8 * words..] {
+        s = u64::from(_mm_crc32_u8(s as u32, byte));
+    }
+    !(s as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,5 +714,21 @@ mod tests {
         let small = unsafe { Mapping::new(f.as_fd(), 4096, 100, false, MapKind::Shared) }.unwrap();
         let mut c = [0u8; 1];
         small.read(0, &mut c).unwrap();
+    }
+
+    #[test]
+    fn record_crc_equals_the_crate_for_every_length_and_alignment() {
+        let data: Vec<u8> = (0..3 * 8 * super::CRC_MAX_LANE_WORDS + 40).map(|i| (i * 131 + 7) as u8).collect();
+        for len in 0..=3 * 8 * super::CRC_MAX_LANE_WORDS + 17 {
+            for skew in [0, 3] {
+                let p = &data[skew..skew + len];
+                let lsn = 0x0123_4567_89ab_cdef ^ len as u64;
+                let mut head = [0u8; 12];
+                head[..8].copy_from_slice(&lsn.to_le_bytes());
+                head[8..].copy_from_slice(&(len as u32).to_le_bytes());
+                let want = crc32c::crc32c_append(crc32c::crc32c(&head), p);
+                assert_eq!(super::crc32c_record(lsn, len as u32, p), want, "length {len}, skew {skew}");
+            }
+        }
     }
 }

@@ -105,11 +105,9 @@ pub fn frame_len(len: usize) -> usize {
     (FRAME_HEADER + len).div_ceil(ALIGN) * ALIGN
 }
 
+/// CRC32C over the LSN (8 bytes, little endian), the length (4) and the payload.
 fn record_crc(lsn: u64, payload: &[u8]) -> u32 {
-    let mut head = [0u8; 12];
-    head[..8].copy_from_slice(&lsn.to_le_bytes());
-    head[8..].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c(&head), payload)
+    crate::sys::crc32c_record(lsn, payload.len() as u32, payload)
 }
 
 /// Writes the frame of `payload` at LSN `lsn` into `out` (exactly `frame_len` bytes).

@@ -10,6 +10,7 @@
 //! and `.prepare.N.tmp` (the next segment, preallocated in the background).
 
 mod format;
+mod frontier;
 mod meta;
 mod reader;
 mod retention;

@@ -5,6 +5,7 @@
 //! with `Durability::Group` it persists afterwards as or behind a leader.
 
 use super::format::{self, SegmentHeader, HEADER_LEN};
+use super::frontier::Frontier;
 use super::meta::sync_dir;
 use super::segment::{put_record, put_record_persisted, Media, Segment};
 use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, TailMode, PREPARE_PREFIX};
@@ -73,7 +74,7 @@ pub(crate) enum TailMedia {
     /// Stores into a mapping of the whole tail (direct mode) and a cache-line flush
     /// (kernel DAX) or `msync`: no system call per append on kernel DAX. The live
     /// guard also keeps the tail's mode from being switched under the writer.
-    Mapped(MapGuard),
+    Mapped { guard: MapGuard, frontier: Frontier },
     /// `pwrite` and `fdatasync` through the tail's cached vector.
     Cached(File),
 }
@@ -81,13 +82,19 @@ pub(crate) enum TailMedia {
 impl Media for TailMedia {
     fn store(&self, off: u64, data: &[u8]) -> Result<()> {
         match self {
-            TailMedia::Mapped(g) => g.store(off, data),
+            TailMedia::Mapped { guard, .. } => {
+                self.prepare_upto(off + data.len() as u64);
+                guard.store(off, data)
+            }
             TailMedia::Cached(f) => f.write_at(data, off),
         }
     }
     fn store_persist(&self, off: u64, data: &[u8]) -> Result<()> {
         match self {
-            TailMedia::Mapped(g) => g.store_persist(off, data),
+            TailMedia::Mapped { guard, .. } => {
+                self.prepare_upto(off + data.len() as u64);
+                guard.store_persist(off, data)
+            }
             TailMedia::Cached(f) => {
                 f.write_at(data, off)?;
                 f.persist(off, data.len() as u64)
@@ -96,8 +103,29 @@ impl Media for TailMedia {
     }
     fn persist(&self, off: u64, len: u64) -> Result<()> {
         match self {
-            TailMedia::Mapped(g) => Media::persist(g, off, len),
+            TailMedia::Mapped { guard, .. } => Media::persist(guard, off, len),
             TailMedia::Cached(f) => f.persist(off, len),
+        }
+    }
+}
+
+impl TailMedia {
+    /// Makes sure a mapped tail is faulted in below `end` before the appender stores
+    /// there (the frontier's invariant), helping the preparer if it is behind.
+    #[inline]
+    fn prepare_upto(&self, end: u64) {
+        if let TailMedia::Mapped { frontier, .. } = self {
+            if frontier.ready() < end {
+                frontier.ensure(end, |r| self.populate(r));
+            }
+        }
+    }
+
+    /// Faults `r` of a mapped tail in, writable. A failure is left to the stores
+    /// there, which fault the pages in themselves (the space is allocated already).
+    fn populate(&self, r: std::ops::Range<u64>) {
+        if let TailMedia::Mapped { guard, .. } = self {
+            let _ = guard.populate(r.start as usize, (r.end - r.start) as usize);
         }
     }
 }
@@ -119,7 +147,11 @@ pub(crate) fn tail_media(tail: &Segment, opts: &LogOptions) -> Result<Arc<TailMe
     if f.status()?.physical != want {
         f.set_mode(want, SwitchOptions::default())?;
     }
-    Ok(Arc::new(if direct { TailMedia::Mapped(f.map(0, len as usize, true)?) } else { TailMedia::Cached(f.clone()) }))
+    Ok(Arc::new(if direct {
+        TailMedia::Mapped { guard: f.map(0, len as usize, true)?, frontier: Frontier::new(len) }
+    } else {
+        TailMedia::Cached(f.clone())
+    }))
 }
 
 /// `TailMode::Auto`: direct where the kernel can do DAX, on memory file systems
@@ -209,19 +241,16 @@ enum Job {
     Populate(Weak<TailMedia>),
 }
 
-/// Faults a new tail's mapping in ahead of the appender, 2 MiB at a time, holding
+/// Faults a new tail's mapping in ahead of the appender, a chunk at a time, holding
 /// the mapping only for one chunk: sealing waits for every holder of the guard, so it
 /// must never wait for the whole segment to be populated.
 fn populate(media: &Weak<TailMedia>) {
-    const CHUNK: usize = 2 << 20;
-    let mut at = 0;
     loop {
         let Some(m) = media.upgrade() else { return };
-        let TailMedia::Mapped(g) = &*m else { return };
-        if at >= g.len() || g.populate(at, CHUNK.min(g.len() - at)).is_err() {
-            return;
-        }
-        at += CHUNK;
+        let TailMedia::Mapped { frontier, .. } = &*m else { return };
+        let Some(r) = frontier.claim() else { return };
+        m.populate(r.clone());
+        frontier.finish(r);
     }
 }
 
@@ -257,11 +286,11 @@ impl Preparer {
 
     /// Asks for the next segment file and for the current tail to be faulted in.
     pub fn request(&self, inner: &Inner) {
-        self.send(Job::Prepare { dir: inner.dir.clone(), capacity: inner.opts.segment_size });
         let guard = inner.writer.lock().unwrap_or_else(|e| e.into_inner()).guard.as_ref().map(Arc::downgrade);
         if let Some(g) = guard {
             self.send(Job::Populate(g));
         }
+        self.send(Job::Prepare { dir: inner.dir.clone(), capacity: inner.opts.segment_size });
     }
 
     fn take(&self) -> Option<PathBuf> {
@@ -481,10 +510,11 @@ impl Inner {
         w.write_off = HEADER_LEN as u64;
         w.persisted_upto = HEADER_LEN as u64;
         w.opened = Instant::now();
-        self.prep.send(Job::Prepare { dir: self.dir.clone(), capacity: self.opts.segment_size });
+        // The new tail first: the appender is about to store there.
         if let Some(g) = &w.guard {
             self.prep.send(Job::Populate(Arc::downgrade(g)));
         }
+        self.prep.send(Job::Prepare { dir: self.dir.clone(), capacity: self.opts.segment_size });
         Ok(())
     }
 }
