@@ -351,3 +351,33 @@ fn concurrent_appenders_readers_and_tailer() {
         assert!(log.segments().unwrap().len() > 2, "meant to cross seals");
     }
 }
+
+/// A crash after the next segment was created but before the previous one was
+/// trimmed and switched to cached (rotation creates the next tail first): recovery
+/// finishes that seal, reports it, and every record is intact.
+#[test]
+fn unfinished_seal_is_finished_at_recovery() {
+    for d in dirs() {
+        let dir = d.path().join("log");
+        {
+            let log = Log::open(&dir, small_direct(Durability::Each)).unwrap();
+            fill(&log, 600);
+            assert!(log.segments().unwrap().len() >= 3);
+        }
+        // Undo the seal of the first segment: back to direct and its full capacity
+        // (zeros after its records, as the preallocated file had them).
+        let first = Log::open_read_only(&dir, small_direct(Durability::Each)).unwrap().segments().unwrap()[0].clone();
+        let sealed_len = std::fs::metadata(&first.path).unwrap().len();
+        dynadax::File::open(&first.path).unwrap().set_mode(Mode::Direct, Default::default()).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&first.path).unwrap().set_len(64 << 10).unwrap();
+
+        let log = Log::open(&dir, small_direct(Durability::Each)).unwrap();
+        let rep = log.recovery_report();
+        assert_eq!(rep.repairs.len(), 1, "{:?}", rep.repairs);
+        assert!(rep.repairs[0].contains("unfinished seal"), "{:?}", rep.repairs);
+        assert_eq!(std::fs::metadata(&first.path).unwrap().len(), sealed_len, "trimmed back to its records");
+        let seg = &log.segments().unwrap()[0];
+        assert_eq!(seg.physical, Mode::Cached, "{}", seg.path.display());
+        check_all(&log, 0, 600);
+    }
+}

@@ -28,6 +28,8 @@ pub(crate) struct Frontier {
     /// Every byte below is prepared: the end of the longest run of done chunks from
     /// the start. Only grows; advanced by whoever finishes a chunk.
     ready: AtomicU64,
+    /// Set by [`Frontier::stop`]: no more claims.
+    stopped: AtomicBool,
 }
 
 impl Frontier {
@@ -38,6 +40,7 @@ impl Frontier {
             claimed: AtomicU64::new(0),
             done: (0..n).map(|_| AtomicBool::new(false)).collect(),
             ready: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
         }
     }
 
@@ -48,9 +51,18 @@ impl Frontier {
 
     /// Takes the next chunk nobody has claimed, if any is left.
     pub fn claim(&self) -> Option<Range<u64>> {
+        if self.stopped.load(Ordering::Acquire) {
+            return None;
+        }
         let n = self.done.len() as u64;
         let c = self.claimed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| (c < n).then_some(c + 1)).ok()?;
         Some(c * CHUNK..((c + 1) * CHUNK).min(self.len))
+    }
+
+    /// Hands out no more chunks (the tail is being sealed); those claimed finish.
+    /// Stores after this fault their pages in themselves.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
     }
 
     /// Records that the claimed chunk `r` is prepared, and moves `ready` over every
@@ -71,7 +83,7 @@ impl Frontier {
 
     /// Returns once `upto` bytes (at most the tail's length) are prepared, preparing
     /// unclaimed chunks with `prepare` meanwhile, or yielding while another party
-    /// finishes the ones it claimed.
+    /// finishes the ones it claimed; at once if stopped.
     pub fn ensure(&self, upto: u64, prepare: impl Fn(Range<u64>)) {
         let upto = upto.min(self.len);
         while self.ready() < upto {
@@ -80,6 +92,7 @@ impl Frontier {
                     prepare(r.clone());
                     self.finish(r);
                 }
+                None if self.stopped.load(Ordering::Acquire) => return,
                 None => std::thread::yield_now(),
             }
         }
@@ -107,6 +120,18 @@ mod tests {
         assert_eq!(f.ready(), 2 * CHUNK, "chunk 2 still missing");
         f.finish(c);
         assert_eq!(f.ready(), 3 * CHUNK + 100);
+    }
+
+    #[test]
+    fn a_stopped_frontier_hands_out_nothing_and_never_blocks() {
+        let f = Frontier::new(4 * CHUNK);
+        let a = f.claim().unwrap();
+        f.stop();
+        assert!(f.claim().is_none());
+        // Chunk 0 is claimed but unfinished: without the stop this would wait forever.
+        f.ensure(3 * CHUNK, |_| panic!("nothing may be claimed after stop"));
+        f.finish(a);
+        assert_eq!(f.ready(), CHUNK);
     }
 
     #[test]

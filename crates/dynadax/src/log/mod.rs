@@ -582,13 +582,23 @@ fn recover(dir: &Path, opts: &LogOptions, read_only: bool, report: &mut Recovery
         }
         out.push(seg);
     }
-    // Sealed segments must be cached (the tail's mode is set by `tail_media`; a crash
-    // may have come between sealing a segment and creating the next one).
+    // Sealed segments must be cached and trimmed (the tail's mode is set by
+    // `tail_media`): a crash may have come after the next segment was created and
+    // before the seal of this one finished.
     if !read_only {
         let n = out.len();
         for (i, s) in out.iter().enumerate() {
-            if i + 1 < n && s.file.status()?.physical != Mode::Cached {
-                s.file.dax().set_mode(Mode::Cached, SwitchOptions::default())?;
+            if i + 1 < n {
+                let f = s.file.dax();
+                if f.status()?.physical != Mode::Cached {
+                    f.set_mode(Mode::Cached, SwitchOptions::default())?;
+                }
+                let end = s.end.load(Ordering::Acquire);
+                if f.len()? > end {
+                    report.repairs.push(format!("{}: unfinished seal: trimmed to {end} bytes", s.path.display()));
+                    f.set_len(end)?;
+                    f.persist(0, end)?;
+                }
             }
             s.sealed.store(i + 1 != n, Ordering::Release);
         }

@@ -15,7 +15,7 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::sync::{mpsc, Arc, Condvar, Mutex, Weak};
 use std::time::Instant;
 
 /// The tail's write state. Guarded by `Inner::writer`.
@@ -231,9 +231,18 @@ fn prepare_file(dir: &Path, capacity: u64, zero_fill: bool) -> Result<PathBuf> {
 /// faulting in a new tail's mapping.
 #[derive(Default)]
 pub(crate) struct Preparer {
-    /// The prepared next segment, when ready.
-    ready: Arc<Mutex<Option<PathBuf>>>,
+    /// The next segment file, and whether the background thread is preparing one.
+    next: Arc<(Mutex<NextFile>, Condvar)>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+#[derive(Default)]
+struct NextFile {
+    /// The prepared next segment, when ready.
+    ready: Option<PathBuf>,
+    /// A `Job::Prepare` is queued or running: a rotation waits for it rather than
+    /// allocating a second file beside it.
+    pending: bool,
 }
 
 enum Job {
@@ -255,46 +264,72 @@ fn populate(media: &Weak<TailMedia>) {
 }
 
 impl Preparer {
-    fn send(&self, job: Job) {
+    /// Queues `job` on the background thread (started on first use); false if there
+    /// is no thread, and the work is left to the appender.
+    fn send(&self, job: Job) -> bool {
         let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         if tx.is_none() {
             let (t, rx) = mpsc::channel::<Job>();
-            let ready = self.ready.clone();
+            let next = self.next.clone();
             let spawned = std::thread::Builder::new().name("dynadax-log-prep".into()).spawn(move || {
                 for job in rx {
                     match job {
                         Job::Prepare { dir, capacity } => {
                             // A failure here only means rotation prepares synchronously.
                             let zero_fill = crate::probe(&dir).is_ok_and(|p| p.device.is_some());
-                            if let Ok(p) = prepare_file(&dir, capacity, zero_fill) {
-                                *ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+                            let made = prepare_file(&dir, capacity, zero_fill).ok();
+                            let (slot, cv) = &*next;
+                            let mut n = slot.lock().unwrap_or_else(|e| e.into_inner());
+                            if let Some(old) = std::mem::replace(&mut n.ready, made) {
+                                let _ = fs::remove_file(old); // never: one Prepare at a time
                             }
+                            n.pending = false;
+                            cv.notify_all();
                         }
                         Job::Populate(media) => populate(&media),
                     }
                 }
             });
             if spawned.is_err() {
-                return; // No thread: everything happens synchronously instead.
+                return false; // No thread: everything happens synchronously instead.
             }
             *tx = Some(t);
         }
-        if let Some(t) = tx.as_ref() {
-            let _ = t.send(job);
-        }
+        tx.as_ref().is_some_and(|t| t.send(job).is_ok())
     }
 
-    /// Asks for the next segment file and for the current tail to be faulted in.
+    /// Asks for the current tail to be faulted in, then for the next segment file.
     pub fn request(&self, inner: &Inner) {
         let guard = inner.writer.lock().unwrap_or_else(|e| e.into_inner()).guard.as_ref().map(Arc::downgrade);
         if let Some(g) = guard {
             self.send(Job::Populate(g));
         }
-        self.send(Job::Prepare { dir: inner.dir.clone(), capacity: inner.opts.segment_size });
+        self.prepare_next(inner);
     }
 
+    /// Asks for the next segment file, unless one is ready or on its way.
+    pub fn prepare_next(&self, inner: &Inner) {
+        let (slot, _) = &*self.next;
+        let mut n = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if n.ready.is_none() && !n.pending {
+            n.pending = self.send(Job::Prepare { dir: inner.dir.clone(), capacity: inner.opts.segment_size });
+        }
+    }
+
+    /// The prepared next segment file: waits for one being prepared; `None` if none
+    /// is ready or coming (the caller prepares one itself).
     fn take(&self) -> Option<PathBuf> {
-        self.ready.lock().unwrap_or_else(|e| e.into_inner()).take()
+        let (slot, cv) = &*self.next;
+        let mut n = slot.lock().unwrap_or_else(|e| e.into_inner());
+        while n.ready.is_none() && n.pending {
+            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        n.ready.take()
+    }
+
+    /// Whether the next segment file is prepared (a rotation now would not wait).
+    pub fn next_ready(&self) -> bool {
+        self.next.0.lock().unwrap_or_else(|e| e.into_inner()).ready.is_some()
     }
 }
 
@@ -397,6 +432,12 @@ impl Log {
         Ok(self.durable_lsn())
     }
 
+    /// Whether the next segment's file is already prepared in the background, so that
+    /// a rotation now would not wait for its space to be allocated.
+    pub fn next_segment_ready(&self) -> bool {
+        self.inner.prep.next_ready()
+    }
+
     /// Seals the tail now (trim, switch to cached) and starts a new one.
     pub fn seal(&self) -> Result<()> {
         self.inner.check_writable()?;
@@ -471,6 +512,11 @@ impl Inner {
     /// last segment is a valid tail.
     pub(crate) fn rotate(&self, w: &mut Writer) -> Result<()> {
         let old = w.tail.clone().expect("writable log has a tail");
+        // No more populating of the old tail: the preparer's next job is the file the
+        // rotation waits for.
+        if let Some(TailMedia::Mapped { frontier, .. }) = w.guard.as_deref() {
+            frontier.stop();
+        }
         // The next segment's space first: if the disk is full, this fails before
         // anything changed, and the log is not poisoned (appends fail with the disk
         // full error until space is freed).
@@ -488,6 +534,14 @@ impl Inner {
             }
             w.persisted_upto = w.write_off;
             self.advance_durable(w.next_lsn);
+            // The next tail is created and mapped while the old one is still mapped:
+            // where unmapping the old tail is left to a background thread (memory file
+            // systems), that unmap holds the address space's lock while it tears the
+            // page tables down, and a new mapping made after it would wait for all of
+            // it. A crash from here to the end of the seal leaves the old segment
+            // untrimmed and maybe direct; recovery finishes the seal.
+            let new = create_segment(&self.dir, w.next_lsn, self.opts.segment_size, Some(prepared))?;
+            let guard = tail_media(&new, &self.opts)?;
             // The switch waits (bounded) for the mapping guard to be dropped by whoever
             // still holds a clone (a group-commit leader, the background populater).
             w.guard = None;
@@ -498,8 +552,6 @@ impl Inner {
             f.set_len(w.write_off)?;
             f.persist(0, w.write_off)?;
             old.sealed.store(true, Ordering::Release);
-            let new = create_segment(&self.dir, w.next_lsn, self.opts.segment_size, Some(prepared))?;
-            let guard = tail_media(&new, &self.opts)?;
             Ok::<_, Error>((new, guard))
         })();
         let (new, guard) = res.map_err(|e| self.poison(e))?;
@@ -514,7 +566,7 @@ impl Inner {
         if let Some(g) = &w.guard {
             self.prep.send(Job::Populate(Arc::downgrade(g)));
         }
-        self.prep.send(Job::Prepare { dir: self.dir.clone(), capacity: self.opts.segment_size });
+        self.prep.prepare_next(self);
         Ok(())
     }
 }
