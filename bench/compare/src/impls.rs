@@ -361,6 +361,100 @@ pub fn run_raw_flush(dir: &Path, b: Bounds, bytes: u64, crc: bool, fences: u32, 
     })
 }
 
+/// `raw-nt`: the floor of what dynadax's `Durability::Each` append does, without the
+/// log: the frame (16-byte header, payload, zero padding to 8 bytes) written with
+/// non-temporal 8-byte stores, one `sfence`, then one locked read-modify-write (as
+/// publishing the durable LSN does: any log needs at least one). `crc` fills the
+/// header's checksum with dynadax's own frame encoder (`dynadax::log::encode_record`,
+/// three-chain CRC32C); without it the header's checksum is 0. `fresh`: the file
+/// starts empty and a second thread allocates and faults it in 2 MiB ahead of the
+/// appender (fallocate + MADV_POPULATE_WRITE), as dynadax's preparer does, and the
+/// appender waits when it catches up; otherwise the whole file is faulted in first.
+pub fn run_raw_nt(dir: &Path, b: Bounds, bytes: u64, crc: bool, fresh: bool) -> io::Result<Run> {
+    static SINK: AtomicU64 = AtomicU64::new(0);
+    const CHUNK: u64 = 2 << 20;
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("raw");
+    let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+    f.set_len(bytes)?;
+    let flags = libc::MAP_SHARED | if fresh { 0 } else { libc::MAP_POPULATE };
+    // SAFETY: fresh file of `bytes` bytes, mapped shared, unmapped below.
+    let base = unsafe {
+        libc::mmap(std::ptr::null_mut(), bytes as usize, libc::PROT_READ | libc::PROT_WRITE, flags, f.as_raw_fd(), 0)
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let base = base as usize;
+    let frame = dynadax::log::frame_len(b.record);
+    check((b.max_ops + b.warmup_ops) * frame as u64 + 4096 <= bytes, || "raw file too small".into())?;
+    check(frame <= 1024, || "raw-nt frames are at most 1024 bytes".into())?;
+    let ready = AtomicU64::new(if fresh { 0 } else { bytes });
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let waits = AtomicU64::new(0);
+    let outcome = std::thread::scope(|s| {
+        if fresh {
+            s.spawn(|| {
+                let mut at = 0;
+                while at < bytes && !stop.load(Ordering::Relaxed) {
+                    // SAFETY: `at..at+CHUNK` is inside the mapping (bytes is a multiple of 2 MiB).
+                    unsafe {
+                        libc::fallocate(f.as_raw_fd(), 0, at as i64, CHUNK as i64);
+                        libc::madvise((base + at as usize) as *mut libc::c_void, CHUNK as usize, 23 /* MADV_POPULATE_WRITE */);
+                    }
+                    at += CHUNK;
+                    ready.store(at, Ordering::Release);
+                }
+            });
+        }
+        let off = AtomicU64::new(4096);
+        let r = drive(b, |_, seq, rec| {
+            let at = off.fetch_add(frame as u64, Ordering::Relaxed);
+            while ready.load(Ordering::Acquire) < at + frame as u64 {
+                waits.fetch_add(1, Ordering::Relaxed);
+                std::thread::yield_now();
+            }
+            // On the stack: no lock, no allocation per append.
+            let mut frame_buf = [0u8; 1024];
+            let buf = &mut frame_buf[..frame];
+            if crc {
+                dynadax::log::encode_record(seq, rec, buf);
+            } else {
+                buf[..4].copy_from_slice(&(rec.len() as u32).to_le_bytes());
+                buf[8..16].copy_from_slice(&seq.to_le_bytes());
+                buf[16..16 + rec.len()].copy_from_slice(rec);
+            }
+            let p = (base + at as usize) as *mut i64;
+            for k in 0..frame / 8 {
+                let w = i64::from_le_bytes(buf[8 * k..8 * k + 8].try_into().unwrap());
+                // SAFETY: in bounds of the mapping (checked above) and 8-aligned.
+                unsafe { std::arch::x86_64::_mm_stream_si64(p.add(k), w) };
+            }
+            // SAFETY: no preconditions.
+            unsafe { std::arch::x86_64::_mm_sfence() };
+            SINK.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        stop.store(true, Ordering::Relaxed);
+        r
+    })?;
+    // SAFETY: mapped above, not used after.
+    unsafe { libc::munmap(base as *mut libc::c_void, bytes as usize) };
+    Ok(Run {
+        outcome,
+        persist: format!(
+            "frame by movnti + sfence + lock xadd{}{}",
+            if crc { ", dynadax's frame encoder (CRC32C)" } else { ", no checksum" },
+            if fresh {
+                format!(", fresh pages faulted in 2 MiB ahead by a second thread ({} waits)", waits.load(Ordering::Relaxed))
+            } else {
+                ", pages faulted in first".into()
+            }
+        ),
+    })
+}
+
 /// dynadax's record checksum: crc32c over (lsn, len) then the payload.
 fn crc32fast_like(lsn: u64, payload: &[u8]) -> u32 {
     let mut head = [0u8; 12];
