@@ -428,12 +428,27 @@ impl Inner {
     }
 
     /// Publishes a new durable LSN and wakes tailers if any wait.
-    fn advance_durable(&self, to: Lsn) {
-        self.durable.fetch_max(to, Ordering::SeqCst);
+    ///
+    /// Takes the writer state as proof that the writer lock is held: every move of
+    /// `durable` happens under it, so plain stores keep it monotonic, and a single
+    /// full fence orders the publication before the looks at the waiter counts (the
+    /// tailers count themselves with sequentially consistent operations, then read
+    /// `durable`; so either they see the new value or the writer sees them). On the
+    /// append path this fence is also where the persist's stores are waited for: one
+    /// full barrier per append, not several.
+    pub(crate) fn advance_durable(&self, _held: &writer::Writer, to: Lsn) {
+        if to <= self.durable.load(Ordering::Relaxed) {
+            return;
+        }
+        self.durable.store(to, Ordering::Release);
         if let Some(s) = &self.shared {
             s.publish(to);
         }
-        if self.waiters.load(Ordering::SeqCst) > 0 {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(s) = &self.shared {
+            s.wake_waiters();
+        }
+        if self.waiters.load(Ordering::Relaxed) > 0 {
             let _g = self.wait_lock.lock().unwrap_or_else(|e| e.into_inner());
             self.moved.notify_all();
         }

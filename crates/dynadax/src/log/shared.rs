@@ -69,11 +69,19 @@ impl SharedState {
         self.map.atomic_u32(20).expect("in bounds, aligned")
     }
 
-    /// Writer: `durable` moved. A store and an increment; a wake only if someone waits.
+    /// Writer, under its lock (the only writer of these words): `durable` moved. Two
+    /// plain stores; the caller then fences and calls [`SharedState::wake_waiters`].
     pub fn publish(&self, durable: u64) {
-        self.durable_word().fetch_max(durable, Ordering::SeqCst);
-        self.seq().fetch_add(1, Ordering::SeqCst);
-        if self.waiters().load(Ordering::SeqCst) > 0 {
+        self.durable_word().store(durable, Ordering::Release);
+        let seq = self.seq();
+        seq.store(seq.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+    }
+
+    /// Writer, after [`SharedState::publish`] and a sequentially consistent fence: a
+    /// `FUTEX_WAKE` only if some reader waits (readers count themselves before they
+    /// look at `seq`, so either they see the new value or this sees them).
+    pub fn wake_waiters(&self) {
+        if self.waiters().load(Ordering::Relaxed) > 0 {
             let _ = futex::wake(self.seq(), futex::Flags::empty(), i32::MAX as u32);
         }
     }

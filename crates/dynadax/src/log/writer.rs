@@ -412,8 +412,8 @@ impl Log {
                     persist_tail(guard, from, to - from).map_err(|e| inner.poison(e))?;
                     w.persisted_upto = to;
                 }
+                inner.advance_durable(&w, end);
                 drop(w);
-                inner.advance_durable(end);
             }
             Durability::Group => {
                 drop(w);
@@ -488,19 +488,19 @@ impl Inner {
             let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             (w.guard.clone(), w.generation, w.persisted_upto, w.write_off, w.next_lsn)
         };
-        if let Some(guard) = guard {
+        if let Some(guard) = &guard {
             if to > from {
-                persist_tail(&guard, from, to - from).map_err(|e| self.poison(e))?;
-            }
-            // Drop the clone before taking the writer lock again: a rotation holding
-            // that lock waits for every clone of the guard to go before sealing.
-            drop(guard);
-            let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            if w.generation == generation {
-                w.persisted_upto = w.persisted_upto.max(to);
+                persist_tail(guard, from, to - from).map_err(|e| self.poison(e))?;
             }
         }
-        self.advance_durable(upto);
+        // Drop the clone before taking the writer lock again: a rotation holding that
+        // lock waits for every clone of the guard to go before sealing.
+        drop(guard);
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if w.generation == generation {
+            w.persisted_upto = w.persisted_upto.max(to);
+        }
+        self.advance_durable(&w, upto);
         Ok(())
     }
 
@@ -533,7 +533,7 @@ impl Inner {
                 persist_tail(g, w.persisted_upto, w.write_off - w.persisted_upto)?;
             }
             w.persisted_upto = w.write_off;
-            self.advance_durable(w.next_lsn);
+            self.advance_durable(w, w.next_lsn);
             // The next tail is created and mapped while the old one is still mapped:
             // where unmapping the old tail is left to a background thread (memory file
             // systems), that unmap holds the address space's lock while it tears the
