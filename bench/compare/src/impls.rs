@@ -293,8 +293,25 @@ unsafe fn clwb_range(p: *const u8, len: usize) {
     unsafe { std::arch::asm!("sfence", options(nostack, preserves_flags)) };
 }
 
+/// Allocates the file's space and faults the whole mapping in *writable*, as dynadax's
+/// preparer does. (`MAP_POPULATE` is not that: on a shared mapping it faults pages in
+/// read-only, and every first store then takes a write fault.)
+fn fault_in_writable(f: &std::fs::File, base: *mut libc::c_void, bytes: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscalls on our own descriptor and mapping of `bytes` bytes.
+    unsafe {
+        if libc::fallocate(f.as_raw_fd(), 0, 0, bytes as i64) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::madvise(base, bytes as usize, 23 /* MADV_POPULATE_WRITE */) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// `raw-flush`: memcpy the record (with dynadax's 16-byte frame header, 8-byte
-/// aligned) into a populated shared mapping of a tmpfs file, clwb its lines, sfence.
+/// aligned) into a shared mapping of a tmpfs file faulted in writable, clwb its lines, sfence.
 /// No log, no lock, no checksum: what one flushed append costs the hardware.
 /// `crc` adds dynadax's checksum (crc32c) of the frame; `fences` = 2 adds a second
 /// flush + fence of an 8-byte "tail" word, as libpmemlog does per append.
@@ -314,7 +331,7 @@ pub fn run_raw_flush(dir: &Path, b: Bounds, bytes: u64, crc: bool, fences: u32, 
             std::ptr::null_mut(),
             bytes as usize,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
+            libc::MAP_SHARED,
             f.as_raw_fd(),
             0,
         )
@@ -322,6 +339,7 @@ pub fn run_raw_flush(dir: &Path, b: Bounds, bytes: u64, crc: bool, fences: u32, 
     if base == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
+    fault_in_writable(&f, base, bytes)?;
     let base = base as usize;
     let frame = (16 + b.record).div_ceil(8) * 8;
     check((b.max_ops + b.warmup_ops) * frame as u64 + 4096 <= bytes, || "raw file too small".into())?;
@@ -378,13 +396,22 @@ pub fn run_raw_nt(dir: &Path, b: Bounds, bytes: u64, crc: bool, fresh: bool) -> 
     let path = dir.join("raw");
     let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
     f.set_len(bytes)?;
-    let flags = libc::MAP_SHARED | if fresh { 0 } else { libc::MAP_POPULATE };
     // SAFETY: fresh file of `bytes` bytes, mapped shared, unmapped below.
     let base = unsafe {
-        libc::mmap(std::ptr::null_mut(), bytes as usize, libc::PROT_READ | libc::PROT_WRITE, flags, f.as_raw_fd(), 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
     };
     if base == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
+    }
+    if !fresh {
+        fault_in_writable(&f, base, bytes)?;
     }
     let base = base as usize;
     let frame = dynadax::log::frame_len(b.record);
