@@ -195,29 +195,32 @@ fn probe_says_map_sync_exactly_where_it_works() {
 #[ignore = "needs a kernel DAX file system (dax=inode): run by lab/run"]
 fn log_tail_is_kernel_dax_and_sealed_segments_leave_dax() {
     use dynadax::log::{Durability, Log, LogOptions};
-    let dir = lab_dir("log");
-    let opts =
-        LogOptions { segment_size: 256 << 10, max_record: 4096, durability: Durability::Each, ..LogOptions::default() };
-    let log = Log::open(&dir, opts.clone()).unwrap();
-    let rec = |i: u64| format!("event-{i:06}-{}", "p".repeat((i % 300) as usize)).into_bytes();
-    for i in 0..8000u64 {
-        assert_eq!(log.append(&rec(i)).unwrap(), i);
-    }
-    let segs = log.segments().unwrap();
-    assert!(segs.len() >= 3, "meant to seal segments: {}", segs.len());
-    let tail = segs.last().unwrap();
-    assert_eq!((tail.effective, tail.backing), (Some(Mode::Direct), Some(Backing::KernelDax)), "{tail:?}");
-    assert!(kernel_dax(&tail.path), "the kernel does not serve the tail by DAX");
-    assert!(sync_mappings_of(&tail.path) >= 1, "the tail is not written through a MAP_SYNC mapping");
-    for s in &segs[..segs.len() - 1] {
-        assert_eq!((s.physical, s.effective), (Mode::Cached, Some(Mode::Cached)), "{s:?}");
-        assert!(!kernel_dax(&s.path), "{}: sealed but still DAX per statx", s.path.display());
-    }
-    drop(log);
-    let log = Log::open(&dir, opts).unwrap();
-    assert_eq!(log.next_lsn(), 8000);
-    for r in log.iter(0) {
-        let (lsn, data) = r.unwrap();
-        assert_eq!(data, rec(lsn), "record {lsn}");
+    // Group commit too: on a cache-line-flush tail each append persists its own lines.
+    for durability in [Durability::Each, Durability::Group] {
+        let dir = lab_dir(&format!("log-{durability:?}"));
+        let opts = LogOptions { segment_size: 256 << 10, max_record: 4096, durability, ..LogOptions::default() };
+        let log = Log::open(&dir, opts.clone()).unwrap();
+        let rec = |i: u64| format!("event-{i:06}-{}", "p".repeat((i % 300) as usize)).into_bytes();
+        for i in 0..8000u64 {
+            assert_eq!(log.append(&rec(i)).unwrap(), i);
+            assert_eq!(log.durable_lsn(), i + 1, "{durability:?}: append returned before it was durable");
+        }
+        let segs = log.segments().unwrap();
+        assert!(segs.len() >= 3, "meant to seal segments: {}", segs.len());
+        let tail = segs.last().unwrap();
+        assert_eq!((tail.effective, tail.backing), (Some(Mode::Direct), Some(Backing::KernelDax)), "{tail:?}");
+        assert!(kernel_dax(&tail.path), "the kernel does not serve the tail by DAX");
+        assert!(sync_mappings_of(&tail.path) >= 1, "the tail is not written through a MAP_SYNC mapping");
+        for s in &segs[..segs.len() - 1] {
+            assert_eq!((s.physical, s.effective), (Mode::Cached, Some(Mode::Cached)), "{s:?}");
+            assert!(!kernel_dax(&s.path), "{}: sealed but still DAX per statx", s.path.display());
+        }
+        drop(log);
+        let log = Log::open(&dir, opts).unwrap();
+        assert_eq!(log.next_lsn(), 8000);
+        for r in log.iter(0) {
+            let (lsn, data) = r.unwrap();
+            assert_eq!(data, rec(lsn), "record {lsn}");
+        }
     }
 }

@@ -57,8 +57,9 @@ pub enum Durability {
     /// kernel DAX, `msync` when emulated). Appends from many threads are serialised.
     Each,
     /// Group commit: an append returns once durable, but concurrent appenders share
-    /// one persist (the default: it is `Each` for one appender, and much faster for
-    /// many on disks).
+    /// one persist (the default: much faster for many appenders where a persist is a
+    /// system call). Where the tail persists by cache-line flush (kernel DAX), each
+    /// append flushes its own lines as with `Each`, which costs less than sharing.
     #[default]
     Group,
     /// Appends are not persisted; the caller calls [`Log::sync`].

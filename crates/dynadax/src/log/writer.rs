@@ -110,6 +110,11 @@ impl Media for TailMedia {
 }
 
 impl TailMedia {
+    /// Whether persisting is a cache-line flush and fence (no system call).
+    fn persists_by_cache_flush(&self) -> bool {
+        matches!(self, TailMedia::Mapped { guard, .. } if matches!(guard.persistence(), crate::Persistence::CacheLineFlush(_)))
+    }
+
     /// Makes sure a mapped tail is faulted in below `end` before the appender stores
     /// there (the frontier's invariant), helping the preparer if it is behind.
     #[inline]
@@ -245,6 +250,17 @@ struct NextFile {
     pending: bool,
 }
 
+/// Ends a `Job::Prepare`: no longer pending, and the waiting rotation is woken.
+struct PrepareDone<'a>(&'a (Mutex<NextFile>, Condvar));
+
+impl Drop for PrepareDone<'_> {
+    fn drop(&mut self) {
+        let (slot, cv) = self.0;
+        slot.lock().unwrap_or_else(|e| e.into_inner()).pending = false;
+        cv.notify_all();
+    }
+}
+
 enum Job {
     Prepare { dir: PathBuf, capacity: u64 },
     Populate(Weak<TailMedia>),
@@ -275,16 +291,18 @@ impl Preparer {
                 for job in rx {
                     match job {
                         Job::Prepare { dir, capacity } => {
+                            // Clears `pending` however this ends, a panic included: a
+                            // rotation waits for it.
+                            let done = PrepareDone(&next);
                             // A failure here only means rotation prepares synchronously.
                             let zero_fill = crate::probe(&dir).is_ok_and(|p| p.device.is_some());
                             let made = prepare_file(&dir, capacity, zero_fill).ok();
-                            let (slot, cv) = &*next;
-                            let mut n = slot.lock().unwrap_or_else(|e| e.into_inner());
+                            let mut n = next.0.lock().unwrap_or_else(|e| e.into_inner());
                             if let Some(old) = std::mem::replace(&mut n.ready, made) {
                                 let _ = fs::remove_file(old); // never: one Prepare at a time
                             }
-                            n.pending = false;
-                            cv.notify_all();
+                            drop(n);
+                            drop(done);
                         }
                         Job::Populate(media) => populate(&media),
                     }
@@ -387,7 +405,7 @@ impl Log {
             let (tail, guard) =
                 (w.tail.as_ref().expect("writable log has a tail"), w.guard.as_ref().expect("tail is mapped"));
             let (off, lsn) = (w.write_off, w.next_lsn);
-            if inner.opts.durability == Durability::Each && records.len() == 1 {
+            if persists_each(inner.opts.durability, guard) && records.len() == 1 {
                 // One record to persist now: store and persist in one step.
                 persist_failpoint()
                     .and_then(|()| put_record_persisted(&**guard, off, lsn, r, &mut w.scratch))
@@ -402,8 +420,9 @@ impl Log {
             tail.end.store(w.write_off, Ordering::Release);
         }
         let end = w.next_lsn;
+        let each = persists_each(inner.opts.durability, w.guard.as_deref().expect("tail is mapped"));
         match inner.opts.durability {
-            Durability::Each => {
+            _ if each => {
                 // From the first byte not yet persisted: this batch (a rotation inside
                 // it persisted the part before it).
                 let (from, to) = (w.persisted_upto, w.write_off);
@@ -419,7 +438,7 @@ impl Log {
                 drop(w);
                 inner.commit(end)?;
             }
-            Durability::None => {}
+            Durability::Each | Durability::None => {}
         }
         Ok(first..end)
     }
@@ -447,6 +466,19 @@ impl Log {
             self.inner.rotate(&mut w)?;
         }
         Ok(())
+    }
+}
+
+/// Whether an append persists its own records before it returns, under the writer
+/// lock: always with `Durability::Each`, and with `Durability::Group` when the tail
+/// persists by cache-line flush. Group commit exists to share an expensive persist (an
+/// `msync` or `fdatasync`); a flush and fence of an append's own lines costs less than
+/// electing a leader (measured in docs/benchmarks.md).
+fn persists_each(durability: Durability, media: &TailMedia) -> bool {
+    match durability {
+        Durability::Each => true,
+        Durability::Group => media.persists_by_cache_flush(),
+        Durability::None => false,
     }
 }
 
