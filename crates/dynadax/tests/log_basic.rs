@@ -381,3 +381,29 @@ fn unfinished_seal_is_finished_at_recovery() {
         check_all(&log, 0, 600);
     }
 }
+
+/// The next segment is prepared in the background; a log that is closed removes it
+/// rather than leaving a preallocated hidden file behind.
+#[test]
+fn a_closed_log_leaves_no_prepared_file() {
+    for d in dirs() {
+        let dir = d.path().join("log");
+        let log = Log::open(&dir, small(Durability::Each)).unwrap();
+        fill(&log, 10);
+        let t = std::time::Instant::now();
+        while !log.next_segment_ready() {
+            assert!(t.elapsed() < std::time::Duration::from_secs(30), "the next segment was never prepared");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let prepared = |dir: &std::path::Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".prepare."))
+                .count()
+        };
+        assert_eq!(prepared(&dir), 1, "a prepared next segment while open");
+        drop(log);
+        assert_eq!(prepared(&dir), 0, "prepared file left behind after close");
+        check_all(&Log::open(&dir, small(Durability::Each)).unwrap(), 0, 10);
+    }
+}

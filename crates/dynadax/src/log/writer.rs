@@ -248,6 +248,19 @@ struct NextFile {
     /// A `Job::Prepare` is queued or running: a rotation waits for it rather than
     /// allocating a second file beside it.
     pending: bool,
+    /// The log is closed: a file prepared from now on is removed, not kept.
+    closed: bool,
+}
+
+/// A closed log leaves no prepared file behind (a crash may: the next open removes it).
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        let mut n = self.next.0.lock().unwrap_or_else(|e| e.into_inner());
+        n.closed = true;
+        if let Some(p) = n.ready.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
 }
 
 /// Ends a `Job::Prepare`: no longer pending, and the waiting rotation is woken.
@@ -298,8 +311,9 @@ impl Preparer {
                             let zero_fill = crate::probe(&dir).is_ok_and(|p| p.device.is_some());
                             let made = prepare_file(&dir, capacity, zero_fill).ok();
                             let mut n = next.0.lock().unwrap_or_else(|e| e.into_inner());
-                            if let Some(old) = std::mem::replace(&mut n.ready, made) {
-                                let _ = fs::remove_file(old); // never: one Prepare at a time
+                            let stale = if n.closed { made } else { std::mem::replace(&mut n.ready, made) };
+                            if let Some(p) = stale {
+                                let _ = fs::remove_file(p); // the log is closed (or a duplicate)
                             }
                             drop(n);
                             drop(done);
