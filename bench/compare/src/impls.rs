@@ -293,6 +293,29 @@ unsafe fn clwb_range(p: *const u8, len: usize) {
     unsafe { std::arch::asm!("sfence", options(nostack, preserves_flags)) };
 }
 
+/// A fresh file `raw` of `bytes` bytes in `dir`, mapped shared (the caller unmaps it).
+fn map_raw_file(dir: &Path, bytes: u64) -> io::Result<(std::fs::File, *mut libc::c_void)> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir)?;
+    let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(dir.join("raw"))?;
+    f.set_len(bytes)?;
+    // SAFETY: fresh file of `bytes` bytes, mapped shared; the caller unmaps it.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((f, base))
+}
+
 /// Allocates the file's space and faults the whole mapping in *writable*, as dynadax's
 /// preparer does. (`MAP_POPULATE` is not that: on a shared mapping it faults pages in
 /// read-only, and every first store then takes a write fault.)
@@ -313,47 +336,28 @@ fn fault_in_writable(f: &std::fs::File, base: *mut libc::c_void, bytes: u64) -> 
 /// `raw-flush`: memcpy the record (with dynadax's 16-byte frame header, 8-byte
 /// aligned) into a shared mapping of a tmpfs file faulted in writable, clwb its lines, sfence.
 /// No log, no lock, no checksum: what one flushed append costs the hardware.
-/// `crc` adds dynadax's checksum (crc32c) of the frame; `fences` = 2 adds a second
+/// `crc` fills the checksum with dynadax's frame encoder (CRC32C); `fences` = 2 adds a second
 /// flush + fence of an 8-byte "tail" word, as libpmemlog does per append.
 /// `locked` adds one locked read-modify-write (`lock xadd`) after the fence, as a
 /// mutex release or a SeqCst atomic does: it waits for the write-backs to finish, so
 /// nothing after it (the next record's checksum) overlaps them.
 pub fn run_raw_flush(dir: &Path, b: Bounds, bytes: u64, crc: bool, fences: u32, locked: bool) -> io::Result<Run> {
     static SINK: AtomicU64 = AtomicU64::new(0);
-    use std::os::fd::AsRawFd;
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join("raw");
-    let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
-    f.set_len(bytes)?;
-    // SAFETY: fresh file of `bytes` bytes, mapped shared, unmapped below.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
+    let (f, base) = map_raw_file(dir, bytes)?;
     fault_in_writable(&f, base, bytes)?;
     let base = base as usize;
-    let frame = (16 + b.record).div_ceil(8) * 8;
+    let frame = dynadax::log::frame_len(b.record);
     check((b.max_ops + b.warmup_ops) * frame as u64 + 4096 <= bytes, || "raw file too small".into())?;
+    check(frame <= MAX_RAW_FRAME, || format!("raw frames are at most {MAX_RAW_FRAME} bytes"))?;
     let off = AtomicU64::new(4096);
     let outcome = drive(b, |_, seq, rec| {
         let at = off.fetch_add(frame as u64, Ordering::Relaxed) as usize;
         let p = (base + at) as *mut u8;
-        let c = if crc { crc32fast_like(seq, rec) } else { 0 };
+        let mut frame_buf = [0u8; MAX_RAW_FRAME];
+        let buf = raw_frame(seq, rec, crc, &mut frame_buf);
         // SAFETY: in bounds of the mapping (checked above).
         unsafe {
-            std::ptr::copy_nonoverlapping((rec.len() as u32).to_le_bytes().as_ptr(), p, 4);
-            std::ptr::copy_nonoverlapping(c.to_le_bytes().as_ptr(), p.add(4), 4);
-            std::ptr::copy_nonoverlapping(seq.to_le_bytes().as_ptr(), p.add(8), 8);
-            std::ptr::copy_nonoverlapping(rec.as_ptr(), p.add(16), rec.len());
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), p, frame);
             clwb_range(p, frame);
             if fences > 1 {
                 let tail = base as *mut u64;
@@ -372,7 +376,7 @@ pub fn run_raw_flush(dir: &Path, b: Bounds, bytes: u64, crc: bool, fences: u32, 
         outcome,
         persist: format!(
             "memcpy + clwb + sfence{}{}{}",
-            if crc { ", crc32c" } else { "" },
+            if crc { ", dynadax's frame encoder (CRC32C)" } else { "" },
             if fences > 1 { ", + tail word clwb + sfence" } else { "" },
             if locked { ", + lock xadd" } else { "" }
         ),
@@ -392,31 +396,14 @@ pub fn run_raw_nt(dir: &Path, b: Bounds, bytes: u64, crc: bool, fresh: bool) -> 
     static SINK: AtomicU64 = AtomicU64::new(0);
     const CHUNK: u64 = 2 << 20;
     use std::os::fd::AsRawFd;
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join("raw");
-    let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
-    f.set_len(bytes)?;
-    // SAFETY: fresh file of `bytes` bytes, mapped shared, unmapped below.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
+    let (f, base) = map_raw_file(dir, bytes)?;
     if !fresh {
         fault_in_writable(&f, base, bytes)?;
     }
     let base = base as usize;
     let frame = dynadax::log::frame_len(b.record);
     check((b.max_ops + b.warmup_ops) * frame as u64 + 4096 <= bytes, || "raw file too small".into())?;
-    check(frame <= 1024, || "raw-nt frames are at most 1024 bytes".into())?;
+    check(frame <= MAX_RAW_FRAME, || format!("raw frames are at most {MAX_RAW_FRAME} bytes"))?;
     let ready = AtomicU64::new(if fresh { 0 } else { bytes });
     let stop = std::sync::atomic::AtomicBool::new(false);
     let waits = AtomicU64::new(0);
@@ -428,7 +415,11 @@ pub fn run_raw_nt(dir: &Path, b: Bounds, bytes: u64, crc: bool, fresh: bool) -> 
                     // SAFETY: `at..at+CHUNK` is inside the mapping (bytes is a multiple of 2 MiB).
                     unsafe {
                         libc::fallocate(f.as_raw_fd(), 0, at as i64, CHUNK as i64);
-                        libc::madvise((base + at as usize) as *mut libc::c_void, CHUNK as usize, 23 /* MADV_POPULATE_WRITE */);
+                        libc::madvise(
+                            (base + at as usize) as *mut libc::c_void,
+                            CHUNK as usize,
+                            23, /* MADV_POPULATE_WRITE */
+                        );
                     }
                     at += CHUNK;
                     ready.store(at, Ordering::Release);
@@ -442,16 +433,8 @@ pub fn run_raw_nt(dir: &Path, b: Bounds, bytes: u64, crc: bool, fresh: bool) -> 
                 waits.fetch_add(1, Ordering::Relaxed);
                 std::thread::yield_now();
             }
-            // On the stack: no lock, no allocation per append.
-            let mut frame_buf = [0u8; 1024];
-            let buf = &mut frame_buf[..frame];
-            if crc {
-                dynadax::log::encode_record(seq, rec, buf);
-            } else {
-                buf[..4].copy_from_slice(&(rec.len() as u32).to_le_bytes());
-                buf[8..16].copy_from_slice(&seq.to_le_bytes());
-                buf[16..16 + rec.len()].copy_from_slice(rec);
-            }
+            let mut frame_buf = [0u8; MAX_RAW_FRAME];
+            let buf = raw_frame(seq, rec, crc, &mut frame_buf);
             let p = (base + at as usize) as *mut i64;
             for k in 0..frame / 8 {
                 let w = i64::from_le_bytes(buf[8 * k..8 * k + 8].try_into().unwrap());
@@ -474,7 +457,10 @@ pub fn run_raw_nt(dir: &Path, b: Bounds, bytes: u64, crc: bool, fresh: bool) -> 
             "frame by movnti + sfence + lock xadd{}{}",
             if crc { ", dynadax's frame encoder (CRC32C)" } else { ", no checksum" },
             if fresh {
-                format!(", fresh pages faulted in 2 MiB ahead by a second thread ({} waits)", waits.load(Ordering::Relaxed))
+                format!(
+                    ", fresh pages faulted in 2 MiB ahead by a second thread ({} waits)",
+                    waits.load(Ordering::Relaxed)
+                )
             } else {
                 ", pages faulted in first".into()
             }
@@ -482,15 +468,19 @@ pub fn run_raw_nt(dir: &Path, b: Bounds, bytes: u64, crc: bool, fresh: bool) -> 
     })
 }
 
-/// dynadax's record checksum: crc32c over (lsn, len) then the payload.
-fn crc32fast_like(lsn: u64, payload: &[u8]) -> u32 {
-    let mut head = [0u8; 12];
-    head[..8].copy_from_slice(&lsn.to_le_bytes());
-    head[8..].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    dynadax_crc(&head, payload)
-}
+/// Largest frame the raw loops build (on the stack: no lock, no allocation per append).
+const MAX_RAW_FRAME: usize = 1024;
 
-fn dynadax_crc(head: &[u8], payload: &[u8]) -> u32 {
-    // The same crate and calls dynadax uses (crc32c 0.6, hardware crc32 on x86_64).
-    crc32c::crc32c_append(crc32c::crc32c(head), payload)
+/// The frame of record `seq` in `buf`: dynadax's own encoder (CRC32C) if `crc`, else
+/// the same layout with a zero checksum.
+fn raw_frame<'a>(seq: u64, rec: &[u8], crc: bool, buf: &'a mut [u8; MAX_RAW_FRAME]) -> &'a [u8] {
+    let buf = &mut buf[..dynadax::log::frame_len(rec.len())];
+    if crc {
+        dynadax::log::encode_record(seq, rec, buf);
+    } else {
+        buf[..4].copy_from_slice(&(rec.len() as u32).to_le_bytes());
+        buf[8..16].copy_from_slice(&seq.to_le_bytes());
+        buf[16..16 + rec.len()].copy_from_slice(rec);
+    }
+    buf
 }

@@ -117,20 +117,22 @@ fn check(log: &Log, expected: &[Vec<u8>], cycle: u32) {
     }
 }
 
-#[test]
-fn kill9_group_commit_on_the_work_tree() {
-    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let (acked, recovered) = kill_cycles(&d.path().join("log"), 25, "group", &[]);
-    eprintln!("group/work-fs: {acked} acknowledged, {recovered} recovered over 25 kills");
+/// 25 kill cycles on a log under `parent`, with `env` for the appending child.
+fn kill9(parent: &str, label: &str, durability: &str, env: &[(&str, &str)]) {
+    let d = tempfile::tempdir_in(parent).unwrap();
+    let (acked, recovered) = kill_cycles(&d.path().join("log"), 25, durability, env);
+    eprintln!("{label}: {acked} acknowledged, {recovered} recovered over 25 kills");
     assert!(acked > 100, "too few acknowledgements to prove anything: {acked}");
 }
 
 #[test]
+fn kill9_group_commit_on_the_work_tree() {
+    kill9(env!("CARGO_TARGET_TMPDIR"), "group/work-fs", "group", &[]);
+}
+
+#[test]
 fn kill9_each_on_tmpfs() {
-    let d = tempfile::tempdir_in("/dev/shm").unwrap();
-    let (acked, recovered) = kill_cycles(&d.path().join("log"), 25, "each", &[]);
-    eprintln!("each/tmpfs: {acked} acknowledged, {recovered} recovered over 25 kills");
-    assert!(acked > 100, "too few acknowledgements to prove anything: {acked}");
+    kill9("/dev/shm", "each/tmpfs", "each", &[]);
 }
 
 /// Group commit on a tail persisted by cache-line flush (forced on tmpfs, as on kernel
@@ -138,8 +140,5 @@ fn kill9_each_on_tmpfs() {
 /// leader; acknowledged records must survive the same way.
 #[test]
 fn kill9_group_with_cache_line_flush_on_tmpfs() {
-    let d = tempfile::tempdir_in("/dev/shm").unwrap();
-    let (acked, recovered) = kill_cycles(&d.path().join("log"), 25, "group", &[("DYNADAX_FORCE_CACHE_FLUSH", "1")]);
-    eprintln!("group+flush/tmpfs: {acked} acknowledged, {recovered} recovered over 25 kills");
-    assert!(acked > 100, "too few acknowledgements to prove anything: {acked}");
+    kill9("/dev/shm", "group+flush/tmpfs", "group", &[("DYNADAX_FORCE_CACHE_FLUSH", "1")]);
 }

@@ -1,7 +1,8 @@
 //! Replacing a small file atomically and durably: the one routine behind the volume
-//! marker, the mode sidecar and the log's metadata record.
+//! marker, the mode sidecar and the log's metadata record; and reading back the
+//! versioned JSON records among them.
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -23,4 +24,22 @@ pub(crate) fn replace(path: &Path, bytes: &[u8], what: &'static str) -> Result<(
 /// fsync a directory, so creations, renames and removals in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir).and_then(|d| d.sync_all()).ctx(dir, "fsync directory")
+}
+
+/// Parses a versioned JSON record (`{"format": N, ...}`) read from `path`: malformed
+/// JSON, or a `format` other than `want`, is [`Error::Corrupt`] naming the file and
+/// `what` it is.
+pub(crate) fn parse_versioned<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    what: &'static str,
+    format_of: impl Fn(&T) -> u32,
+    want: u32,
+) -> Result<T> {
+    let corrupt = |why: String| Error::Corrupt { path: path.to_path_buf(), what, why };
+    let v: T = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    match format_of(&v) {
+        f if f == want => Ok(v),
+        f => Err(corrupt(format!("format {f} is not the supported format {want}"))),
+    }
 }

@@ -61,18 +61,7 @@ impl Volume {
     }
 
     fn parse(file: &Path, bytes: &[u8]) -> Result<Policy> {
-        let v: VolumeFile = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
-            path: file.to_path_buf(),
-            what: "volume file",
-            why: e.to_string(),
-        })?;
-        if v.format != FORMAT {
-            return Err(Error::Corrupt {
-                path: file.to_path_buf(),
-                what: "volume file",
-                why: format!("format {} is not the supported format {FORMAT}", v.format),
-            });
-        }
+        let v = crate::atomic_file::parse_versioned(file, bytes, "volume file", |v: &VolumeFile| v.format, FORMAT)?;
         Ok(v.policy)
     }
 

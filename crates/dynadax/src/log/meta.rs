@@ -33,18 +33,7 @@ impl Meta {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, "read log metadata", e)),
         };
-        let m: Meta = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            path: path.clone(),
-            what: "log metadata",
-            why: e.to_string(),
-        })?;
-        if m.format != FORMAT {
-            return Err(Error::Corrupt {
-                path,
-                what: "log metadata",
-                why: format!("format {} is not the supported format {FORMAT}", m.format),
-            });
-        }
+        let m = crate::atomic_file::parse_versioned(&path, &bytes, "log metadata", |m: &Meta| m.format, FORMAT)?;
         Ok(Some(m))
     }
 

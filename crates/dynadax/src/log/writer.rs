@@ -330,11 +330,17 @@ impl Preparer {
         tx.as_ref().is_some_and(|t| t.send(job).is_ok())
     }
 
-    /// Asks for the current tail to be faulted in, then for the next segment file.
+    /// At open: asks for the current tail to be faulted in, then for the next file.
     pub fn request(&self, inner: &Inner) {
-        let guard = inner.writer.lock().unwrap_or_else(|e| e.into_inner()).guard.as_ref().map(Arc::downgrade);
+        let guard = inner.writer.lock().unwrap_or_else(|e| e.into_inner()).guard.clone();
+        self.tail_opened(guard.as_ref(), inner);
+    }
+
+    /// A new tail is in place: fault it in first (the appender is about to store
+    /// there), then prepare the file after it.
+    pub fn tail_opened(&self, guard: Option<&Arc<TailMedia>>, inner: &Inner) {
         if let Some(g) = guard {
-            self.send(Job::Populate(g));
+            self.send(Job::Populate(Arc::downgrade(g)));
         }
         self.prepare_next(inner);
     }
@@ -608,11 +614,7 @@ impl Inner {
         w.write_off = HEADER_LEN as u64;
         w.persisted_upto = HEADER_LEN as u64;
         w.opened = Instant::now();
-        // The new tail first: the appender is about to store there.
-        if let Some(g) = &w.guard {
-            self.prep.send(Job::Populate(Arc::downgrade(g)));
-        }
-        self.prep.prepare_next(self);
+        self.prep.tail_opened(w.guard.as_ref(), self);
         Ok(())
     }
 }
