@@ -75,3 +75,29 @@ fn tail_in_another_process_follows_the_writer() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// After a suffix truncation the durable point moves back; a reader in another process
+/// must learn it, or it would show records appended after the truncation before they
+/// are durable.
+#[test]
+fn other_process_sees_the_durable_point_move_back_on_truncation() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let dir = d.path().join("log");
+    let log = Log::open(
+        &dir,
+        LogOptions { segment_size: 64 << 10, max_record: 1024, durability: Durability::None, ..Default::default() },
+    )
+    .unwrap();
+    for i in 0..10 {
+        log.append(format!("rec{i}").as_bytes()).unwrap();
+    }
+    log.sync().unwrap();
+    log.truncate_after(4).unwrap();
+    for i in 5..8 {
+        log.append(format!("new{i}").as_bytes()).unwrap(); // not synced: not durable
+    }
+    let out = dynadax(&["log", "read", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: String = (0..5).map(|i| format!("{i}\trec{i}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want, "a reader saw records that are not durable");
+}

@@ -138,7 +138,13 @@ impl Log {
             w.next_lsn = keep_end;
             w.write_off = cut_at;
             w.persisted_upto = cut_at;
-            inner.durable.store(keep_end.min(inner.durable.load(Ordering::SeqCst)), Ordering::SeqCst);
+            let durable = keep_end.min(inner.durable.load(Ordering::SeqCst));
+            inner.durable.store(durable, Ordering::SeqCst);
+            // Readers in other processes must not go on showing the dropped records.
+            if let Some(s) = &inner.shared {
+                s.reset(durable);
+            }
+            inner.prep.tail_opened(w.guard.as_ref(), inner);
             Ok::<(), Error>(())
         })();
         res.map_err(|e| inner.poison(e))?;
