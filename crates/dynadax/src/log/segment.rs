@@ -399,7 +399,8 @@ mod tests {
                 format::encode_record(9 + i as u64, r, &mut img[at..at + n]);
                 at += n;
             }
-            if let Some((i, b)) = damage {
+            // An empty body (no records, no trailing bytes) has nothing to damage.
+            if let Some((i, b)) = damage.filter(|_| img.len() > HEADER_LEN) {
                 let k = HEADER_LEN + i.index(img.len() - HEADER_LEN);
                 img[k] ^= b | 1;
             }
