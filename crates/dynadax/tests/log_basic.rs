@@ -407,3 +407,130 @@ fn a_closed_log_leaves_no_prepared_file() {
         check_all(&Log::open(&dir, small(Durability::Each)).unwrap(), 0, 10);
     }
 }
+
+#[test]
+fn purge_past_the_end_restarts_the_log_there() {
+    for d in dirs() {
+        let dir = d.path().join("l");
+        let log = Log::open(&dir, small_direct(Durability::Group)).unwrap();
+        fill(&log, 300);
+        let old: Vec<_> = log.segments().unwrap().into_iter().map(|s| s.path).collect();
+        assert!(old.len() > 1);
+        // Everything goes, the unsynced too, and the next append takes the purge point.
+        log.purge_before(1000).unwrap();
+        assert_eq!((log.first_lsn(), log.next_lsn(), log.durable_lsn()), (1000, 1000, 1000));
+        assert!(old.iter().all(|p| !p.exists()), "purged segments left behind");
+        assert!(log.read(299).is_err());
+        assert_eq!(log.iter(0).count(), 0);
+        assert_eq!(log.append(b"after").unwrap(), 1000);
+        let segs = log.segments().unwrap();
+        assert_eq!((segs.len(), segs[0].first_lsn, segs[0].effective), (1, 1000, Some(Mode::Direct)));
+        drop(log);
+        let log = Log::open(&dir, small_direct(Durability::Group)).unwrap();
+        assert_eq!((log.first_lsn(), log.next_lsn()), (1000, 1001));
+        assert_eq!(log.read(1000).unwrap(), b"after");
+        assert!(log.recovery_report().repairs.is_empty(), "{:?}", log.recovery_report().repairs);
+    }
+}
+
+#[test]
+fn a_restart_interrupted_after_its_purge_point_is_finished_at_open() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    fill(&log, 300);
+    log.set_metadata(b"kept").unwrap();
+    drop(log);
+    // The crash: `log.meta` says everything below 5000 is purged, the segments are still there.
+    let meta = std::fs::read_to_string(dir.join(dynadax::log::META_FILE)).unwrap();
+    let patched = meta.replace("\"purged_before\":0", "\"purged_before\":5000");
+    assert_ne!(meta, patched, "{meta}");
+    std::fs::write(dir.join(dynadax::log::META_FILE), patched).unwrap();
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    assert_eq!((log.first_lsn(), log.next_lsn()), (5000, 5000));
+    let repairs = log.recovery_report().repairs;
+    assert!(repairs.iter().any(|r| r.contains("restart at LSN 5000")), "{repairs:?}");
+    assert_eq!(log.segments().unwrap().len(), 1);
+    assert_eq!(log.metadata(), b"kept");
+    assert_eq!(log.append(b"x").unwrap(), 5000);
+}
+
+#[test]
+fn truncate_from_the_first_lsn_empties_the_log() {
+    for first in [0, 77] {
+        let d = tmpfs_dir();
+        let dir = d.path().join("l");
+        let log = Log::open(&dir, LogOptions { first_lsn: first, ..small(Durability::Group) }).unwrap();
+        for i in 0..300 {
+            assert_eq!(log.append(&rec(i)).unwrap(), first + i);
+        }
+        assert!(log.truncate_from(first.wrapping_sub(1)).is_err() || first == 0);
+        log.truncate_from(first).unwrap();
+        assert_eq!((log.first_lsn(), log.next_lsn(), log.durable_lsn()), (first, first, first));
+        assert_eq!(log.iter(0).count(), 0);
+        assert_eq!(log.segments().unwrap().len(), 1);
+        assert_eq!(log.append(b"again").unwrap(), first);
+        drop(log);
+        let log = Log::open(&dir, small(Durability::Group)).unwrap();
+        assert_eq!(log.next_lsn(), first + 1);
+        assert_eq!(log.read(first).unwrap(), b"again");
+    }
+}
+
+#[test]
+fn a_truncation_recorded_by_an_earlier_version_is_finished_at_open() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    fill(&log, 50);
+    drop(log);
+    // Earlier versions recorded the intent as the last LSN to keep.
+    let meta = std::fs::read_to_string(dir.join(dynadax::log::META_FILE)).unwrap();
+    let patched = meta.replace("\"purged_before\":0", "\"purged_before\":0,\"truncate_after\":19");
+    assert_ne!(meta, patched, "{meta}");
+    std::fs::write(dir.join(dynadax::log::META_FILE), patched).unwrap();
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    assert_eq!(log.next_lsn(), 20);
+    assert!(log.recovery_report().repairs.iter().any(|r| r.contains("truncation from LSN 20")));
+    check_all(&log, 0, 20);
+}
+
+#[test]
+fn appended_records_are_readable_by_the_writer_before_they_are_durable() {
+    let d = tmpfs_dir();
+    let log = Log::open(d.path().join("l"), small(Durability::None)).unwrap();
+    fill(&log, 40);
+    let durable = log.durable_lsn();
+    assert!(durable < 40, "records durable without a sync: {durable}");
+    assert_eq!(log.range(0, 100).count() as u64, durable, "range shows only durable records");
+    let got: Vec<_> = log.range_appended(0, 100).map(|r| r.unwrap()).collect();
+    assert_eq!(got.len(), 40);
+    for (lsn, data) in got {
+        assert_eq!(data, rec(lsn));
+    }
+    assert_eq!(log.range_appended(10, 12).count(), 2);
+    // A reader in another process sees durable records only (same process here, same rule).
+    let ro = Log::open_read_only(log.dir(), small(Durability::None)).unwrap();
+    assert_eq!(ro.range_appended(0, 100).count() as u64, durable);
+}
+
+#[test]
+fn a_read_only_reader_follows_a_restart_and_an_emptying_truncation() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    let log = Log::open(&dir, small(Durability::Group)).unwrap();
+    fill(&log, 300);
+    let ro = Log::open_read_only(&dir, small(Durability::Group)).unwrap();
+    assert_eq!(ro.iter(0).count(), 300);
+    log.purge_before(900).unwrap();
+    log.append(b"nine hundred").unwrap();
+    ro.refresh().unwrap();
+    assert_eq!(ro.first_lsn(), 900);
+    let got: Vec<_> = ro.iter(0).map(|r| r.unwrap()).collect();
+    assert_eq!(got, vec![(900, b"nine hundred".to_vec())]);
+    log.truncate_from(900).unwrap();
+    log.append(b"replaced").unwrap();
+    ro.refresh().unwrap();
+    let got: Vec<_> = ro.iter(0).map(|r| r.unwrap()).collect();
+    assert_eq!(got, vec![(900, b"replaced".to_vec())]);
+}

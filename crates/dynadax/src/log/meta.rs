@@ -18,8 +18,13 @@ pub(crate) struct Meta {
     pub format: u32,
     /// Records below this LSN are purged, even if their segment still holds them.
     pub purged_before: u64,
-    /// A suffix truncation that was started: everything after this LSN is to be
-    /// dropped. Recovery finishes it if a crash interrupted it.
+    /// A suffix truncation that was started: this LSN and everything after it are to
+    /// be dropped. Recovery finishes it if a crash interrupted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_from: Option<u64>,
+    /// The same intent as written by earlier versions (drop everything *after* it);
+    /// read, never written.
+    #[serde(default, skip_serializing)]
     pub truncate_after: Option<u64>,
     /// The application's bytes, hex-encoded.
     pub user: String,
@@ -33,7 +38,10 @@ impl Meta {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, "read log metadata", e)),
         };
-        let m = crate::atomic_file::parse_versioned(&path, &bytes, "log metadata", |m: &Meta| m.format, FORMAT)?;
+        let mut m = crate::atomic_file::parse_versioned(&path, &bytes, "log metadata", |m: &Meta| m.format, FORMAT)?;
+        if let Some(after) = m.truncate_after.take() {
+            m.truncate_from = m.truncate_from.or(Some(after.saturating_add(1)));
+        }
         Ok(Some(m))
     }
 

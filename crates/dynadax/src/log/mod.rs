@@ -262,18 +262,32 @@ impl Log {
                 }
             }
         }
-        let segments = recover(dir, &opts, read_only, &mut report)?;
+        let mut segments = recover(dir, &opts, read_only, &mut report)?;
+        // Every record purged (a restart past the end, interrupted after its purge
+        // point was recorded): the segments go, and the log starts at the purge point.
+        if segments.last().is_some_and(|s| s.base() + s.count() < meta.purged_before) {
+            if !read_only {
+                let n = segments.len();
+                retention::remove_newest_first(&mut segments)?;
+                sync_dir(dir)?;
+                report.repairs.push(format!(
+                    "finished a restart at LSN {}: removed {n} segment(s) wholly below it",
+                    meta.purged_before
+                ));
+            }
+            segments.clear();
+        }
         let inner = Inner::assemble(dir, opts, read_only, lock, segments, meta.clone(), report, started)?;
         let log = Log { inner: Arc::new(inner) };
         if !read_only {
-            if let Some(after) = meta.truncate_after.take() {
-                log.truncate_after(after)?;
+            if let Some(from) = meta.truncate_from.take() {
+                log.truncate_from(from)?;
                 log.inner
                     .report
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .repairs
-                    .push(format!("finished an interrupted truncation after LSN {after}"));
+                    .push(format!("finished an interrupted truncation from LSN {from}"));
             }
             if Meta::load(dir)?.is_none() {
                 log.inner.meta.lock().unwrap_or_else(|e| e.into_inner()).store(dir)?;

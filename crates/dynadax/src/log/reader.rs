@@ -15,12 +15,23 @@ impl Log {
 
     /// Records from `from` up to the durable end as it is at each step.
     pub fn iter(&self, from: Lsn) -> Iter {
-        Iter { inner: self.inner.clone(), next: from.max(self.first_lsn()), end: None }
+        Iter { inner: self.inner.clone(), next: from.max(self.first_lsn()), end: None, upto: Upto::Durable }
     }
 
     /// Records in `from..to` (stops early at the durable end).
     pub fn range(&self, from: Lsn, to: Lsn) -> Iter {
-        Iter { inner: self.inner.clone(), next: from.max(self.first_lsn()), end: Some(to) }
+        Iter { inner: self.inner.clone(), next: from.max(self.first_lsn()), end: Some(to), upto: Upto::Durable }
+    }
+
+    /// Records in `from..to` as this process appended them, durable or not yet:
+    /// stops early at the last appended record. For the writer's own use, where a
+    /// record must be readable as soon as `append` returns, before the persist that
+    /// makes it durable (a Raft engine reading its log while the flush is under way).
+    /// A crash may lose what was not yet durable; readers in other processes, and
+    /// every other read, see durable records only. On a read-only log it is
+    /// [`Log::range`].
+    pub fn range_appended(&self, from: Lsn, to: Lsn) -> Iter {
+        Iter { inner: self.inner.clone(), next: from.max(self.first_lsn()), end: Some(to), upto: Upto::Appended }
     }
 
     /// A reader that waits for new records after reaching the end.
@@ -44,6 +55,15 @@ impl Inner {
             return Ok(());
         }
         let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
+        if segs.last().is_some_and(|s| !s.path.exists()) {
+            // The writer removed the tail this reader knew (a truncation into an
+            // earlier segment, or a restart past the end): start over from what the
+            // directory holds now, and from the purge point recorded now.
+            segs.clear();
+            if let Some(m) = super::meta::Meta::load(&self.dir)? {
+                *self.meta.lock().unwrap_or_else(|e| e.into_inner()) = m;
+            }
+        }
         // Purged segments are gone from the front.
         while segs.len() > 1 && !segs[0].path.exists() {
             segs.remove(0);
@@ -93,17 +113,39 @@ impl Inner {
         Ok(())
     }
 
-    fn read(&self, lsn: Lsn) -> Result<Vec<u8>> {
+    /// One past the last record a reader of `upto` may see.
+    fn visible_end(&self, upto: Upto) -> Lsn {
         let durable = self.durable.load(Ordering::SeqCst);
+        match upto {
+            Upto::Appended if !self.read_only => {
+                // The writer stores a tail's record count after each frame is written
+                // (release), so every record below this is whole.
+                let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
+                segs.last().map_or(durable, |s| s.base() + s.count()).max(durable)
+            }
+            _ => durable,
+        }
+    }
+
+    fn read(&self, lsn: Lsn) -> Result<Vec<u8>> {
+        self.read_upto(lsn, Upto::Durable)
+    }
+
+    fn read_upto(&self, lsn: Lsn, upto: Upto) -> Result<Vec<u8>> {
+        let end = self.visible_end(upto);
         let first = {
             let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
-            segs.first().map_or(durable, |s| s.base())
+            segs.first().map_or(end, |s| s.base())
         }
         .max(self.meta.lock().unwrap_or_else(|e| e.into_inner()).purged_before);
-        if lsn < first || lsn >= durable {
+        if lsn < first || lsn >= end {
+            let which = match upto {
+                Upto::Durable => "durable",
+                Upto::Appended => "appended",
+            };
             return Err(Error::invalid(
                 &self.dir,
-                format!("LSN {lsn} is not in the log (durable records are {first}..{durable})"),
+                format!("LSN {lsn} is not in the log ({which} records are {first}..{end})"),
             ));
         }
         let seg = self.segment_of(lsn).ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} has no segment")))?;
@@ -158,24 +200,34 @@ fn extend_scan(seg: &super::segment::Segment, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// An iterator over durable records: `(lsn, payload)`.
+/// Which records a reader sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upto {
+    /// Durable ones: every reader, in any process.
+    Durable,
+    /// Every one appended, durable or not: the writer's own reads.
+    Appended,
+}
+
+/// An iterator over records: `(lsn, payload)`; durable ones, unless it came from
+/// [`Log::range_appended`].
 pub struct Iter {
     inner: Arc<Inner>,
     next: Lsn,
     end: Option<Lsn>,
+    upto: Upto,
 }
 
 impl Iterator for Iter {
     type Item = Result<(Lsn, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let durable = self.inner.durable.load(Ordering::SeqCst);
-        if self.next >= durable || self.end.is_some_and(|e| self.next >= e) {
+        if self.next >= self.inner.visible_end(self.upto) || self.end.is_some_and(|e| self.next >= e) {
             return None;
         }
         let lsn = self.next;
         self.next += 1;
-        Some(self.inner.read(lsn).map(|r| (lsn, r)))
+        Some(self.inner.read_upto(lsn, self.upto).map(|r| (lsn, r)))
     }
 }
 

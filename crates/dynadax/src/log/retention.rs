@@ -22,9 +22,19 @@ impl Log {
     /// Purges every record below `lsn` (Raft's log compaction): the new first LSN is
     /// recorded durably, then the sealed segments wholly below it are removed.
     /// Returns how many segments were removed.
+    ///
+    /// `lsn` may lie beyond the last record (a Raft follower that installed a
+    /// snapshot newer than its log): then every record goes and the log restarts
+    /// empty, its next append taking LSN `lsn`. Records between the durable end and
+    /// the last one cannot be purged alone: [`Log::sync`] them first.
     pub fn purge_before(&self, lsn: Lsn) -> Result<usize> {
         let inner = &self.inner;
         inner.check_writable()?;
+        if lsn > self.next_lsn() {
+            if let Some(removed) = self.restart_at(lsn)? {
+                return Ok(removed);
+            }
+        }
         let durable = self.durable_lsn();
         if lsn > durable {
             return Err(Error::invalid(
@@ -32,15 +42,8 @@ impl Log {
                 format!("cannot purge before {lsn}: only {durable} records are durable"),
             ));
         }
-        {
-            let mut m = inner.meta.lock().unwrap_or_else(|e| e.into_inner());
-            if lsn <= m.purged_before {
-                return Ok(0);
-            }
-            let mut next = m.clone();
-            next.purged_before = lsn;
-            next.store(&inner.dir)?;
-            *m = next;
+        if !self.record_purge_point(lsn)? {
+            return Ok(0);
         }
         let mut segs = inner.segments.write().unwrap_or_else(|e| e.into_inner());
         let mut removed = 0;
@@ -58,6 +61,53 @@ impl Log {
         Ok(removed)
     }
 
+    /// Records durably that every LSN below `lsn` is purged; false if it already was.
+    fn record_purge_point(&self, lsn: Lsn) -> Result<bool> {
+        let inner = &self.inner;
+        let mut m = inner.meta.lock().unwrap_or_else(|e| e.into_inner());
+        if lsn <= m.purged_before {
+            return Ok(false);
+        }
+        let mut next = m.clone();
+        next.purged_before = lsn;
+        next.store(&inner.dir)?;
+        *m = next;
+        Ok(true)
+    }
+
+    /// Purges everything and restarts the log empty at `lsn`, past its last record:
+    /// `Some(segments removed)`, or `None` if appends reached `lsn` meanwhile (an
+    /// ordinary purge then). The purge point is recorded first, so a crash at any
+    /// later step leaves segments wholly below it, which recovery removes before it
+    /// starts the log at `lsn` (see `Log::open`).
+    fn restart_at(&self, lsn: Lsn) -> Result<Option<usize>> {
+        let inner = &self.inner;
+        let _leader = inner.sync.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if lsn <= w.next_lsn {
+            return Ok(None);
+        }
+        self.record_purge_point(lsn)?;
+        let res = (|| {
+            // Nothing maps what is removed, and the old tail's file is not prepared on.
+            w.guard = None;
+            let removed = {
+                let mut segs = inner.segments.write().unwrap_or_else(|e| e.into_inner());
+                let n = segs.len();
+                remove_newest_first(&mut segs)?;
+                n
+            };
+            sync_dir(&inner.dir)?;
+            let prepared = inner.prep.take();
+            let seg = super::writer::create_segment(&inner.dir, lsn, inner.opts.segment_size, prepared)?;
+            inner.segments.write().unwrap_or_else(|e| e.into_inner()).push(seg.clone());
+            w.open_tail(seg, lsn, &inner.opts)?;
+            inner.advance_durable(&w, lsn);
+            inner.prep.tail_opened(w.guard.as_ref(), inner);
+            Ok::<_, Error>(removed)
+        })();
+        res.map(Some).map_err(|e| inner.poison(e))
+    }
     /// Drops the oldest sealed segments as `policy` says; returns how many.
     pub fn apply_retention(&self, policy: Retention) -> Result<usize> {
         let segs = self.inner.segments.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -80,30 +130,40 @@ impl Log {
         }
     }
 
-    /// Drops every record after `lsn` (Raft's conflict truncation), crash-safely: the
-    /// intent is recorded in `log.meta` first, so recovery finishes it if a crash
-    /// interrupts it. The bytes of dropped records are zeroed, so none of them can
-    /// ever be read again, even if a new record of the same length follows.
+    /// Drops every record after `lsn` (Raft's conflict truncation): see
+    /// [`Log::truncate_from`].
     pub fn truncate_after(&self, lsn: Lsn) -> Result<()> {
+        match lsn.checked_add(1) {
+            Some(from) => self.truncate_from(from),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops record `lsn` and every later one, crash-safely: the intent is recorded in
+    /// `log.meta` first, so recovery finishes it if a crash interrupts it. The bytes
+    /// of dropped records are zeroed, so none of them can ever be read again, even if
+    /// a new record of the same length follows. `truncate_from(first_lsn())` empties
+    /// the log; the next append then takes `first_lsn()` again.
+    pub fn truncate_from(&self, lsn: Lsn) -> Result<()> {
         let inner = &self.inner;
         inner.check_writable()?;
         let _leader = inner.sync.lock().unwrap_or_else(|e| e.into_inner());
         let mut w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
         let first = self.first_lsn();
-        if lsn.checked_add(1).is_none_or(|n| n < first) || lsn >= w.next_lsn {
-            if lsn >= w.next_lsn.saturating_sub(1) && lsn.checked_add(1).is_some_and(|n| n >= first) {
-                return Ok(()); // Nothing after `lsn`.
-            }
+        if lsn >= w.next_lsn {
+            return Ok(()); // Nothing from `lsn` on.
+        }
+        if lsn < first {
             return Err(Error::invalid(
                 &inner.dir,
-                format!("cannot truncate after {lsn}: the log holds {first}..{}", w.next_lsn),
+                format!("cannot truncate from {lsn}: the log holds {first}..{} (records below are purged)", w.next_lsn),
             ));
         }
-        let keep_end = lsn + 1;
+        let keep_end = lsn;
         {
             let mut m = inner.meta.lock().unwrap_or_else(|e| e.into_inner());
             let mut next = m.clone();
-            next.truncate_after = Some(lsn);
+            next.truncate_from = Some(lsn);
             next.store(&inner.dir)?;
             *m = next;
         }
@@ -122,7 +182,7 @@ impl Log {
                 Some(o) => o,
                 None => seg.end.load(Ordering::Acquire),
             };
-            // It becomes the tail again (`tail_media` below restores its capacity and
+            // It becomes the tail again (`open_tail` below restores its capacity and
             // mode); the writer's old media goes first so nothing maps what is cut.
             w.guard = None;
             seg.sealed.store(false, Ordering::Release);
@@ -132,12 +192,7 @@ impl Log {
                 seg.file.dax().persist(cut_at, len - cut_at)?;
             }
             seg.truncate_index(kept, cut_at.max(HEADER_LEN as u64));
-            w.guard = Some(super::writer::tail_media(&seg, &inner.opts)?);
-            w.generation += 1;
-            w.tail = Some(seg);
-            w.next_lsn = keep_end;
-            w.write_off = cut_at;
-            w.persisted_upto = cut_at;
+            w.open_tail(seg, keep_end, &inner.opts)?;
             let durable = keep_end.min(inner.durable.load(Ordering::SeqCst));
             inner.durable.store(durable, Ordering::SeqCst);
             // Readers in other processes must not go on showing the dropped records.
@@ -150,9 +205,18 @@ impl Log {
         res.map_err(|e| inner.poison(e))?;
         let mut m = inner.meta.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = m.clone();
-        next.truncate_after = None;
+        next.truncate_from = None;
         next.store(&inner.dir)?;
         *m = next;
         Ok(())
     }
+}
+
+/// Removes every segment in `segs`, newest first (a crash never leaves a hole in the
+/// LSN chain), and empties the list.
+pub(crate) fn remove_newest_first(segs: &mut Vec<std::sync::Arc<super::segment::Segment>>) -> Result<()> {
+    while let Some(s) = segs.pop() {
+        std::fs::remove_file(&s.path).ctx(&s.path, "remove segment")?;
+    }
+    Ok(())
 }

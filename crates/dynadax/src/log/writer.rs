@@ -41,18 +41,9 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn for_tail(tail: Arc<Segment>, next_lsn: Lsn, opts: &LogOptions) -> Result<Writer> {
-        let end = tail.end.load(Ordering::Acquire);
-        let guard = Some(tail_media(&tail, opts)?);
-        Ok(Writer {
-            tail: Some(tail),
-            guard,
-            next_lsn,
-            write_off: end,
-            persisted_upto: end,
-            opened: Instant::now(),
-            generation: 0,
-            scratch: Vec::new(),
-        })
+        let mut w = Writer::none(next_lsn);
+        w.open_tail(tail, next_lsn, opts)?;
+        Ok(w)
     }
 
     pub fn none(next_lsn: Lsn) -> Writer {
@@ -66,6 +57,22 @@ impl Writer {
             generation: 0,
             scratch: Vec::new(),
         }
+    }
+
+    /// Makes `tail` (whose records up to its `end` are persisted) the segment taking
+    /// appends, the next of which gets `next_lsn`: at open, and after a truncation or
+    /// a restart replaced the tail. (Rotation opens a fresh segment the same way, but
+    /// keeps the new media it made before the old tail was sealed.)
+    pub fn open_tail(&mut self, tail: Arc<Segment>, next_lsn: Lsn, opts: &LogOptions) -> Result<()> {
+        let end = tail.end.load(Ordering::Acquire);
+        self.guard = Some(tail_media(&tail, opts)?);
+        self.tail = Some(tail);
+        self.generation += 1;
+        self.next_lsn = next_lsn;
+        self.write_off = end;
+        self.persisted_upto = end;
+        self.opened = Instant::now();
+        Ok(())
     }
 }
 
@@ -356,7 +363,7 @@ impl Preparer {
 
     /// The prepared next segment file: waits for one being prepared; `None` if none
     /// is ready or coming (the caller prepares one itself).
-    fn take(&self) -> Option<PathBuf> {
+    pub fn take(&self) -> Option<PathBuf> {
         let (slot, cv) = &*self.next;
         let mut n = slot.lock().unwrap_or_else(|e| e.into_inner());
         while n.ready.is_none() && n.pending {
