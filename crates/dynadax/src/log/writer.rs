@@ -478,6 +478,14 @@ impl Log {
         Ok(self.durable_lsn())
     }
 
+    /// Whether the tail persists by a cache-line flush and fence (kernel DAX, or
+    /// forced): then [`Log::sync`] makes no system call, and waiting for it costs less
+    /// than handing it to another thread.
+    pub fn persists_by_cache_flush(&self) -> bool {
+        let w = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.guard.as_deref().is_some_and(TailMedia::persists_by_cache_flush)
+    }
+
     /// Whether the next segment's file is already prepared in the background, so that
     /// a rotation now would not wait for its space to be allocated.
     pub fn next_segment_ready(&self) -> bool {
