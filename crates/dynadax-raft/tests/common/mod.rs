@@ -1,0 +1,160 @@
+//! An in-process openraft cluster whose nodes keep their logs in dynadax log stores:
+//! RPCs go straight to the target's `Raft` handle (a node taken out of the router is
+//! unreachable), and each node's state machine is openraft-memstore's.
+#![allow(dead_code)]
+
+use dynadax::log::LogOptions;
+use dynadax_raft::LogStore;
+use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::v2::RaftNetworkV2;
+use openraft::network::RPCOption;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::{Config, Raft, RaftNetworkFactory};
+use openraft_memstore::{BlockConfig, ClientRequest, MemStateMachine, TypeConfig};
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub type C = TypeConfig;
+pub type Node = Raft<C, Arc<MemStateMachine>>;
+
+/// The nodes that can be reached, by id.
+#[derive(Clone, Default)]
+pub struct Router {
+    nodes: Arc<Mutex<BTreeMap<u64, Node>>>,
+}
+
+pub struct Conn {
+    router: Router,
+    target: u64,
+}
+
+impl Router {
+    fn get(&self, id: u64) -> Option<Node> {
+        self.nodes.lock().unwrap().get(&id).cloned()
+    }
+}
+
+impl RaftNetworkFactory<C> for Router {
+    type Network = Conn;
+    async fn new_client(&mut self, target: u64, _node: &()) -> Conn {
+        Conn { router: self.clone(), target }
+    }
+}
+
+impl Conn {
+    fn target(&self) -> Result<Node, Unreachable<C>> {
+        self.router.get(self.target).ok_or_else(|| Unreachable::from_string(format!("node {} is down", self.target)))
+    }
+}
+
+impl RaftNetworkV2<C> for Conn {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        _: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        let raft = self.target()?;
+        raft.append_entries(rpc).await.map_err(|e| Unreachable::new(&e).into())
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<C>, _: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
+        let raft = self.target()?;
+        raft.vote(rpc).await.map_err(|e| Unreachable::new(&e).into())
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: openraft::alias::VoteOf<C>,
+        snapshot: openraft::alias::SnapshotOf<C, Cursor<Vec<u8>>>,
+        _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        _: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let raft = self.target()?;
+        raft.install_full_snapshot(vote, snapshot).await.map_err(|e| Unreachable::new(&e).into())
+    }
+}
+
+/// A cluster of nodes, each with its log in `root/node-{id}`.
+pub struct Cluster {
+    pub root: PathBuf,
+    pub router: Router,
+    pub config: Arc<Config>,
+    pub opts: LogOptions,
+    /// Every node started, running or not: its state machine outlives a restart of
+    /// the node only if it is handed to the restarted one.
+    pub stores: BTreeMap<u64, LogStore<C>>,
+}
+
+impl Cluster {
+    pub fn new(root: &Path, opts: LogOptions, config: Config) -> Cluster {
+        Cluster {
+            root: root.to_path_buf(),
+            router: Router::default(),
+            config: Arc::new(config.validate().unwrap()),
+            opts,
+            stores: BTreeMap::new(),
+        }
+    }
+
+    pub fn log_dir(&self, id: u64) -> PathBuf {
+        self.root.join(format!("node-{id}"))
+    }
+
+    /// Starts node `id` on its log (recovered if it exists) and a fresh state machine.
+    pub async fn start(&mut self, id: u64) -> Node {
+        let store = LogStore::<C>::open(self.log_dir(id), self.opts.clone()).unwrap();
+        self.stores.insert(id, store.clone());
+        let sm = Arc::new(MemStateMachine::new(BlockConfig::default()));
+        let raft = Raft::new(id, self.config.clone(), self.router.clone(), store, sm).await.unwrap();
+        self.router.nodes.lock().unwrap().insert(id, raft.clone());
+        raft
+    }
+
+    /// Takes node `id` out of the router and shuts it down (its log store closes once
+    /// openraft drops it).
+    pub async fn stop(&mut self, id: u64) {
+        let raft = self.router.nodes.lock().unwrap().remove(&id).expect("node is running");
+        raft.shutdown().await.unwrap();
+        self.stores.remove(&id);
+    }
+
+    pub fn node(&self, id: u64) -> Node {
+        self.router.get(id).expect("node is running")
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.router.nodes.lock().unwrap().keys().copied().collect()
+    }
+
+    /// The leader the running nodes agree on, waiting up to `timeout` for one.
+    pub async fn leader(&self, timeout: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ids = self.running();
+            let mut seen = Vec::new();
+            for id in &ids {
+                seen.push(self.node(*id).current_leader().await);
+            }
+            if let Some(Some(l)) = seen.first() {
+                if ids.contains(l) && seen.iter().all(|s| s == &Some(*l)) && self.node(*l).is_leader() {
+                    return *l;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no leader among {ids:?}: they see {seen:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub fn request(client: &str, serial: u64) -> ClientRequest {
+    ClientRequest {
+        client: client.to_string(),
+        serial,
+        status: format!("{client}-{serial}-{}", "v".repeat((serial % 200) as usize)),
+    }
+}
