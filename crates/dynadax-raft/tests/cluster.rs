@@ -22,11 +22,23 @@ fn config() -> Config {
     }
 }
 
+/// Writes `n` requests through `leader`; returns the last one's index. A leader
+/// whose lease is not established yet (just elected, or on a loaded machine) asks
+/// the client to retry, as a real client would.
 async fn write(cluster: &Cluster, leader: u64, client: &str, n: u64) -> u64 {
     let raft = cluster.node(leader);
     let mut last = 0;
     for i in 0..n {
-        last = raft.client_write(request(client, i)).await.unwrap().log_id.index;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        last = loop {
+            match raft.client_write(request(client, i)).await {
+                Ok(r) => break r.log_id.index,
+                Err(e) if e.forward_to_leader().is_some() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("write {client}-{i} through node {leader}: {e}"),
+            }
+        };
     }
     last
 }
@@ -93,6 +105,90 @@ async fn three_nodes_replicate_fail_over_and_catch_up() {
         assert!(sealed.iter().all(|s| s.sealed && s.physical == Mode::Cached && s.effective == Some(Mode::Cached)));
         assert_eq!((tail.physical, tail.effective), (Mode::Direct, Some(Mode::Direct)), "node {id}");
     }
+    for id in cluster.running() {
+        cluster.stop(id).await;
+    }
+}
+
+/// Snapshots and purges: the leader compacts its log, so a node that was down gets a
+/// snapshot newer than its whole log, and its store purges past its last entry (the
+/// dynadax log restarts after the snapshot), then follows on from there, and all of
+/// that survives another restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_the_purged_log_is_sent_a_snapshot_and_restarts_its_log() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let opts = LogOptions { segment_size: 16 << 10, max_record: 4096, ..LogOptions::default() };
+    let config = Config {
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(100),
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        ..config()
+    };
+    let mut cluster = Cluster::new(d.path(), opts, config);
+    for id in 1..=3 {
+        cluster.start(id).await;
+    }
+    cluster.node(1).initialize(BTreeSet::from([1, 2, 3])).await.unwrap();
+    let leader = cluster.leader(Duration::from_secs(10)).await;
+    let behind = (1..=3).find(|&id| id != leader).unwrap();
+    let last = write(&cluster, leader, "a", 20).await;
+    cluster
+        .node(behind)
+        .wait(Some(Duration::from_secs(10)))
+        .applied_index_at_least(Some(last), "caught up")
+        .await
+        .unwrap();
+    let behind_last = cluster.stores[&behind].log().next_lsn() - 1;
+    cluster.stop(behind).await;
+
+    let last = write(&cluster, leader, "b", 400).await;
+    let purged = cluster
+        .node(leader)
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.purged.is_some_and(|p| p.index > behind_last + 100), "leader purged past the stopped node")
+        .await
+        .unwrap()
+        .purged
+        .unwrap();
+    assert!(cluster.stores[&leader].log().first_lsn() > behind_last + 1, "leader's log was not purged");
+
+    cluster.start(behind).await;
+    let m = cluster
+        .node(behind)
+        .wait(Some(Duration::from_secs(10)))
+        .applied_index_at_least(Some(last), "after the snapshot")
+        .await
+        .unwrap();
+    let snap = m.snapshot.expect("the node installed a snapshot");
+    assert!(snap.index >= purged.index, "snapshot {snap:?} is older than the leader's purge point {purged:?}");
+    let log = cluster.stores[&behind].log().clone();
+    assert!(log.first_lsn() > behind_last + 1, "the stale log was not purged: first LSN {}", log.first_lsn());
+
+    let last = write(&cluster, leader, "c", 30).await;
+    for id in 1..=3 {
+        cluster
+            .node(id)
+            .wait(Some(Duration::from_secs(10)))
+            .applied_index_at_least(Some(last), "new writes")
+            .await
+            .unwrap();
+    }
+    // The restarted node's entries equal the leader's over the range both hold.
+    let (a, b) = (entries(&cluster, behind).await, entries(&cluster, leader).await);
+    let common = a.len().min(b.len());
+    assert!(common > 0);
+    assert_eq!(a[a.len() - common..], b[b.len() - common..]);
+    drop(log);
+
+    // And once more from disk: the store reopens after the restart of its log.
+    cluster.stop(behind).await;
+    cluster.start(behind).await;
+    cluster
+        .node(behind)
+        .wait(Some(Duration::from_secs(10)))
+        .applied_index_at_least(Some(last), "reopened")
+        .await
+        .unwrap();
     for id in cluster.running() {
         cluster.stop(id).await;
     }

@@ -85,9 +85,12 @@ pub struct Cluster {
     pub router: Router,
     pub config: Arc<Config>,
     pub opts: LogOptions,
-    /// Every node started, running or not: its state machine outlives a restart of
-    /// the node only if it is handed to the restarted one.
+    /// The log store of each running node.
     pub stores: BTreeMap<u64, LogStore<C>>,
+    /// Each node's state machine, kept across its restarts as a persistent one
+    /// would be (openraft-memstore's lives in memory): a node whose log was purged
+    /// after a snapshot cannot rebuild its state from the log alone.
+    pub machines: BTreeMap<u64, Arc<MemStateMachine>>,
 }
 
 impl Cluster {
@@ -98,6 +101,7 @@ impl Cluster {
             config: Arc::new(config.validate().unwrap()),
             opts,
             stores: BTreeMap::new(),
+            machines: BTreeMap::new(),
         }
     }
 
@@ -105,11 +109,12 @@ impl Cluster {
         self.root.join(format!("node-{id}"))
     }
 
-    /// Starts node `id` on its log (recovered if it exists) and a fresh state machine.
+    /// Starts node `id` on its log (recovered if it exists) and its state machine.
     pub async fn start(&mut self, id: u64) -> Node {
         let store = LogStore::<C>::open(self.log_dir(id), self.opts.clone()).unwrap();
         self.stores.insert(id, store.clone());
-        let sm = Arc::new(MemStateMachine::new(BlockConfig::default()));
+        let sm =
+            self.machines.entry(id).or_insert_with(|| Arc::new(MemStateMachine::new(BlockConfig::default()))).clone();
         let raft = Raft::new(id, self.config.clone(), self.router.clone(), store, sm).await.unwrap();
         self.router.nodes.lock().unwrap().insert(id, raft.clone());
         raft
