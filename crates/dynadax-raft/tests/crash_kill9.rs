@@ -59,7 +59,7 @@ async fn child(dir: &Path, term: u64) {
     let mut next = s.get_log_state().await.unwrap().last_log_id.map_or(0, |l| l.index + 1);
     let mut n = 0u64;
     loop {
-        if n % 16 == 0 {
+        if n.is_multiple_of(16) {
             // Votes only go up: the term's thousands, then a count.
             let vote = term * 1000 + n / 16;
             s.save_vote(&VoteOf::<TypeConfig>::new_committed(vote, 1)).await.unwrap();
@@ -70,7 +70,7 @@ async fn child(dir: &Path, term: u64) {
         next += k;
         n += 1;
         writeln!(out, "ack {}", next - 1).unwrap();
-        if n % 50 == 0 && next > 100 {
+        if n.is_multiple_of(50) && next > 100 {
             let upto = next - 100;
             let at = s.try_get_log_entries(upto..upto + 1).await.unwrap()[0].log_id();
             s.purge(at).await.unwrap();
