@@ -39,7 +39,9 @@ fn main() {
         TypeConfig::run(child(Path::new(&dir), term));
         return;
     }
-    let cases: [(&str, &str, &[(&str, &str)]); 3] = [
+    // (label, where the store lives, the child's environment)
+    type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+    let cases: [Case; 3] = [
         ("disk: cached tail, fdatasync by the flusher", env!("CARGO_TARGET_TMPDIR"), &[]),
         ("tmpfs: direct tail, msync by the flusher", "/dev/shm", &[]),
         ("tmpfs: direct tail, cache-line flush inline", "/dev/shm", &[("DYNADAX_FORCE_CACHE_FLUSH", "1")]),
