@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use dynadax::log::LogOptions;
 use dynadax::Mode;
+use dynadax_raft::LogStore;
 use openraft::{Config, RaftLogReader as _};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,29 +23,8 @@ fn config() -> Config {
     }
 }
 
-/// Writes `n` requests through `leader`; returns the last one's index. A leader
-/// whose lease is not established yet (just elected, or on a loaded machine) asks
-/// the client to retry, as a real client would.
-async fn write(cluster: &Cluster, leader: u64, client: &str, n: u64) -> u64 {
-    let raft = cluster.node(leader);
-    let mut last = 0;
-    for i in 0..n {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        last = loop {
-            match raft.client_write(request(client, i)).await {
-                Ok(r) => break r.log_id.index,
-                Err(e) if e.forward_to_leader().is_some() && tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("write {client}-{i} through node {leader}: {e}"),
-            }
-        };
-    }
-    last
-}
-
 /// Every entry of every running node's log, as (index, term, debug form).
-async fn entries(cluster: &Cluster, id: u64) -> Vec<String> {
+async fn entries(cluster: &Cluster<LogStore<C>>, id: u64) -> Vec<String> {
     let mut store = cluster.stores[&id].clone();
     let got = store.try_get_log_entries(0..u64::MAX).await.unwrap();
     got.iter().map(|e| format!("{e:?}")).collect()
@@ -55,7 +35,7 @@ async fn three_nodes_replicate_fail_over_and_catch_up() {
     let d = tempfile::tempdir_in("/dev/shm").unwrap();
     // 16 KiB segments: the entries below fill several, so sealing happens under openraft.
     let opts = LogOptions { segment_size: 16 << 10, max_record: 4096, ..LogOptions::default() };
-    let mut cluster = Cluster::new(d.path(), opts, config());
+    let mut cluster = dynadax_cluster(d.path(), opts, config());
     for id in 1..=3 {
         cluster.start(id).await;
     }
@@ -124,7 +104,7 @@ async fn a_node_behind_the_purged_log_is_sent_a_snapshot_and_restarts_its_log() 
         purge_batch_size: 1,
         ..config()
     };
-    let mut cluster = Cluster::new(d.path(), opts, config);
+    let mut cluster = dynadax_cluster(d.path(), opts, config);
     for id in 1..=3 {
         cluster.start(id).await;
     }

@@ -9,6 +9,7 @@ use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::v2::RaftNetworkV2;
 use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::storage::RaftLogStorage;
 use openraft::{Config, Raft, RaftNetworkFactory};
 use openraft_memstore::{BlockConfig, ClientRequest, MemStateMachine, TypeConfig};
 use std::collections::BTreeMap;
@@ -79,27 +80,33 @@ impl RaftNetworkV2<C> for Conn {
     }
 }
 
-/// A cluster of nodes, each with its log in `root/node-{id}`.
-pub struct Cluster {
+/// A cluster of nodes, each with its log store in `root/node-{id}`, made by
+/// `open_store` (a dynadax `LogStore`, or another store to compare with).
+pub struct Cluster<LS> {
     pub root: PathBuf,
     pub router: Router,
     pub config: Arc<Config>,
-    pub opts: LogOptions,
+    open_store: Box<dyn Fn(&Path) -> LS + Send + Sync>,
     /// The log store of each running node.
-    pub stores: BTreeMap<u64, LogStore<C>>,
+    pub stores: BTreeMap<u64, LS>,
     /// Each node's state machine, kept across its restarts as a persistent one
     /// would be (openraft-memstore's lives in memory): a node whose log was purged
     /// after a snapshot cannot rebuild its state from the log alone.
     pub machines: BTreeMap<u64, Arc<MemStateMachine>>,
 }
 
-impl Cluster {
-    pub fn new(root: &Path, opts: LogOptions, config: Config) -> Cluster {
+/// A cluster whose nodes keep their logs in dynadax log stores opened with `opts`.
+pub fn dynadax_cluster(root: &Path, opts: LogOptions, config: Config) -> Cluster<LogStore<C>> {
+    Cluster::new(root, move |dir| LogStore::<C>::open(dir, opts.clone()).unwrap(), config)
+}
+
+impl<LS: RaftLogStorage<C> + Clone> Cluster<LS> {
+    pub fn new(root: &Path, open_store: impl Fn(&Path) -> LS + Send + Sync + 'static, config: Config) -> Cluster<LS> {
         Cluster {
             root: root.to_path_buf(),
             router: Router::default(),
             config: Arc::new(config.validate().unwrap()),
-            opts,
+            open_store: Box::new(open_store),
             stores: BTreeMap::new(),
             machines: BTreeMap::new(),
         }
@@ -111,7 +118,7 @@ impl Cluster {
 
     /// Starts node `id` on its log (recovered if it exists) and its state machine.
     pub async fn start(&mut self, id: u64) -> Node {
-        let store = LogStore::<C>::open(self.log_dir(id), self.opts.clone()).unwrap();
+        let store = (self.open_store)(&self.log_dir(id));
         self.stores.insert(id, store.clone());
         let sm =
             self.machines.entry(id).or_insert_with(|| Arc::new(MemStateMachine::new(BlockConfig::default()))).clone();
@@ -154,6 +161,27 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Writes `n` requests through `leader`; returns the last one's index. A leader
+/// whose lease is not established yet (just elected, or on a loaded machine) asks
+/// the client to retry, as a real client would.
+pub async fn write<LS: RaftLogStorage<C> + Clone>(cluster: &Cluster<LS>, leader: u64, client: &str, n: u64) -> u64 {
+    let raft = cluster.node(leader);
+    let mut last = 0;
+    for i in 0..n {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        last = loop {
+            match raft.client_write(request(client, i)).await {
+                Ok(r) => break r.log_id.index,
+                Err(e) if e.forward_to_leader().is_some() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("write {client}-{i} through node {leader}: {e}"),
+            }
+        };
+    }
+    last
 }
 
 pub fn request(client: &str, serial: u64) -> ClientRequest {
