@@ -88,7 +88,7 @@ fn main() {
         .output()
         .unwrap()
         .stdout;
-    let fs = String::from_utf8_lossy(&fs).trim().to_string();
+    let fs = String::from_utf8_lossy(&fs).lines().next().unwrap_or("?").trim().to_string();
     let _ = std::fs::remove_dir_all(&a.dir);
     println!(
         "{{\"bench\":\"raft-replicate\",\"store\":\"{}\",\"fs\":\"{fs}\",\"persist\":\"{persist}\",\"writers\":{},\"size\":{},{line}}}",
