@@ -56,18 +56,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Set the physical mode of a file or directory.
+    /// Set the physical mode of a file or directory, or of a range of a file.
     ///
     /// On a file this is a run-time switch: metadata only, constant time, refused
     /// while the file is mapped by this process. On a directory it changes what new
     /// children inherit, never the children that already exist. On kernel DAX file
     /// systems the effective mode follows when the last holder closes the file.
+    ///
+    /// With --range, only that part of the file changes (a direct tail after cached
+    /// parts, in one file), refused only while a mapping overlaps that range. Without
+    /// it, the whole file changes and its ranges are cleared.
+    #[command(after_help = "Examples:
+  dynadax mode data/wal direct
+          dynadax mode data/segments cached --range 0:64M     # the first 64 MiB, sealed
+          dynadax mode data/segments direct --range 64M:      # from 64 MiB to the end")]
     Mode {
         /// An existing file or directory.
         path: PathBuf,
         /// The new physical mode.
         #[arg(value_enum)]
         mode: ModeArg,
+        /// OFFSET:LEN of a file, in whole pages (K, M, G suffixes); LEN empty for "to
+        /// the end of the file, whatever it grows to".
+        #[arg(long, value_parser = parse_range)]
+        range: Option<(u64, Option<u64>)>,
         /// Print the resulting status as JSON.
         #[arg(long)]
         json: bool,
@@ -172,8 +184,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Probe { path, json } => report::probe(&dynadax::probe(&path)?, json),
         Command::Stat { path, json } => report::status(&dynadax::stat(&path)?, json),
-        Command::Mode { path, mode, json } => {
+        Command::Mode { path, mode, range: None, json } => {
             let st = dynadax::set_mode(&path, mode.into(), SwitchOptions { wait: None::<Duration> })?;
+            report::status(&st, json)
+        }
+        Command::Mode { path, mode, range: Some((off, len)), json } => {
+            let st = dynadax::File::open(&path)?.set_range_mode(off, len, mode.into(), SwitchOptions::default())?;
             report::status(&st, json)
         }
         Command::Volume { command: VolumeCommand::Init { dir, policy, json } } => {
@@ -185,4 +201,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { command } => log_cmd::run(command),
         Command::Demo { dir, size, json } => demo::run(&dir, size, json),
     }
+}
+
+/// `OFFSET:LEN` (sizes with K, M, G suffixes), `LEN` empty meaning "to the end".
+fn parse_range(s: &str) -> Result<(u64, Option<u64>), String> {
+    let (off, len) =
+        s.split_once(':').ok_or_else(|| format!("{s:?} is not OFFSET:LEN (e.g. 0:64M, or 64M: for the rest)"))?;
+    let off = log_cmd::parse_size(off)?;
+    let len = match len {
+        "" => None,
+        l => Some(log_cmd::parse_size(l)?),
+    };
+    Ok((off, len))
 }

@@ -71,6 +71,23 @@ pub fn status(s: &Status, as_json: bool) -> anyhow::Result<()> {
         s.policy
     );
     println!("live maps     {}", s.live_mappings);
+    for r in &s.ranges {
+        let end = r.len.map_or("end".to_string(), |l| (r.offset + l).to_string());
+        println!(
+            "range         {}..{end}: physical {}, effective {} ({}){}",
+            r.offset,
+            r.physical,
+            r.effective,
+            r.backing,
+            if r.live_mappings > 0 { format!(", {} live map(s)", r.live_mappings) } else { String::new() }
+        );
+    }
+    if let Some(c) = &s.cache {
+        println!(
+            "dram cache    {} of {} pages of {} bytes, {} hits, {} misses",
+            c.pages, c.capacity_pages, c.page_size, c.hits, c.misses
+        );
+    }
     Ok(())
 }
 

@@ -56,6 +56,30 @@ pub struct Status {
     pub persistence: Option<String>,
     /// Mapping guards of this file alive in this process.
     pub live_mappings: usize,
+    /// Ranges whose physical mode differs from the file's (see [`File::set_range_mode`]),
+    /// in order; empty for most files and for directories.
+    pub ranges: Vec<RangeStatus>,
+    /// What the DRAM cache of `cached` ranges of a kernel-DAX file has done, if it has one.
+    pub cache: Option<crate::CacheStats>,
+}
+
+/// A range of a file with its own mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct RangeStatus {
+    /// First byte.
+    pub offset: u64,
+    /// Length in bytes; `None`: to the end of the file, whatever it grows to.
+    pub len: Option<u64>,
+    /// The persistent mode recorded for it.
+    pub physical: Mode,
+    /// The mode in force there now.
+    pub effective: Mode,
+    /// What backs it.
+    pub backing: Backing,
+    /// Why.
+    pub reason: String,
+    /// Mapping guards overlapping it, alive in this process.
+    pub live_mappings: usize,
 }
 
 /// A file opened through dynadax. Cheap to clone; every handle to the same file in a
@@ -100,24 +124,43 @@ impl File {
     /// Reads up to `buf.len()` bytes at `off`; fewer only at the end of the file.
     #[inline]
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        self.inode.with("read", |v| v.read_at(buf, off))
+        let mut done = 0;
+        self.inode.over(off, buf.len() as u64, None, "read", |v, o, n, _| {
+            let at = (o - off) as usize;
+            let got = v.read_at(&mut buf[at..at + n as usize], o)?;
+            done += got;
+            Ok(got == n as usize)
+        })?;
+        Ok(done)
     }
 
     /// Writes all of `data` at `off`, extending the file if needed. Not durable until
     /// [`File::persist`].
     pub fn write_at(&self, data: &[u8], off: u64) -> Result<()> {
-        self.inode.with_room(end(&self.inode.path, off, data.len() as u64)?, "write", |v| v.write_at(data, off))
+        let end = end(&self.inode.path, off, data.len() as u64)?;
+        self.inode.over(off, data.len() as u64, Some(end), "write", |v, o, n, other| {
+            let at = (o - off) as usize;
+            v.write_at(&data[at..at + n as usize], o)?;
+            grew(other, o + n);
+            Ok(true)
+        })
     }
 
     /// Makes `off..off+len` durable: cache-line flush and fence (kernel DAX), `msync`
-    /// (emulated direct) or `fdatasync` (cached).
+    /// (emulated direct) or `fdatasync` (cached), range by range if it has ranges of
+    /// other modes.
     pub fn persist(&self, off: u64, len: u64) -> Result<()> {
-        self.inode.with("persist", |v| v.persist(off, len))
+        self.inode.over(off, len, None, "persist", |v, o, n, _| v.persist(o, n).map(|()| true))
     }
 
     /// Sets `off..off+len` to zeros, extending the file if needed.
     pub fn zero_range(&self, off: u64, len: u64) -> Result<()> {
-        self.inode.with_room(end(&self.inode.path, off, len)?, "zero range", |v| v.zero_range(off, len))
+        let end = end(&self.inode.path, off, len)?;
+        self.inode.over(off, len, Some(end), "zero range", |v, o, n, other| {
+            v.zero_range(o, n)?;
+            grew(other, o + n);
+            Ok(true)
+        })
     }
 
     /// Truncates or extends the file. Shrinking below a live mapping guard's range is
@@ -138,12 +181,17 @@ impl File {
 
     /// Reserves blocks for `off..off+len` (`fallocate`), extending the file if needed.
     pub fn allocate(&self, off: u64, len: u64) -> Result<()> {
-        self.inode.with_room(end(&self.inode.path, off, len)?, "allocate", |v| v.allocate(off, len))
+        let end = end(&self.inode.path, off, len)?;
+        self.inode.over(off, len, Some(end), "allocate", |v, o, n, other| {
+            v.allocate(o, n)?;
+            grew(other, o + n);
+            Ok(true)
+        })
     }
 
     /// Access-pattern advice.
     pub fn advise(&self, off: u64, len: u64, advice: Advice) -> Result<()> {
-        self.inode.with("advise", |v| v.advise(off, len, advice))
+        self.inode.over(off, len, None, "advise", |v, o, n, _| v.advise(o, n, advice).map(|()| true))
     }
 
     /// Data and hole runs of `off..off+len`.
@@ -151,16 +199,29 @@ impl File {
         self.inode.with("query extents", |v| v.extents(off, len))
     }
 
-    /// Reads bypassing the page cache (`O_DIRECT` in cached mode).
+    /// Reads bypassing the page cache (`O_DIRECT` in cached mode) and dynadax's DRAM
+    /// cache.
     pub fn direct_read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        self.inode.with("direct read", |v| v.direct_read_at(buf, off))
+        let mut done = 0;
+        self.inode.over(off, buf.len() as u64, None, "direct read", |v, o, n, _| {
+            let at = (o - off) as usize;
+            let got = v.direct_read_at(&mut buf[at..at + n as usize], o)?;
+            done += got;
+            Ok(got == n as usize)
+        })?;
+        Ok(done)
     }
 
     /// Writes bypassing the page cache. In cached mode `off` and `data.len()` must be
     /// multiples of the page size, as `O_DIRECT` requires.
     pub fn direct_write_at(&self, data: &[u8], off: u64) -> Result<()> {
-        self.inode
-            .with_room(end(&self.inode.path, off, data.len() as u64)?, "direct write", |v| v.direct_write_at(data, off))
+        let end = end(&self.inode.path, off, data.len() as u64)?;
+        self.inode.over(off, data.len() as u64, Some(end), "direct write", |v, o, n, other| {
+            let at = (o - off) as usize;
+            v.direct_write_at(&data[at..at + n as usize], o)?;
+            grew(other, o + n);
+            Ok(true)
+        })
     }
 
     /// Maps `off..off+len` (inside the file) for loads and stores. While the guard
@@ -174,8 +235,25 @@ impl File {
     /// vector, under the ops lock's write side. Refused with [`Error::Busy`] while a
     /// mapping guard is alive (or waits, per `opts`). Its cost does not depend on the
     /// file's size. On kernel DAX the result may be pending (see [`Status::pending`]).
+    /// It sets the whole file: range modes are cleared.
     pub fn set_mode(&self, mode: Mode, opts: SwitchOptions) -> Result<Status> {
         self.inode.set_mode(mode, opts)?;
+        self.status()
+    }
+
+    /// Sets the mode of `off..off+len` of the file (`len` `None`: from `off` to the
+    /// end, whatever the file grows to), overriding the file's own mode there, so
+    /// one file can hold segments of both modes (a direct tail after cached, sealed
+    /// parts). Offset and length are whole pages. Refused with [`Error::Busy`] (or
+    /// waits, per `opts`) only while a mapping guard overlaps the range: mappings of
+    /// the rest of the file stay alive and usable. Metadata only, whatever the range's
+    /// size. The kernel decides DAX per file, so a range follows the file's backing:
+    /// in a kernel-DAX file a cached range is served from dynadax's DRAM cache, in
+    /// any other file a direct range is emulated (see [`RangeStatus`]). Kept in the
+    /// extended attribute [`crate::RANGES_XATTR`]; file systems without user extended
+    /// attributes refuse it.
+    pub fn set_range_mode(&self, off: u64, len: Option<u64>, mode: Mode, opts: SwitchOptions) -> Result<Status> {
+        self.inode.set_range_mode(off, len, mode, opts)?;
         self.status()
     }
 
@@ -186,6 +264,10 @@ impl File {
         let i = &self.inode;
         let st = unpoison(i.ops.read());
         let persistence = st.vector.as_ref().map(|v| v.persistence().to_string());
+        let ranges = match &st.range_decision {
+            Some(d) => range_statuses(&st.ranges, d, |s, e| i.maps.overlapping(s, e)),
+            None => Vec::new(),
+        };
         Ok(Status {
             path: i.path.clone(),
             kind: Kind::File,
@@ -199,6 +281,8 @@ impl File {
             volume: i.volume_root.clone(),
             persistence,
             live_mappings: i.maps.count(),
+            ranges,
+            cache: st.alt.as_ref().and_then(|a| a.cache_stats()),
         })
     }
 
@@ -206,6 +290,33 @@ impl File {
     pub fn live_mappings(&self) -> usize {
         self.inode.maps.count()
     }
+}
+
+/// Tells the file's other vector, if any, that a write made the file reach `end`.
+fn grew(other: Option<&dyn crate::aops::Aops>, end: u64) {
+    if let Some(o) = other {
+        o.note_len(end);
+    }
+}
+
+/// The status of each range of `ranges`, all in the effective state `d`.
+fn range_statuses(
+    ranges: &crate::ranges::RangeMap,
+    d: &crate::mode::Decision,
+    live: impl Fn(u64, u64) -> usize,
+) -> Vec<RangeStatus> {
+    ranges
+        .iter()
+        .map(|(s, e, m)| RangeStatus {
+            offset: s,
+            len: (e != u64::MAX).then(|| e - s),
+            physical: m,
+            effective: d.effective,
+            backing: d.backing,
+            reason: d.reason.clone(),
+            live_mappings: live(s, e),
+        })
+        .collect()
 }
 
 fn end(path: &Path, off: u64, len: u64) -> Result<u64> {
@@ -354,6 +465,8 @@ pub fn stat(path: impl AsRef<Path>) -> Result<Status> {
         volume: volume.root().map(Path::to_path_buf),
         persistence: None,
         live_mappings: 0,
+        ranges: Vec::new(),
+        cache: None,
     };
     if meta.is_dir() {
         return Ok(base);
@@ -362,8 +475,12 @@ pub fn stat(path: impl AsRef<Path>) -> Result<Status> {
     let persistence = match d.backing {
         Backing::KernelDax => crate::Persistence::CacheLineFlush(sys::FlushInsn::detect()),
         Backing::Emulated => crate::Persistence::Msync,
-        Backing::PageCache => crate::Persistence::Fdatasync,
+        Backing::PageCache | Backing::DramCache => crate::Persistence::Fdatasync,
     };
+    let mut ranges = store.get_ranges(path, f.as_fd())?;
+    ranges.normalize(physical);
+    let other = if physical == Mode::Direct { Mode::Cached } else { Mode::Direct };
+    let rd = crate::mode::decide_range(volume.policy(), other, &d);
     Ok(Status {
         kind: Kind::File,
         effective: Some(d.effective),
@@ -371,6 +488,7 @@ pub fn stat(path: impl AsRef<Path>) -> Result<Status> {
         pending: d.pending,
         reason: d.reason,
         persistence: Some(persistence.to_string()),
+        ranges: range_statuses(&ranges, &rd, |_, _| 0),
         ..base
     })
 }

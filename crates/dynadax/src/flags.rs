@@ -15,6 +15,7 @@
 use crate::error::{Error, IoContext, Result};
 use crate::mode::Mode;
 use crate::mount::{FsInfo, PER_FILE_DAX_FS};
+use crate::ranges::{RangeMap, RANGES_XATTR};
 use crate::sys;
 use serde::Serialize;
 use std::fs;
@@ -116,6 +117,59 @@ impl FlagStore {
         // also makes the file's other metadata durable (the log relies on this for the
         // length of a segment trimmed just before it is sealed).
         rustix::fs::fsync(fd).ctx(path, "fsync after recording the mode")
+    }
+}
+
+impl FlagStore {
+    /// The range map of the file at `path` (open as `fd`); empty if it has none or
+    /// its store cannot keep one.
+    pub(crate) fn get_ranges(self, path: &Path, fd: BorrowedFd<'_>) -> Result<RangeMap> {
+        if self == FlagStore::Sidecar {
+            return Ok(RangeMap::default());
+        }
+        let mut buf = vec![0u8; 4096];
+        let n = loop {
+            match rustix::fs::fgetxattr(fd, RANGES_XATTR, &mut buf) {
+                Ok(n) => break n,
+                Err(rustix::io::Errno::RANGE) if buf.len() < 1 << 16 => buf.resize(buf.len() * 4, 0),
+                Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => return Ok(RangeMap::default()),
+                Err(e) => return Err(Error::io(path, "read user.dynadax.ranges", e.into())),
+            }
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        RangeMap::decode(&text).map_err(|why| Error::Corrupt {
+            path: path.to_path_buf(),
+            what: "range modes attribute user.dynadax.ranges",
+            why,
+        })
+    }
+
+    /// Records `ranges` as the range map of `path` (open as `fd`), durably; an empty
+    /// map removes the attribute.
+    pub(crate) fn set_ranges(self, path: &Path, fd: BorrowedFd<'_>, ranges: &RangeMap) -> Result<()> {
+        let unsupported = |why: String| Error::Unsupported { path: path.to_path_buf(), what: "range modes", why };
+        if self == FlagStore::Sidecar {
+            return Err(unsupported(
+                "they are kept in a user extended attribute, and this file system has none".into(),
+            ));
+        }
+        let r = if ranges.is_empty() {
+            match rustix::fs::fremovexattr(fd, RANGES_XATTR) {
+                Err(rustix::io::Errno::NODATA) => Ok(()),
+                r => r,
+            }
+        } else {
+            rustix::fs::fsetxattr(fd, RANGES_XATTR, ranges.encode().as_bytes(), rustix::fs::XattrFlags::empty())
+        };
+        r.map_err(|e| match e {
+            rustix::io::Errno::NOSPC | rustix::io::Errno::TOOBIG => unsupported(format!(
+                "{} ranges do not fit in the file's extended attribute ({e})",
+                ranges.iter().count()
+            )),
+            rustix::io::Errno::NOTSUP => unsupported(format!("the file system refused {RANGES_XATTR} ({e})")),
+            e => Error::io(path, "write user.dynadax.ranges", e.into()),
+        })?;
+        rustix::fs::fsync(fd).ctx(path, "fsync after recording range modes")
     }
 }
 

@@ -8,11 +8,12 @@
 //! 3. every use of the vector is under the ops lock's read side;
 //! 4. a change of vector is under its write side.
 
-use crate::aops::{Aops, CachedOps, DirectOps};
+use crate::aops::{Aops, CachedOps, DirectOps, DramOps, DEFAULT_CACHE_BYTES};
 use crate::error::{Error, IoContext, Result};
 use crate::flags::FlagStore;
-use crate::mode::{decide, Backing, Decision, KernelView, Mode, MountDax, Policy};
+use crate::mode::{decide, decide_range, Backing, Decision, KernelView, Mode, MountDax, Policy};
 use crate::mount::{fs_info, FsInfo};
+use crate::ranges::RangeMap;
 use crate::sync::{unpoison, Condvar, Mutex, RwLock};
 use crate::sys;
 use crate::volume::Volume;
@@ -25,15 +26,24 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-/// The vector and the mode state it implements. Guarded by `Inode::ops`.
+/// The vectors and the mode state they implement. Guarded by `Inode::ops`.
 pub(crate) struct State {
     /// The one descriptor this process holds for the file. `None` only while a
     /// kernel-DAX switch has closed it to let the kernel evict the inode, or if
     /// reopening afterwards failed (`dead` says why).
     file: Option<Arc<fs::File>>,
+    /// The vector of the file's effective mode.
     pub(crate) vector: Option<Box<dyn Aops>>,
+    /// The vector of its ranges (see `ranges.rs`), when their effective mode differs
+    /// from the file's; `None` otherwise. Every range has the mode the file has not,
+    /// so one vector serves them all.
+    pub(crate) alt: Option<Box<dyn Aops>>,
     pub(crate) physical: Mode,
+    /// Physical modes of ranges, overriding `physical` there.
+    pub(crate) ranges: RangeMap,
     pub(crate) decision: Decision,
+    /// The effective state of the ranges; `Some` exactly when there are ranges.
+    pub(crate) range_decision: Option<Decision>,
     dead: Option<String>,
 }
 
@@ -77,11 +87,18 @@ struct Maps {
     next_id: u64,
     /// Live guards: id → (offset, length).
     ranges: BTreeMap<u64, (u64, u64)>,
-    /// Switches waiting for the guards to drop. While non-zero, new mappings wait
-    /// (like readers behind a waiting writer in the kernel's rwsem), so a stream of
-    /// short-lived mappings cannot starve a switch. The wait is bounded by the
-    /// switch's timeout, so a guard holder that maps again cannot deadlock it.
-    draining: usize,
+    /// The byte ranges of switches waiting for the guards over them to drop. A new
+    /// mapping overlapping one of them waits (like readers behind a waiting writer in
+    /// the kernel's rwsem), so a stream of short-lived mappings cannot starve a
+    /// switch. The wait is bounded by the switch's timeout, so a guard holder that
+    /// maps again cannot deadlock it. A whole-file switch drains `0..u64::MAX`.
+    draining: Vec<(u64, u64)>,
+}
+
+impl Maps {
+    fn overlapping(&self, start: u64, end: u64) -> usize {
+        self.ranges.values().filter(|&&(o, l)| o < end && o.saturating_add(l) > start).count()
+    }
 }
 
 impl MapRegistry {
@@ -99,33 +116,38 @@ impl MapRegistry {
     pub(crate) fn count(&self) -> usize {
         unpoison(self.live.lock()).ranges.len()
     }
+    /// Live guards overlapping `start..end`.
+    pub(crate) fn overlapping(&self, start: u64, end: u64) -> usize {
+        unpoison(self.live.lock()).overlapping(start, end)
+    }
     fn max_end(&self) -> u64 {
         unpoison(self.live.lock()).ranges.values().map(|(o, l)| o + l).max().unwrap_or(0)
     }
-    /// Blocks a new mapping while a switch is draining the live ones.
-    fn wait_no_drain(&self) {
+    /// Blocks a new mapping of `start..end` while a switch is draining guards over it.
+    fn wait_no_drain(&self, start: u64, end: u64) {
         let mut g = unpoison(self.live.lock());
-        while g.draining > 0 {
+        while g.draining.iter().any(|&(s, e)| s < end && e > start) {
             g = unpoison(self.changed.wait(g));
         }
     }
-    /// Waits until no guard is alive or `deadline` passes; true if none is alive.
-    /// New mappings wait meanwhile (see `Maps::draining`).
-    fn drain(&self, deadline: Instant) -> bool {
+    /// Waits until no guard over `start..end` is alive or `deadline` passes; true if
+    /// none is. New mappings over it wait meanwhile (see `Maps::draining`).
+    fn drain(&self, start: u64, end: u64, deadline: Instant) -> bool {
         let mut g = unpoison(self.live.lock());
-        g.draining += 1;
-        while !g.ranges.is_empty() {
+        g.draining.push((start, end));
+        while g.overlapping(start, end) > 0 {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
             g = unpoison(self.changed.wait_timeout(g, deadline - now)).0;
         }
-        g.draining -= 1;
-        let empty = g.ranges.is_empty();
+        let i = g.draining.iter().position(|&r| r == (start, end)).expect("this switch's entry");
+        g.draining.swap_remove(i);
+        let clear = g.overlapping(start, end) == 0;
         drop(g);
         self.changed.notify_all();
-        empty
+        clear
     }
 }
 
@@ -229,6 +251,9 @@ impl Inode {
         let store = FlagStore::for_fs(&fs, file.as_fd());
         let volume = Volume::of(path)?;
         let physical = store.get(path, file.as_fd(), false)?;
+        let mut ranges = store.get_ranges(path, file.as_fd())?;
+        // Another program may have changed the file's own mode since (`chattr`).
+        ranges.normalize(physical);
         let mut inode = Inode {
             key,
             path: path.to_path_buf(),
@@ -240,8 +265,11 @@ impl Inode {
             ops: RwLock::new(State {
                 file: None,
                 vector: None,
+                alt: None,
                 physical,
+                ranges,
                 decision: decide(Policy::Inode, Mode::Cached, &KernelView::Incapable { why: String::new() }),
+                range_decision: None,
                 dead: None,
             }),
             maps: MapRegistry::default(),
@@ -279,6 +307,37 @@ impl Inode {
         st.vector = Some(vector);
         st.decision = decision;
         st.dead = None;
+        Self::build_alt(path, policy, writable, st)
+    }
+
+    /// Decides the ranges' effective mode and builds their vector if it differs from
+    /// the file's (dropping the old one in place: the caller takes it first to drop it
+    /// elsewhere).
+    fn build_alt(path: &Path, policy: Policy, writable: bool, st: &mut State) -> Result<()> {
+        st.alt = None;
+        if st.ranges.is_empty() {
+            st.range_decision = None;
+            return Ok(());
+        }
+        let file = st.file.clone().ok_or_else(|| Error::invalid(path, "file is closed"))?;
+        let other = match st.physical {
+            Mode::Direct => Mode::Cached,
+            Mode::Cached => Mode::Direct,
+        };
+        let d = decide_range(policy, other, &st.decision);
+        if d.effective != st.decision.effective {
+            let cached = || CachedOps::new(file.clone(), Arc::new(path.to_path_buf()), writable);
+            let v: Box<dyn Aops> = match (d.effective, d.backing) {
+                (Mode::Cached, Backing::DramCache) => Box::new(DramOps::new(cached(), DEFAULT_CACHE_BYTES)),
+                (Mode::Cached, _) => Box::new(cached()),
+                (Mode::Direct, _) => {
+                    Box::new(DirectOps::new(file.clone(), writable, false).ctx(path, "map file for a direct range")?)
+                }
+            };
+            debug_assert_eq!((v.mode(), v.backing()), (d.effective, d.backing));
+            st.alt = Some(v);
+        }
+        st.range_decision = Some(d);
         Ok(())
     }
 
@@ -295,6 +354,7 @@ impl Inode {
     /// keeps the old state and the decision says pending.
     fn reopen(&self, st: &mut State) -> Result<()> {
         st.vector = None;
+        st.alt = None;
         st.file = None;
         let reopened = open_rw(&self.path).and_then(|(f, _)| {
             let m = f.metadata().ctx(&self.path, "stat")?;
@@ -312,42 +372,116 @@ impl Inode {
         }
     }
 
-    /// The switch: refuse (or wait) while mapped, record the physical mode, swap the
-    /// vector. Metadata only: no data is copied, whatever the file's size.
-    pub(crate) fn set_mode(&self, mode: Mode, opts: SwitchOptions) -> Result<()> {
-        let deadline = opts.wait.map(|w| Instant::now() + w);
-        let old = loop {
+    /// Runs `f` under the write side once no mapping guard overlaps `start..end`,
+    /// waiting for them per `deadline` (see `MapRegistry::drain`), or fails with
+    /// `Busy`.
+    fn unmapped<R>(
+        &self,
+        start: u64,
+        end: u64,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&mut State) -> Result<R>,
+    ) -> Result<R> {
+        loop {
             let mut st = unpoison(self.ops.write());
-            let live = self.maps.count();
-            if live > 0 {
-                drop(st);
-                match deadline {
-                    Some(d) if self.maps.drain(d) => continue,
-                    _ => return Err(Error::Busy { path: self.path.clone(), mappings: self.maps.count().max(1) }),
+            if self.maps.overlapping(start, end) == 0 {
+                return f(&mut st);
+            }
+            drop(st);
+            match deadline {
+                Some(d) if self.maps.drain(start, end, d) => continue,
+                _ => {
+                    let mappings = self.maps.overlapping(start, end).max(1);
+                    return Err(Error::Busy { path: self.path.clone(), mappings });
                 }
             }
+        }
+    }
+
+    /// The switch of the whole file: refuse (or wait) while mapped, record the
+    /// physical mode (clearing range modes), swap the vector. Metadata only: no data
+    /// is copied, whatever the file's size.
+    pub(crate) fn set_mode(&self, mode: Mode, opts: SwitchOptions) -> Result<()> {
+        let deadline = opts.wait.map(|w| Instant::now() + w);
+        let old = self.unmapped(0, u64::MAX, deadline, |st| {
             let file = st.file.clone().ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
+            if !st.ranges.is_empty() {
+                self.store.set_ranges(&self.path, file.as_fd(), &RangeMap::default())?;
+                st.ranges = RangeMap::default();
+            }
             self.store.set(&self.path, file.as_fd(), false, mode)?;
             st.physical = mode;
             if self.kernel_switches() {
                 drop(file);
-                self.reopen(&mut st)?;
-                break None;
+                self.reopen(st)?;
+                return Ok(Vec::new());
             }
+            let old: Vec<Box<dyn Aops>> = st.alt.take().into_iter().collect();
             let decision = decide(self.policy, mode, &kernel_view(&self.fs, &file));
             if decision.effective == st.decision.effective {
                 st.decision = decision;
-                break None;
+                st.range_decision = None;
+                return Ok(old);
             }
-            let old = st.vector.take();
-            Self::build(&self.path, &self.fs, self.policy, self.writable, &mut st, file)?;
-            break old;
-        };
+            let old = old.into_iter().chain(st.vector.take()).collect();
+            Self::build(&self.path, &self.fs, self.policy, self.writable, st, file)?;
+            Ok(old)
+        })?;
         // Unmapping a large, populated window costs time proportional to its touched
         // pages: that is reclamation, not part of the switch, so it happens off this
         // thread (the kernel path above unmaps synchronously: eviction needs it).
+        if !old.is_empty() {
+            retire(Box::new(old));
+        }
+        Ok(())
+    }
+
+    /// The switch of a range (`len` `None`: from `off` to the end of the file,
+    /// whatever it grows to): refused (or waits) only while a mapping guard overlaps
+    /// the range, so mappings of the rest of the file stay alive across it. Records
+    /// the range map and, if the file had no range before or has none after, makes or
+    /// drops the ranges' vector. Metadata only, whatever the range's size.
+    pub(crate) fn set_range_mode(&self, off: u64, len: Option<u64>, mode: Mode, opts: SwitchOptions) -> Result<()> {
+        let page = sys::page_size() as u64;
+        let end = match len {
+            None => u64::MAX,
+            Some(l) => off.checked_add(l).filter(|&e| e < u64::MAX).ok_or_else(|| {
+                Error::invalid(&self.path, format!("range at {off} of {l} bytes runs past the largest offset"))
+            })?,
+        };
+        if off % page != 0 || (end != u64::MAX && end % page != 0) || off >= end {
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "range modes are set on whole pages: offset {off} and length {} must be multiples of {page} \
+                     bytes, and the length not zero",
+                    len.map_or("(to the end)".to_string(), |l| l.to_string())
+                ),
+            ));
+        }
+        let deadline = opts.wait.map(|w| Instant::now() + w);
+        let old = self.unmapped(off, end, deadline, |st| {
+            let file = st.file.clone().ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
+            let mut next = st.ranges.clone();
+            next.set(off, end, mode, st.physical);
+            if next == st.ranges {
+                return Ok(None);
+            }
+            self.store.set_ranges(&self.path, file.as_fd(), &next)?;
+            if let Some(a) = &st.alt {
+                a.forget(off, end - off);
+            }
+            let toggled = st.ranges.is_empty() != next.is_empty();
+            st.ranges = next;
+            if !toggled {
+                return Ok(None);
+            }
+            let old = st.alt.take();
+            Self::build_alt(&self.path, self.policy, self.writable, st)?;
+            Ok(old)
+        })?;
         if let Some(old) = old {
-            retire(old);
+            retire(Box::new(old));
         }
         Ok(())
     }
@@ -365,19 +499,43 @@ impl Inode {
         Ok(())
     }
 
-    /// Runs `f` on the vector under the read side, after making sure the vector can
-    /// reach `end` bytes (growing the direct window under the write side if not).
-    pub(crate) fn with_room<R>(&self, end: u64, op: &'static str, f: impl Fn(&dyn Aops) -> io::Result<R>) -> Result<R> {
+    /// Runs `f` under the read side on each run of `off..off+len` that one vector
+    /// serves: the whole span with the file's vector when it has no ranges of another
+    /// effective mode, else run by run with the vector of each. `f` gets the vector,
+    /// the run, and the file's other vector if any (to tell it of a longer file); it
+    /// returns whether to go on. With `room`, first makes sure every vector can reach
+    /// that many bytes (growing a direct window under the write side if not).
+    pub(crate) fn over(
+        &self,
+        off: u64,
+        len: u64,
+        room: Option<u64>,
+        op: &'static str,
+        mut f: impl FnMut(&dyn Aops, u64, u64, Option<&dyn Aops>) -> io::Result<bool>,
+    ) -> Result<()> {
         loop {
             {
                 let st = unpoison(self.ops.read());
                 let v = st.vector(&self.path)?;
-                if v.fits(end) {
-                    return f(v).ctx(&self.path, op);
+                let fits = |end| v.fits(end) && st.alt.as_ref().is_none_or(|a| a.fits(end));
+                if room.is_none_or(fits) {
+                    let Some(alt) = st.alt.as_deref() else {
+                        f(v, off, len, None).ctx(&self.path, op)?;
+                        return Ok(());
+                    };
+                    for (o, n, m) in st.ranges.split(off, len, st.physical) {
+                        let (this, other) = if m == st.physical { (v, alt) } else { (alt, v) };
+                        if !f(this, o, n, Some(other)).ctx(&self.path, op)? {
+                            break;
+                        }
+                    }
+                    return Ok(());
                 }
             }
+            let end = room.expect("only a missing room gets here");
             let mut st = unpoison(self.ops.write());
-            if let Some(v) = st.vector.as_mut() {
+            let st = &mut *st;
+            for v in st.vector.iter_mut().chain(st.alt.iter_mut()) {
                 v.grow(end).ctx(&self.path, "grow direct-mode mapping")?;
             }
         }
@@ -394,15 +552,27 @@ impl Inode {
     /// kernel's i_rwsem) and refuses to cut a live mapping guard's range.
     pub(crate) fn set_len(&self, len: u64) -> Result<()> {
         let cur = self.with("stat", |v| v.len())?;
+        // Every vector of the file hears of the new length (the ranges' too).
+        let both = |st: &State| -> io::Result<()> {
+            for v in st.vector.iter().chain(st.alt.iter()) {
+                v.set_len(len)?;
+            }
+            Ok(())
+        };
         if len >= cur {
-            return self.with_room(len, "extend", |v| v.set_len(len));
+            // Room for the new length in every vector first (a direct window).
+            self.over(0, 0, Some(len), "extend", |_, _, _, _| Ok(false))?;
+            let st = unpoison(self.ops.read());
+            st.vector(&self.path)?;
+            return both(&st).ctx(&self.path, "extend");
         }
         let st = unpoison(self.ops.write());
         let end = self.maps.max_end();
         if end > len {
             return Err(Error::Busy { path: self.path.clone(), mappings: self.maps.count() });
         }
-        st.vector(&self.path)?.set_len(len).ctx(&self.path, "truncate")
+        st.vector(&self.path)?;
+        both(&st).ctx(&self.path, "truncate")
     }
 
     /// Registers a mapping guard of `off..off+len` and makes its mapping, under the
@@ -411,15 +581,31 @@ impl Inode {
         if writable && !self.writable {
             return Err(Error::invalid(&self.path, "cannot map writable: file is open read-only"));
         }
-        self.maps.wait_no_drain();
+        self.maps.wait_no_drain(off, off.saturating_add(len as u64));
         let st = unpoison(self.ops.read());
-        let v = st.vector(&self.path)?;
+        let mut v = st.vector(&self.path)?;
         let file_len = v.len().ctx(&self.path, "stat")?;
         if len == 0 || off.checked_add(len as u64).is_none_or(|end| end > file_len) {
             return Err(Error::invalid(
                 &self.path,
                 format!("cannot map {len} bytes at offset {off}: the file is {file_len} bytes (extend it first)"),
             ));
+        }
+        if let Some(alt) = st.alt.as_deref() {
+            // A mapping is served by one vector: it must lie in one run of one mode.
+            let (m, run_end) = st.ranges.mode_at(off, st.physical);
+            if run_end < off + len as u64 {
+                return Err(Error::invalid(
+                    &self.path,
+                    format!(
+                        "cannot map {len} bytes at offset {off}: the range modes change at {run_end} \
+                         ({m} before it); map each side separately"
+                    ),
+                ));
+            }
+            if m != st.physical {
+                v = alt;
+            }
         }
         let mapping = v.map(off, len, writable).ctx(&self.path, "mmap")?;
         let id = self.maps.add(off, len as u64);

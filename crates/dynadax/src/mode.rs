@@ -62,6 +62,9 @@ pub enum Backing {
     Emulated,
     /// The page cache, persisted by `fdatasync`.
     PageCache,
+    /// A `cached` range of a file the kernel serves by DAX: dynadax's own DRAM cache
+    /// of its pages (read-through, write-through), persisted by `fdatasync`.
+    DramCache,
 }
 
 /// The kernel's `dax=` mount mode for a file system, as dynadax determined it.
@@ -174,6 +177,44 @@ pub(crate) fn decide(policy: Policy, physical: Mode, kernel: &KernelView) -> Dec
     }
 }
 
+/// The effective state of a range of physical mode `physical` (see `ranges.rs`) in a
+/// file whose own effective state is `file`. The kernel decides DAX per inode, so a
+/// range follows the file's backing: on kernel DAX a direct range is kernel DAX and a
+/// cached one is served from dynadax's DRAM cache; elsewhere a direct range is
+/// emulated and a cached one is the page cache.
+pub(crate) fn decide_range(policy: Policy, physical: Mode, file: &Decision) -> Decision {
+    let wanted = policy.apply(physical);
+    let overridden = match (policy, physical) {
+        (Policy::Never, Mode::Direct) => Some("volume policy never overrides physical direct"),
+        (Policy::Always, Mode::Cached) => Some("volume policy always overrides physical cached"),
+        _ => None,
+    };
+    let d = |effective, backing, reason: &str| Decision {
+        effective,
+        backing,
+        pending: false,
+        reason: join(overridden, reason),
+    };
+    match (file.backing, wanted) {
+        (Backing::KernelDax, Mode::Direct) => {
+            d(Mode::Direct, Backing::KernelDax, "the kernel serves this file by DAX: MAP_SYNC, cache-line flush")
+        }
+        (Backing::KernelDax, Mode::Cached) => d(
+            Mode::Cached,
+            Backing::DramCache,
+            "the kernel serves the whole file by DAX, which a range cannot leave: dynadax caches this \
+             range's pages in DRAM (read-through), persisted by fdatasync",
+        ),
+        (_, Mode::Direct) => d(
+            Mode::Direct,
+            Backing::Emulated,
+            "the kernel serves this file through the page cache: a direct range is emulated with a \
+             shared mapping persisted by msync",
+        ),
+        (_, Mode::Cached) => d(Mode::Cached, Backing::PageCache, "page cache, persisted by fdatasync"),
+    }
+}
+
 fn join(first: Option<&str>, rest: &str) -> String {
     match first {
         Some(f) => format!("{f}; {rest}"),
@@ -212,7 +253,7 @@ macro_rules! names {
 
 names!(Mode { Direct => "direct", Cached => "cached" });
 names!(Policy { Always => "always", Never => "never", Inode => "inode" });
-names!(Backing { KernelDax => "kernel-dax", Emulated => "emulated", PageCache => "page-cache" });
+names!(Backing { KernelDax => "kernel-dax", Emulated => "emulated", PageCache => "page-cache", DramCache => "dram-cache" });
 names!(MountDax { Always => "always", Never => "never", Inode => "inode", None => "none" });
 
 #[cfg(test)]
@@ -281,6 +322,27 @@ mod tests {
         let k = KernelView::Capable { mount: MountDax::Inode, statx_dax: false };
         let got = decide(Policy::Always, Mode::Cached, &k);
         assert_eq!((got.effective, got.backing, got.pending), (Mode::Direct, Backing::Emulated, false));
+    }
+
+    /// A range follows its file's backing: kernel DAX or DRAM cache on a DAX file,
+    /// emulated or page cache elsewhere; the policy applies as to files.
+    #[test]
+    fn ranges_follow_the_file_backing() {
+        let dax = decide(Policy::Inode, Mode::Direct, &KernelView::Capable { mount: MountDax::Inode, statx_dax: true });
+        let plain = decide(Policy::Inode, Mode::Cached, &KernelView::Incapable { why: "tmpfs".into() });
+        let cases = [
+            (&dax, Policy::Inode, Mode::Direct, Mode::Direct, Backing::KernelDax),
+            (&dax, Policy::Inode, Mode::Cached, Mode::Cached, Backing::DramCache),
+            (&dax, Policy::Never, Mode::Direct, Mode::Cached, Backing::DramCache),
+            (&plain, Policy::Inode, Mode::Direct, Mode::Direct, Backing::Emulated),
+            (&plain, Policy::Inode, Mode::Cached, Mode::Cached, Backing::PageCache),
+            (&plain, Policy::Always, Mode::Cached, Mode::Direct, Backing::Emulated),
+        ];
+        for (file, policy, physical, effective, backing) in cases {
+            let got = decide_range(policy, physical, file);
+            assert_eq!((got.effective, got.backing), (effective, backing), "{policy} x {physical} in {file:?}");
+            assert_eq!(got.reason.contains("overrides"), policy.apply(physical) != physical);
+        }
     }
 
     #[test]

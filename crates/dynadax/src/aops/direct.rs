@@ -222,6 +222,9 @@ impl Aops for DirectOps {
     fn fits(&self, end: u64) -> bool {
         end <= self.window.len() as u64
     }
+    fn note_len(&self, len: u64) {
+        self.len.fetch_max(len, Ordering::AcqRel);
+    }
     fn grow(&mut self, end: u64) -> io::Result<()> {
         if self.fits(end) {
             return Ok(());

@@ -7,9 +7,12 @@
 
 mod cached;
 mod direct;
+mod dram;
 
 pub(crate) use cached::CachedOps;
 pub(crate) use direct::{DirectOps, FORCE_FLUSH_ENV};
+pub use dram::CacheStats;
+pub(crate) use dram::{DramOps, DEFAULT_CACHE_BYTES};
 
 use crate::mode::{Backing, Mode};
 use crate::sys::{self, FlushInsn};
@@ -112,6 +115,16 @@ pub(crate) trait Aops: Send + Sync {
     /// Makes room for `end` bytes. Called with the ops lock held for write.
     fn grow(&mut self, _end: u64) -> io::Result<()> {
         Ok(())
+    }
+    /// Another vector of the same file (a range of another mode) made the file at
+    /// least `len` bytes long. For vectors that keep the length themselves.
+    fn note_len(&self, _len: u64) {}
+    /// Forgets what this vector keeps of `off..off+len` besides the file (a range
+    /// leaving it). For vectors that cache data.
+    fn forget(&self, _off: u64, _len: u64) {}
+    /// What its DRAM cache has done, if it has one.
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
     }
 }
 
