@@ -1,5 +1,5 @@
 //! Model check of the switch protocol with shuttle: readers, a mapper and a switcher
-//! on one file, over many random schedules. Run with
+//! on one file (and switchers of ranges of it), over many random schedules. Run with
 //! `cargo test -p dynadax --features shuttle --test shuttle_model`.
 //!
 //! Invariants checked in every schedule:
@@ -66,6 +66,81 @@ fn scenario(dir: &std::path::Path) {
     let mut b = [0u8; 4096];
     f.read_at(&mut b, 4096).unwrap();
     assert!(b.iter().all(|&x| x == 2), "store through the mapping was lost");
+}
+
+/// The physical mode at byte `off` (ranges merge and split, so look it up by byte).
+fn mode_at(f: &File, off: u64) -> Mode {
+    let st = f.status().unwrap();
+    st.ranges
+        .iter()
+        .find(|r| r.offset <= off && r.len.is_none_or(|l| off < r.offset + l))
+        .map_or(st.physical, |r| r.physical)
+}
+
+/// Range switches: a mapping of the tail keeps a switch of an earlier range from
+/// waiting for it (it never refuses it), while a switch over the tail is refused
+/// while mapped; the mapped tail's mode never changes under it, and data read across
+/// the ranges is always what was written.
+fn range_scenario(dir: &std::path::Path) {
+    let f = File::create(dir.join("ranges")).unwrap();
+    f.set_len(0).unwrap();
+    f.set_mode(Mode::Cached, SwitchOptions::default()).unwrap();
+    f.write_at(&[1u8; 8192], 0).unwrap();
+    f.set_range_mode(4096, None, Mode::Direct, SwitchOptions::default()).unwrap();
+    let f = Arc::new(f);
+
+    let tail_mapper = {
+        let f = f.clone();
+        thread::spawn(move || {
+            let g = f.map(4096, 4096, true).unwrap();
+            let mode_of_tail = |f: &File| mode_at(f, 4096);
+            let before = mode_of_tail(&f);
+            thread::yield_now();
+            g.write(0, &[2u8; 4096]).unwrap();
+            thread::yield_now();
+            assert_eq!(mode_of_tail(&f), before, "the tail's mode changed under its mapping");
+            drop(g);
+        })
+    };
+    let head_switcher = {
+        let f = f.clone();
+        thread::spawn(move || {
+            for mode in [Mode::Direct, Mode::Cached] {
+                // Never refused: nothing maps the head.
+                f.set_range_mode(0, Some(4096), mode, SwitchOptions::default()).unwrap();
+                assert_eq!(mode_at(&f, 0), mode);
+                thread::yield_now();
+            }
+        })
+    };
+    let tail_switcher = {
+        let f = f.clone();
+        thread::spawn(move || match f.set_range_mode(4096, None, Mode::Cached, SwitchOptions::default()) {
+            Ok(_) | Err(Error::Busy { mappings: 1, .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        })
+    };
+    let reader = {
+        let f = f.clone();
+        thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            assert_eq!(f.read_at(&mut b, 0).unwrap(), 4096);
+            assert!(b.iter().all(|&x| x == 1), "read of the unchanging head saw other bytes");
+        })
+    };
+    for t in [tail_mapper, head_switcher, tail_switcher, reader] {
+        t.join().unwrap();
+    }
+    let mut b = [0u8; 4096];
+    f.read_at(&mut b, 4096).unwrap();
+    assert!(b.iter().all(|&x| x == 2), "store through the tail's mapping was lost");
+}
+
+#[test]
+fn range_switches_random_schedules() {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let p = dir.path().to_path_buf();
+    shuttle::check_random(move || range_scenario(&p), 300);
 }
 
 #[test]
