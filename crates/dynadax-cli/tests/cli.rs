@@ -155,6 +155,29 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `mode --range` sets part of a file, `stat` shows it (JSON and text) from another
+/// process, and a bad range is one clear line with exit 1 (a malformed one, 2).
+#[test]
+fn range_modes_from_the_command_line() {
+    for d in [work_tree_dir(), tempfile::tempdir_in("/dev/shm").unwrap()] {
+        let f = d.path().join("segments");
+        std::fs::write(&f, vec![7u8; 3 << 20]).unwrap();
+        let v = json(&dynadax(&["mode", p(&f), "direct", "--range", "2M:", "--json"]));
+        assert_eq!(v["physical"], "cached", "{v}");
+        let r = &v["ranges"][0];
+        assert_eq!((r["offset"].as_u64(), r["len"].is_null()), (Some(2 << 20), true), "{v}");
+        assert_eq!((r["physical"].as_str(), r["effective"].as_str()), (Some("direct"), Some("direct")), "{v}");
+        assert_eq!(r["backing"], "emulated", "{v}");
+        json(&dynadax(&["mode", p(&f), "cached", "--range", "2M:512K", "--json"]));
+        let out = dynadax(&["stat", p(&f)]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("range         2621440..end: physical direct, effective direct (emulated)"), "{text}");
+        assert_eq!(std::fs::read(&f).unwrap(), vec![7u8; 3 << 20], "a range switch changed data");
+        assert_one_line_error(&dynadax(&["mode", p(&f), "direct", "--range", "100:4K"]), 1, &[p(&f), "whole pages"]);
+        assert_eq!(dynadax(&["mode", p(&f), "direct", "--range", "12"]).status.code(), Some(2));
+    }
+}
+
 /// The demo on the work tree's disk (ext4 here: no DAX, direct emulated).
 #[test]
 fn demo_runs_on_the_work_tree() {

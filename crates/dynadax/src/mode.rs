@@ -138,10 +138,12 @@ pub(crate) fn decide(policy: Policy, physical: Mode, kernel: &KernelView) -> Dec
                 }
                 _ => "FS_XFLAG_DAX is set: kernel DAX, MAP_SYNC mappings, cache-line flush",
             };
-            let why = if wanted == Mode::Cached {
-                format!("{why}; volume policy never cannot take a file out of kernel DAX")
-            } else {
-                why.to_string()
+            let why = match (wanted, policy) {
+                (Mode::Cached, Policy::Never) => {
+                    format!("{why}; volume policy never cannot take a file out of kernel DAX")
+                }
+                (Mode::Cached, _) => format!("{why}; its physical mode cached cannot take it out"),
+                _ => why.to_string(),
             };
             d(Mode::Direct, Backing::KernelDax, false, why)
         }

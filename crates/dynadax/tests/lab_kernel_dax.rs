@@ -224,3 +224,61 @@ fn log_tail_is_kernel_dax_and_sealed_segments_leave_dax() {
         }
     }
 }
+
+/// Logical segments in one kernel-DAX file: the tail range is written through a
+/// `MAP_SYNC` mapping that stays alive while earlier ranges are sealed to cached,
+/// which the kernel cannot take out of DAX, so dynadax serves them from its DRAM
+/// cache: reads hit it the second time, and every byte reads back as written.
+#[test]
+#[ignore = "needs a kernel DAX file system (dax=inode): run by lab/run"]
+fn ranges_of_one_dax_file_a_mapped_tail_and_dram_cached_sealed_parts() {
+    const MIB: u64 = 1 << 20;
+    let dir = lab_dir("ranges");
+    dynadax::set_mode(&dir, Mode::Direct, SwitchOptions::default()).unwrap();
+    let p = dir.join("segments");
+    let f = File::create(&p).unwrap();
+    assert!(kernel_dax(&p));
+    let sealed = pattern((2 * MIB) as usize, 7);
+    f.write_at(&sealed, 0).unwrap();
+    f.set_len(4 * MIB).unwrap();
+    let tail = f.map(2 * MIB, (2 * MIB) as usize, true).unwrap();
+    assert!(matches!(tail.persistence(), Persistence::CacheLineFlush(_)), "{:?}", tail.persistence());
+    tail.write(0, b"tail record").unwrap();
+    tail.persist(0, 11).unwrap();
+    f.persist(0, 2 * MIB).unwrap();
+
+    // Seal the first 2 MiB while the tail stays mapped.
+    let st = f.set_range_mode(0, Some(2 * MIB), Mode::Cached, SwitchOptions::default()).unwrap();
+    assert!(kernel_dax(&p), "a range switch must not take the file out of DAX");
+    let r = &st.ranges[0];
+    assert_eq!((r.physical, r.effective, r.backing), (Mode::Cached, Mode::Cached, Backing::DramCache), "{}", r.reason);
+    let mut back = vec![0u8; sealed.len()];
+    f.read_at(&mut back, 0).unwrap();
+    assert!(back == sealed, "sealed range reads back different data");
+    f.read_at(&mut back, 0).unwrap();
+    let c = f.status().unwrap().cache.expect("a DRAM cache serves the sealed range");
+    assert_eq!((c.misses, c.hits), (512, 512), "{c:?}");
+
+    // The tail mapping kept working across the switch; a switch over it is refused.
+    tail.write(11, b" and more").unwrap();
+    tail.persist(11, 9).unwrap();
+    let mut t = [0u8; 20];
+    f.read_at(&mut t, 2 * MIB).unwrap();
+    assert_eq!(&t, b"tail record and more");
+    assert!(sync_mappings_of(&p) >= 1);
+    let busy = f.set_range_mode(2 * MIB, None, Mode::Cached, SwitchOptions::default());
+    assert!(matches!(busy, Err(Error::Busy { mappings: 1, .. })), "{busy:?}");
+    // Writes to the sealed range go through to the DAX file and are read back.
+    f.write_at(b"rewritten", 4096).unwrap();
+    f.persist(4096, 9).unwrap();
+    let mut w = [0u8; 9];
+    f.read_at(&mut w, 4096).unwrap();
+    assert_eq!(&w, b"rewritten");
+    drop(tail);
+    drop(f);
+    // From disk, as another program sees it.
+    let disk = std::fs::read(&p).unwrap();
+    assert_eq!(&disk[4096..4105], b"rewritten");
+    assert_eq!(&disk[(2 * MIB) as usize..(2 * MIB) as usize + 20], b"tail record and more");
+    assert_eq!(&disk[..4096], &sealed[..4096]);
+}
