@@ -34,7 +34,7 @@ def main():
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     sw = {}
     for fs in ["work-fs", "tmpfs"]:
-        for case in ["fresh", "populated"]:
+        for case in ["fresh", "populated", "range-tail-mapped"]:
             v = [median_ns(f"switch_{fs}", case, s) for s in sizes]
             if None in v:
                 continue
@@ -44,7 +44,8 @@ def main():
             print(f"| {fs} | {case} | {us[0]:.1f} | {us[1]:.1f} | {us[2]:.1f} | {v[2]/v[0]:.2f} |")
     if sw:
         bars_svg(IMG / "switch.svg", "Mode switch time vs file size (median)", "µs", sizes,
-                 ["work-fs fresh", "work-fs populated", "tmpfs fresh", "tmpfs populated"], sw, log=True)
+                 [f"{fs} {case}" for fs in ["work-fs", "tmpfs"] for case in ["fresh", "populated", "range-tail-mapped"]
+                  if (sizes[0], f"{fs} {case}") in sw], sw, log=True)
     print("\n### 4 KiB reads (median ns per read, per thread)\n")
     print("| threads | mode | raw baseline | dynadax, lock compiled out | dynadax | lock cost | whole overhead vs raw |")
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")

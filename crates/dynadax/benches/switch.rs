@@ -5,7 +5,10 @@
 //! - `fresh`: alternate direct <-> cached with no access in between;
 //! - `populated`: before each timed direct -> cached switch, every page of the file
 //!   is read through the direct window, so the old window has the file's whole size
-//!   in page-table entries when it is dropped.
+//!   in page-table entries when it is dropped;
+//! - `range-tail-mapped`: the first `size` bytes of a file switched as a range
+//!   (`set_range_mode`), alternating, while a 4 MiB direct tail range after them
+//!   stays mapped.
 //!
 //! `cargo bench -p dynadax --bench switch`
 
@@ -65,6 +68,20 @@ fn bench_switch(c: &mut Criterion) {
                 })
             });
             g.sampling_mode(criterion::SamplingMode::Auto);
+            // A range of `size` bytes of one file, switched while the file's tail
+            // (a 4 MiB direct range after it) stays mapped: the range switch.
+            f.set_len(size + (4 << 20)).unwrap();
+            f.set_range_mode(size, None, Mode::Direct, SwitchOptions::default()).unwrap();
+            let tail = f.map(size, 4 << 20, true).unwrap();
+            g.bench_with_input(BenchmarkId::new("range-tail-mapped", label), &f, |b, f| {
+                let mut mode = Mode::Direct;
+                b.iter(|| {
+                    f.set_range_mode(0, Some(size), mode, SwitchOptions::default()).unwrap();
+                    mode = if mode == Mode::Direct { Mode::Cached } else { Mode::Direct };
+                })
+            });
+            tail.write(0, b"alive").unwrap();
+            drop(tail);
             drop(f);
             std::fs::remove_file(dir.join(format!("switch-{size}"))).unwrap();
         }
