@@ -505,6 +505,7 @@ impl Inode {
     /// the run, and the file's other vector if any (to tell it of a longer file); it
     /// returns whether to go on. With `room`, first makes sure every vector can reach
     /// that many bytes (growing a direct window under the write side if not).
+    #[inline]
     pub(crate) fn over(
         &self,
         off: u64,
