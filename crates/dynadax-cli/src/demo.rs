@@ -158,6 +158,34 @@ pub fn run(dir: &Path, size: u64, json: bool) -> anyhow::Result<()> {
         None,
     );
 
+    // Logical segments inside one file: the file's first half sealed to cached as a
+    // range while a mapping of its tail stays alive and keeps taking stores.
+    let half = (size / 2) & !4095;
+    if half >= 4096 && size - half >= 4096 {
+        let tail_map = f.map(half, 4096, true)?;
+        let t = Instant::now();
+        let st = f.set_range_mode(0, Some(half), Mode::Cached, SwitchOptions::default())?;
+        let el = t.elapsed();
+        tail_map.write(0, b"tail, still mapped")?;
+        tail_map.persist(0, 18)?;
+        let mut expect = more.clone();
+        expect[half as usize..half as usize + 18].copy_from_slice(b"tail, still mapped");
+        let range = st.ranges.first();
+        let ok = range.is_some_and(|r| r.physical == Mode::Cached) && read_all(&f, size)? == expect;
+        say(
+            "range switch",
+            ok,
+            format!(
+                "first {half} bytes of {} set cached ({}) while its tail stays mapped; every byte {}",
+                seg.display(),
+                range.map_or("-".into(), |r| format!("{} {}", r.effective, r.backing)),
+                if ok { "intact" } else { "WRONG" }
+            ),
+            Some(el),
+        );
+        drop(tail_map);
+    }
+
     // The log: a direct-mode tail, sealed segments switched to cached in O(1). The
     // tail is direct even on a disk without DAX (emulated) to show the switch at
     // every seal; `TailMode::Auto` would write it cached there.
