@@ -13,7 +13,6 @@ mod common;
 use common::*;
 use dynadax::log::LogOptions;
 use openraft::storage::RaftLogStorage;
-use openraft::Config;
 use openraft_memstore::{BlockConfig, ClientRequest, MemLogStore};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -45,16 +44,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn config() -> Config {
-    Config {
-        heartbeat_interval: 50,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        snapshot_policy: openraft::SnapshotPolicy::Never,
-        ..Config::default()
-    }
 }
 
 fn main() {

@@ -12,17 +12,6 @@ use openraft::{Config, RaftLogReader as _};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-fn config() -> Config {
-    Config {
-        heartbeat_interval: 50,
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        // No snapshots or purges here: the restarted node catches up from the log.
-        snapshot_policy: openraft::SnapshotPolicy::Never,
-        ..Config::default()
-    }
-}
-
 /// Every entry of every running node's log, as (index, term, debug form).
 async fn entries(cluster: &Cluster<LogStore<C>>, id: u64) -> Vec<String> {
     let mut store = cluster.stores[&id].clone();

@@ -124,23 +124,47 @@ impl File {
     /// Reads up to `buf.len()` bytes at `off`; fewer only at the end of the file.
     #[inline]
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        self.read_runs(buf, off, "read", |v, b, o| v.read_at(b, o))
+    }
+
+    /// Writes all of `data` at `off`, extending the file if needed. Not durable until
+    /// [`File::persist`].
+    pub fn write_at(&self, data: &[u8], off: u64) -> Result<()> {
+        self.write_runs(data, off, "write", |v, d, o| v.write_at(d, o))
+    }
+
+    /// Reads into `buf` from `off` run by run (see `Inode::over`), stopping at a short
+    /// read (the end of the file).
+    #[inline]
+    fn read_runs(
+        &self,
+        buf: &mut [u8],
+        off: u64,
+        op: &'static str,
+        read: impl Fn(&dyn crate::aops::Aops, &mut [u8], u64) -> std::io::Result<usize>,
+    ) -> Result<usize> {
         let mut done = 0;
-        self.inode.over(off, buf.len() as u64, None, "read", |v, o, n, _| {
+        self.inode.over(off, buf.len() as u64, None, op, |v, o, n, _| {
             let at = (o - off) as usize;
-            let got = v.read_at(&mut buf[at..at + n as usize], o)?;
+            let got = read(v, &mut buf[at..at + n as usize], o)?;
             done += got;
             Ok(got == n as usize)
         })?;
         Ok(done)
     }
 
-    /// Writes all of `data` at `off`, extending the file if needed. Not durable until
-    /// [`File::persist`].
-    pub fn write_at(&self, data: &[u8], off: u64) -> Result<()> {
+    /// Writes `data` at `off` run by run, telling the other vector of a longer file.
+    fn write_runs(
+        &self,
+        data: &[u8],
+        off: u64,
+        op: &'static str,
+        write: impl Fn(&dyn crate::aops::Aops, &[u8], u64) -> std::io::Result<()>,
+    ) -> Result<()> {
         let end = end(&self.inode.path, off, data.len() as u64)?;
-        self.inode.over(off, data.len() as u64, Some(end), "write", |v, o, n, other| {
+        self.inode.over(off, data.len() as u64, Some(end), op, |v, o, n, other| {
             let at = (o - off) as usize;
-            v.write_at(&data[at..at + n as usize], o)?;
+            write(v, &data[at..at + n as usize], o)?;
             grew(other, o + n);
             Ok(true)
         })
@@ -202,26 +226,13 @@ impl File {
     /// Reads bypassing the page cache (`O_DIRECT` in cached mode) and dynadax's DRAM
     /// cache.
     pub fn direct_read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        let mut done = 0;
-        self.inode.over(off, buf.len() as u64, None, "direct read", |v, o, n, _| {
-            let at = (o - off) as usize;
-            let got = v.direct_read_at(&mut buf[at..at + n as usize], o)?;
-            done += got;
-            Ok(got == n as usize)
-        })?;
-        Ok(done)
+        self.read_runs(buf, off, "direct read", |v, b, o| v.direct_read_at(b, o))
     }
 
     /// Writes bypassing the page cache. In cached mode `off` and `data.len()` must be
     /// multiples of the page size, as `O_DIRECT` requires.
     pub fn direct_write_at(&self, data: &[u8], off: u64) -> Result<()> {
-        let end = end(&self.inode.path, off, data.len() as u64)?;
-        self.inode.over(off, data.len() as u64, Some(end), "direct write", |v, o, n, other| {
-            let at = (o - off) as usize;
-            v.direct_write_at(&data[at..at + n as usize], o)?;
-            grew(other, o + n);
-            Ok(true)
-        })
+        self.write_runs(data, off, "direct write", |v, d, o| v.direct_write_at(d, o))
     }
 
     /// Maps `off..off+len` (inside the file) for loads and stores. While the guard

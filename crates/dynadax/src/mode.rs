@@ -102,11 +102,7 @@ pub(crate) struct Decision {
 /// The rule of the module docs. Pure, so the policy matrix is tested exhaustively.
 pub(crate) fn decide(policy: Policy, physical: Mode, kernel: &KernelView) -> Decision {
     let wanted = policy.apply(physical);
-    let overridden = match (policy, physical) {
-        (Policy::Never, Mode::Direct) => Some("volume policy never overrides physical direct"),
-        (Policy::Always, Mode::Cached) => Some("volume policy always overrides physical cached"),
-        _ => None,
-    };
+    let overridden = overridden(policy, physical);
     let d = |effective, backing, pending, reason: String| Decision { effective, backing, pending, reason };
     match kernel {
         KernelView::Incapable { why } => match wanted {
@@ -186,11 +182,7 @@ pub(crate) fn decide(policy: Policy, physical: Mode, kernel: &KernelView) -> Dec
 /// emulated and a cached one is the page cache.
 pub(crate) fn decide_range(policy: Policy, physical: Mode, file: &Decision) -> Decision {
     let wanted = policy.apply(physical);
-    let overridden = match (policy, physical) {
-        (Policy::Never, Mode::Direct) => Some("volume policy never overrides physical direct"),
-        (Policy::Always, Mode::Cached) => Some("volume policy always overrides physical cached"),
-        _ => None,
-    };
+    let overridden = overridden(policy, physical);
     let d = |effective, backing, reason: &str| Decision {
         effective,
         backing,
@@ -214,6 +206,15 @@ pub(crate) fn decide_range(policy: Policy, physical: Mode, file: &Decision) -> D
              shared mapping persisted by msync",
         ),
         (_, Mode::Cached) => d(Mode::Cached, Backing::PageCache, "page cache, persisted by fdatasync"),
+    }
+}
+
+/// Why the policy gives another mode than the physical one, if it does.
+fn overridden(policy: Policy, physical: Mode) -> Option<&'static str> {
+    match (policy, physical) {
+        (Policy::Never, Mode::Direct) => Some("volume policy never overrides physical direct"),
+        (Policy::Always, Mode::Cached) => Some("volume policy always overrides physical cached"),
+        _ => None,
     }
 }
 

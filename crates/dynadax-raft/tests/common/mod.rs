@@ -80,6 +80,18 @@ impl RaftNetworkV2<C> for Conn {
     }
 }
 
+/// Timeouts that hold on a loaded two-core machine; no snapshots (a test that wants
+/// them sets its own policy).
+pub fn config() -> Config {
+    Config {
+        heartbeat_interval: 50,
+        election_timeout_min: 300,
+        election_timeout_max: 600,
+        snapshot_policy: openraft::SnapshotPolicy::Never,
+        ..Config::default()
+    }
+}
+
 /// A cluster of nodes, each with its log store in `root/node-{id}`, made by
 /// `open_store` (a dynadax `LogStore`, or another store to compare with).
 pub struct Cluster<LS> {
