@@ -217,5 +217,19 @@ mod tests {
             }
             prop_assert_eq!(RangeMap::decode(&m.encode()).unwrap(), m);
         }
+
+        /// Whatever an attribute holds (another program may write it), decoding
+        /// never panics, and what it accepts is a valid map that encodes back to
+        /// itself.
+        #[test]
+        fn decode_takes_any_text(text in "(v1|v2|x)?( [0-9]{1,20}\\+[0-9]{0,20}=(direct|cached|dax)){0,6}") {
+            if let Ok(m) = RangeMap::decode(&text) {
+                for w in m.ranges.windows(2) {
+                    prop_assert!(w[0].1 <= w[1].0);
+                }
+                prop_assert!(m.ranges.iter().all(|r| r.0 < r.1));
+                prop_assert_eq!(RangeMap::decode(&m.encode()).unwrap(), m);
+            }
+        }
     }
 }
