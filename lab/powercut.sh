@@ -1,4 +1,5 @@
-# lab/powercut.sh - the power-cut test of the log's durable disk path (host side).
+# lab/powercut.sh - the power-cut test of the log's durable disk path (host side);
+# with --durability raft, of the openraft log store built on it.
 #
 # Sourced by `lab/run --powercut` once the initramfs is built (it uses lab/run's
 # variables: LAB_DIR WORK KERNEL BIN_DIR TIMEOUT PC_CYCLES PC_SEED
@@ -31,6 +32,8 @@ PC_MEM=${LAB_POWERCUT_MEM:-1G}
 IMG=$LAB_DIR/.work/powercut.img
 AWKF=$LAB_DIR/guest/powercut.awk
 HOST_DYNADAX=$BIN_DIR/dynadax
+[ "$PC_DURABILITY" != raft ] || [ -z "$PC_INJECT" ] || die "LAB_POWERCUT_INJECT is for the log, not --durability raft"
+[ "$PC_DURABILITY" != raft ] || [ -x "$BIN_DIR/dynadax-raft-crash" ] || die "--durability raft needs dynadax-raft-crash in $BIN_DIR (scripts/lab-bins builds it)"
 case "$PC_INJECT" in
     ''|lying-acks) ;;
     flip-byte) [ "$PC_CYCLES" -ge 2 ] || die "LAB_POWERCUT_INJECT=flip-byte needs --cycles 2 or more" ;;
@@ -179,7 +182,8 @@ for ((c = 1; c <= PC_CYCLES + 1; c++)); do
     else
         say "boot $c/$((PC_CYCLES + 1)): check cycles 1..$((c - 1)), power off"
     fi
-    pc_boot "$c" "$append" "${dur/-/group}" "$bl"
+    # The last boot only checks: as the log (group is any mode), or as the raft store.
+    pc_boot "$c" "$append" "${dur/-/$([ "$PC_DURABILITY" = raft ] && echo raft || echo group)}" "$bl"
     cut=0 got=0
     if [ $append = 1 ]; then
         t0=$SECONDS
@@ -260,6 +264,19 @@ if [ ${#FAILS[@]} = 0 ]; then
         pc_fail "e2fsck -fn of the image: $(tail -n 3 "$WORK/e2fsck.out" | tr '\n' ' ')"; fsck="e2fsck FAILED"
     fi
     mkdir -p "$WORK/image"
+    if [ "$PC_DURABILITY" = raft ]; then
+        # The openraft store: copied out and checked by the host's build of the
+        # same checker the guest ran.
+        debugfs -R "rdump /raft $WORK/image" "$IMG" > "$WORK/debugfs.out" 2>&1
+        if [ ! -d "$WORK/image/raft" ]; then
+            pc_fail "debugfs rdump /raft: $(head -n 3 "$WORK/debugfs.out" | tr '\n' ' ')"
+        else
+            hc=$("$BIN_DIR/dynadax-raft-crash" powercut-check "$WORK/image/raft" $((PC_CYCLES + 1)) 2>&1 | grep -a '^CHECK ')
+            gc=$(grep -a '^CHECK ' "$last_txt" | tail -n 1)
+            [ "$hc" = "$gc" ] || pc_fail "host check of the copied store differs from the guest's: host '$hc', guest '$gc'"
+            HOST_CHECK="$fsck; host check: $hc"
+        fi
+    else
     debugfs -R "rdump /log $WORK/image" "$IMG" > "$WORK/debugfs.out" 2>&1
     if [ ! -d "$WORK/image/log" ]; then
         pc_fail "debugfs rdump /log: $(head -n 3 "$WORK/debugfs.out" | tr '\n' ' ')"
@@ -272,6 +289,7 @@ if [ ${#FAILS[@]} = 0 ]; then
             pc_fail "host check of the copied log differs from the guest's: host '$hc', guest '$gc'"
         fi
         HOST_CHECK="$fsck; host dynadax verify: $(tail -n 1 <<<"$hv" | sed 's|^.*/image/log: ||'); host awk: $hc"
+    fi
     fi
 fi
 

@@ -13,6 +13,7 @@
 #   3. with labpc_append=1: appends the records of cycle C from the next LSN on
 #      with `dynadax log append`, printing "ACK <lsn>" on the console for every
 #      LSN dynadax acknowledges, until the host kills qemu (the power cut).
+#      With labpc_dur=raft, the same with the openraft log store (raft_boot).
 #      With labpc_append=0 (the last boot) it unmounts and powers off.
 # Every line for the host starts with PC- or is a CHECK/ACK line.
 
@@ -69,71 +70,108 @@ fi
 echo "PC-MOUNT $(grep " $MNT " /proc/mounts | cut -d' ' -f3,4) in $(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.1f", b - a}')s; write cache: $(cat /sys/block/vda/queue/write_cache 2>/dev/null)"
 show_dmesg
 
-if [ -d $LOGDIR ]; then
-    t0=$(up)
-    # As the power cut left it (a torn tail is expected to be reported here).
-    dynadax log verify $LOGDIR > /tmp/verify0.out 2>&1
-    rc=$?
-    echo "PC-VERIFY-BEFORE rc=$rc $(tail -n 1 /tmp/verify0.out)"
-    [ $rc = 0 ] || grep -v '^$' /tmp/verify0.out | head -n 5 | sed 's/^/PC-VERIFY-BEFORE | /'
-    # Recover: open as a writer with no input (cuts a torn tail, reports it).
-    dynadax log append $LOGDIR $WOPTS < /dev/null > /tmp/recover.out 2>&1
-    rc=$?
-    sed 's/^/PC-RECOVERY | /' /tmp/recover.out
-    echo "PC-RECOVERY rc=$rc repairs=$(grep -c 'recovery:' /tmp/recover.out)"
-    [ $rc = 0 ] || pcfail "dynadax log append (recovery open) exited $rc"
-    dynadax log verify $LOGDIR > /tmp/verify1.out 2>&1
-    rc=$?
-    echo "PC-VERIFY rc=$rc $(tail -n 1 /tmp/verify1.out)"
-    [ $rc = 0 ] || { pcfail "dynadax log verify after recovery exited $rc"; head -n 5 /tmp/verify1.out | sed 's/^/PC-VERIFY | /'; }
-    dynadax log stat $LOGDIR 2>&1 | head -n 1 | sed 's/^/PC-STAT /'
-    # Check every record (LSNs from 0, content from cycle and LSN).
-    rm -f /tmp/read.rc
-    { dynadax log read $LOGDIR 2>/tmp/read.err; echo $? > /tmp/read.rc; } \
-        | awk -v mode=check -v maxcycle=$((CYCLE - 1)) -f $AWKF > /tmp/check.out
-    rc=$(cat /tmp/read.rc)
-    if [ "$rc" != 0 ]; then
-        echo "CHECK FAIL dynadax log read exited $rc: $(head -n 1 /tmp/read.err)"
-    elif [ ! -s /tmp/check.out ]; then
-        echo "CHECK FAIL the checker printed nothing"
-    else
+# The openraft log store (labpc_dur=raft): dynadax-raft-crash (the raft crate's
+# crash test binary) checks the store as a boot after a power cut must find it,
+# and appends one entry at a time, printing "ACK <index>" once openraft's flush
+# callback says it is durable. The CHECK, PC-START and ACK lines have the log's
+# format, so the host checks both alike.
+raft_boot() {
+    RAFTDIR=$MNT/raft
+    command -v dynadax-raft-crash > /dev/null || { pcfail "no dynadax-raft-crash binary in the guest"; exit 1; }
+    if [ -d $RAFTDIR ]; then
+        t0=$(up)
+        dynadax-raft-crash powercut-check $RAFTDIR "$CYCLE" > /tmp/check.out 2> /tmp/check.err
+        grep -q '^CHECK ' /tmp/check.out || echo "CHECK FAIL the checker printed no verdict: $(grep -v '^ ' /tmp/check.err | head -n 2 | tr '\n' ' ')"
         cat /tmp/check.out
-    fi
-    echo "PC-CHECKED in $(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.1f", b - a}')s"
-    NEXT=$(sed -n 's/^CHECK OK n=\([0-9]*\) .*/\1/p' /tmp/check.out)
-else
-    [ "$CYCLE" = 1 ] || pcfail "cycle $CYCLE: no log at $LOGDIR"
-    echo "PC-NEWLOG $LOGDIR"
-    NEXT=0
-fi
-
-if [ "$labpc_append" = 1 ]; then
-    if [ -z "$NEXT" ]; then
-        pcfail "not appending: the check did not pass"
+        echo "PC-CHECKED in $(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.1f", b - a}')s"
+        NEXT=$(sed -n 's/^CHECK OK n=\([0-9]*\) .*/\1/p' /tmp/check.out)
     else
-        lie=0
-        case "$labpc_inject" in lying-acks) lie=1 ;; esac
-        sync   # nothing of the check left to write back: the power cut hits the appends only
-        # Write dirty pages back early and often (every 0.1 s, once 0.1 s old),
-        # as a busy machine would: what is not yet acknowledged is then partly
-        # on the disk when the power goes (torn records, for recovery to cut),
-        # instead of only in the page cache.
-        echo 10 > /proc/sys/vm/dirty_writeback_centisecs
-        echo 10 > /proc/sys/vm/dirty_expire_centisecs
-        echo "PC-START cycle=$CYCLE lsn=$NEXT durability=$labpc_dur uptime=$(up)s"
-        # The appends run until the host pulls the plug.  dynadax prints each
-        # LSN once it is durable; the last awk turns that into an ACK line.
-        awk -v mode=gen -v cycle="$CYCLE" -v start="$NEXT" -v lie=$lie -f $AWKF \
-            | dynadax log append $LOGDIR --durability "$labpc_dur" $WOPTS 2>/tmp/append.err \
-            | if [ $lie = 1 ]; then cat > /dev/null; else
-                awk 'NR == 1 { getline up < "/proc/uptime"; split(up, u, " "); print "PC-FIRST-ACK uptime=" u[1] "s" }
-                     { print "ACK " $0; fflush() }'; fi
-        # Only reached if the appender stopped by itself: a failure.
-        sed 's/^/PC-APPEND | /' /tmp/append.err
-        pcfail "the appender stopped before the power cut"
-        show_dmesg
+        [ "$CYCLE" = 1 ] || pcfail "cycle $CYCLE: no store at $RAFTDIR"
+        echo "PC-NEWLOG $RAFTDIR"
+        NEXT=0
     fi
-fi
+    [ "$labpc_append" = 1 ] || return 0
+    if [ -z "$NEXT" ]; then pcfail "not appending: the check did not pass"; return 0; fi
+    sync
+    echo 10 > /proc/sys/vm/dirty_writeback_centisecs
+    echo 10 > /proc/sys/vm/dirty_expire_centisecs
+    dynadax-raft-crash powercut-append $RAFTDIR "$CYCLE" 2> /tmp/append.err \
+        | awk '/^ACK / && !seen { seen = 1; getline up < "/proc/uptime"; split(up, u, " "); print "PC-FIRST-ACK uptime=" u[1] "s" }
+               { print; fflush() }'
+    grep -v '^ ' /tmp/append.err | head -n 5 | sed 's/^/PC-APPEND | /'
+    pcfail "the appender stopped before the power cut"
+    show_dmesg
+}
+
+log_boot() {
+    if [ -d $LOGDIR ]; then
+        t0=$(up)
+        # As the power cut left it (a torn tail is expected to be reported here).
+        dynadax log verify $LOGDIR > /tmp/verify0.out 2>&1
+        rc=$?
+        echo "PC-VERIFY-BEFORE rc=$rc $(tail -n 1 /tmp/verify0.out)"
+        [ $rc = 0 ] || grep -v '^$' /tmp/verify0.out | head -n 5 | sed 's/^/PC-VERIFY-BEFORE | /'
+        # Recover: open as a writer with no input (cuts a torn tail, reports it).
+        dynadax log append $LOGDIR $WOPTS < /dev/null > /tmp/recover.out 2>&1
+        rc=$?
+        sed 's/^/PC-RECOVERY | /' /tmp/recover.out
+        echo "PC-RECOVERY rc=$rc repairs=$(grep -c 'recovery:' /tmp/recover.out)"
+        [ $rc = 0 ] || pcfail "dynadax log append (recovery open) exited $rc"
+        dynadax log verify $LOGDIR > /tmp/verify1.out 2>&1
+        rc=$?
+        echo "PC-VERIFY rc=$rc $(tail -n 1 /tmp/verify1.out)"
+        [ $rc = 0 ] || { pcfail "dynadax log verify after recovery exited $rc"; head -n 5 /tmp/verify1.out | sed 's/^/PC-VERIFY | /'; }
+        dynadax log stat $LOGDIR 2>&1 | head -n 1 | sed 's/^/PC-STAT /'
+        # Check every record (LSNs from 0, content from cycle and LSN).
+        rm -f /tmp/read.rc
+        { dynadax log read $LOGDIR 2>/tmp/read.err; echo $? > /tmp/read.rc; } \
+            | awk -v mode=check -v maxcycle=$((CYCLE - 1)) -f $AWKF > /tmp/check.out
+        rc=$(cat /tmp/read.rc)
+        if [ "$rc" != 0 ]; then
+            echo "CHECK FAIL dynadax log read exited $rc: $(head -n 1 /tmp/read.err)"
+        elif [ ! -s /tmp/check.out ]; then
+            echo "CHECK FAIL the checker printed nothing"
+        else
+            cat /tmp/check.out
+        fi
+        echo "PC-CHECKED in $(awk -v a="$t0" -v b="$(up)" 'BEGIN{printf "%.1f", b - a}')s"
+        NEXT=$(sed -n 's/^CHECK OK n=\([0-9]*\) .*/\1/p' /tmp/check.out)
+    else
+        [ "$CYCLE" = 1 ] || pcfail "cycle $CYCLE: no log at $LOGDIR"
+        echo "PC-NEWLOG $LOGDIR"
+        NEXT=0
+    fi
+
+    if [ "$labpc_append" = 1 ]; then
+        if [ -z "$NEXT" ]; then
+            pcfail "not appending: the check did not pass"
+        else
+            lie=0
+            case "$labpc_inject" in lying-acks) lie=1 ;; esac
+            sync   # nothing of the check left to write back: the power cut hits the appends only
+            # Write dirty pages back early and often (every 0.1 s, once 0.1 s old),
+            # as a busy machine would: what is not yet acknowledged is then partly
+            # on the disk when the power goes (torn records, for recovery to cut),
+            # instead of only in the page cache.
+            echo 10 > /proc/sys/vm/dirty_writeback_centisecs
+            echo 10 > /proc/sys/vm/dirty_expire_centisecs
+            echo "PC-START cycle=$CYCLE lsn=$NEXT durability=$labpc_dur uptime=$(up)s"
+            # The appends run until the host pulls the plug.  dynadax prints each
+            # LSN once it is durable; the last awk turns that into an ACK line.
+            awk -v mode=gen -v cycle="$CYCLE" -v start="$NEXT" -v lie=$lie -f $AWKF \
+                | dynadax log append $LOGDIR --durability "$labpc_dur" $WOPTS 2>/tmp/append.err \
+                | if [ $lie = 1 ]; then cat > /dev/null; else
+                    awk 'NR == 1 { getline up < "/proc/uptime"; split(up, u, " "); print "PC-FIRST-ACK uptime=" u[1] "s" }
+                         { print "ACK " $0; fflush() }'; fi
+            # Only reached if the appender stopped by itself: a failure.
+            sed 's/^/PC-APPEND | /' /tmp/append.err
+            pcfail "the appender stopped before the power cut"
+            show_dmesg
+        fi
+    fi
+}
+
+if [ "$labpc_dur" = raft ]; then raft_boot; else log_boot; fi
 
 cd /
 sync

@@ -39,6 +39,16 @@ fn main() {
         TypeConfig::run(child(Path::new(&dir), term));
         return;
     }
+    // The lab's power-cut test runs this binary in its guest (lab/README.md).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, dir, cycle] = &args[..] {
+        let (dir, cycle) = (Path::new(dir), cycle.parse().expect("CYCLE is a number"));
+        match mode.as_str() {
+            "powercut-append" => return TypeConfig::run(powercut_append(dir, cycle)),
+            "powercut-check" => return TypeConfig::run(powercut_check(dir, cycle)),
+            _ => {}
+        }
+    }
     // (label, where the store lives, the child's environment)
     type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
     let cases: [Case; 3] = [
@@ -148,4 +158,88 @@ async fn check(dir: &Path, cycle: u64, vote: u64, ack: Option<u64>, purged: Opti
         let expect = entry(leader_id.term, index);
         assert_eq!(format!("{e:?}"), format!("{expect:?}"), "cycle {cycle}: entry {index} holds what was not written");
     }
+}
+
+/// One boot of the lab's power-cut test, appending (cycle `cycle`, its entries in
+/// term `cycle`): saves a vote for term `cycle` (before the first entry, so before
+/// the first acknowledgement), prints `PC-START cycle=C lsn=N`, then appends
+/// entries one per call, pipelined as openraft does (up to 256 whose callbacks have
+/// not come yet), and prints `ACK <index>`, in order, once an entry's callback says
+/// it is durable, until the host cuts the power. Pipelining is what makes a callback
+/// that came too early visible: the appends run far ahead of the persists.
+async fn powercut_append(dir: &Path, cycle: u64) {
+    use openraft::storage::IOFlushed;
+    let mut s = Store::open(dir, opts()).unwrap();
+    s.save_vote(&VoteOf::<TypeConfig>::new_committed(cycle, 1)).await.unwrap();
+    let mut next = s.get_log_state().await.unwrap().last_log_id.map_or(0, |l| l.index + 1);
+    println!("PC-START cycle={cycle} lsn={next} durability=raft");
+    std::io::stdout().flush().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let printer = tokio::spawn(async move {
+        let out = &mut std::io::stdout();
+        while let Some((index, flushed)) = rx.recv().await {
+            let flushed: tokio::sync::oneshot::Receiver<Result<(), std::io::Error>> = flushed;
+            flushed.await.expect("callback called").expect("entry persisted");
+            writeln!(out, "ACK {index}").unwrap();
+            out.flush().unwrap();
+        }
+    });
+    loop {
+        let (done, flushed) = TypeConfig::oneshot();
+        s.append([entry(cycle, next)], IOFlushed::signal(done)).await.unwrap();
+        if tx.send((next, flushed)).await.is_err() {
+            break;
+        }
+        next += 1;
+    }
+    printer.await.unwrap();
+}
+
+/// The check a boot makes of cycles `1..cycle` after a power cut: the store opens
+/// (recovery), the vote of the last cycle survived (it was durable before that
+/// cycle's first acknowledgement), and the entries are `0..n` with no hole, each
+/// exactly as written in its term, the terms in order. Prints the line the host
+/// checks: `CHECK OK n=N cycles=1:F-L,2:F-L,...` (or `CHECK FAIL why`).
+async fn powercut_check(dir: &Path, cycle: u64) {
+    let line = match powercut_verdict(dir, cycle).await {
+        Ok(ok) => format!("CHECK OK {ok}"),
+        Err(why) => format!("CHECK FAIL {why}"),
+    };
+    println!("{line}");
+}
+
+async fn powercut_verdict(dir: &Path, cycle: u64) -> Result<String, String> {
+    let mut s = Store::open(dir, opts()).map_err(|e| format!("reopen: {e}"))?;
+    let repairs = s.log().recovery_report().repairs;
+    for r in &repairs {
+        println!("PC-RECOVERY | recovery: {r}");
+    }
+    println!("PC-RECOVERY rc=0 repairs={}", repairs.len());
+    let vote = s.read_vote().await.map_err(|e| e.to_string())?.map_or(0, |v| v.leader_id().term);
+    if vote != cycle - 1 {
+        return Err(format!(
+            "the vote is for term {vote}; cycle {} saved term {} before its first ACK",
+            cycle - 1,
+            cycle - 1
+        ));
+    }
+    let got = s.try_get_log_entries(0..).await.map_err(|e| format!("read: {e}"))?;
+    let mut cycles: Vec<(u64, u64, u64)> = Vec::new();
+    for (k, e) in got.iter().enumerate() {
+        let LogIdOf::<TypeConfig> { leader_id, index } = e.log_id();
+        let term = leader_id.term;
+        if index != k as u64 {
+            return Err(format!("entry {k} has index {index}: a hole or a reordering"));
+        }
+        if format!("{e:?}") != format!("{:?}", entry(term, index)) {
+            return Err(format!("entry {index} (term {term}) holds what was not written"));
+        }
+        match cycles.last_mut() {
+            Some(c) if c.0 == term => c.2 = index,
+            Some(c) if c.0 > term => return Err(format!("entry {index} of term {term} after term {}", c.0)),
+            _ => cycles.push((term, index, index)),
+        }
+    }
+    let ranges: Vec<String> = cycles.iter().map(|(t, f, l)| format!("{t}:{f}-{l}")).collect();
+    Ok(format!("n={} cycles={}", got.len(), ranges.join(",")))
 }
