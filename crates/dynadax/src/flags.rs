@@ -241,6 +241,13 @@ mod tests {
         assert_eq!(s.get(&f, fd.as_fd(), false).unwrap(), Mode::Cached);
         assert_eq!(s.get(dir.path(), d.as_fd(), true).unwrap(), Mode::Direct);
 
+        // Range modes need a user xattr: the sidecar store refuses them, naming the file.
+        let mut ranges = RangeMap::default();
+        ranges.set(0, 4096, Mode::Direct, Mode::Cached);
+        let err = s.set_ranges(&f, fd.as_fd(), &ranges).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }) && err.to_string().contains(&*f.to_string_lossy()), "{err}");
+        assert!(s.get_ranges(&f, fd.as_fd()).unwrap().is_empty());
+
         fs::write(dir.path().join(SIDECAR_NAME), "bogus line\n").unwrap();
         let err = s.get(&f, fd.as_fd(), false).unwrap_err().to_string();
         assert!(err.contains(SIDECAR_NAME) && err.contains("line 1"), "{err}");
