@@ -50,6 +50,10 @@ pub(crate) struct Shared<C: RaftTypeConfig> {
     /// Lock order: `state` before the log's own locks. Held across every write of
     /// the metadata record, so they land in the order they were made.
     state: Mutex<State<C>>,
+    /// Whether appends are made durable inline (the tail persists by cache-line
+    /// flush) or by the flusher. Decided at open: every tail of a log is made the
+    /// same way, and either path is correct if one were not, only slower.
+    inline_persist: bool,
     /// `codec::encode_state` for this `C`, taken where its serde bounds are known,
     /// so that writing the state (also on drop) needs none.
     encode_state: fn(&StoreState<C>) -> Vec<u8>,
@@ -103,6 +107,7 @@ where
         let state =
             State { committed: saved.committed.clone(), saved, written_at: Instant::now(), last, scratch: Vec::new() };
         let shared = Arc::new_cyclic(|weak| Shared {
+            inline_persist: log.persists_by_cache_flush(),
             log,
             state: Mutex::new(state),
             encode_state: codec::encode_state::<C>,
@@ -284,7 +289,7 @@ where
             st.last = last;
         }
         drop(st);
-        if log.persists_by_cache_flush() {
+        if sh.inline_persist {
             // A flush and a fence of these lines: cheaper here than a thread hop.
             callback.io_completed(log.sync().map(|_| ()).map_err(io_err));
         } else {

@@ -192,16 +192,22 @@ impl Aops for DramOps {
     }
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
         let mut done = 0usize;
-        let mut page_buf = vec![0u8; PAGE as usize];
+        let mut bounce = [0u8; PAGE as usize];
         while done < buf.len() {
             let at = off + done as u64;
             let (page, skip) = (at / PAGE, (at % PAGE) as usize);
             let n = (PAGE as usize - skip).min(buf.len() - done);
-            if !self.read_page(page, &mut page_buf)? {
+            // A whole page goes straight into the caller's buffer; part of one
+            // through the bounce page.
+            let whole = n == PAGE as usize;
+            let dst = if whole { &mut buf[done..done + n] } else { &mut bounce[..] };
+            if !self.read_page(page, dst)? {
                 // The last, partial page of the file: straight from the file.
                 return Ok(done + self.inner.read_at(&mut buf[done..], at)?);
             }
-            buf[done..done + n].copy_from_slice(&page_buf[skip..skip + n]);
+            if !whole {
+                buf[done..done + n].copy_from_slice(&bounce[skip..skip + n]);
+            }
             done += n;
         }
         Ok(done)

@@ -128,11 +128,12 @@ impl Inner {
     }
 
     fn read(&self, lsn: Lsn) -> Result<Vec<u8>> {
-        self.read_upto(lsn, Upto::Durable)
+        self.read_below(lsn, self.visible_end(Upto::Durable), Upto::Durable)
     }
 
-    fn read_upto(&self, lsn: Lsn, upto: Upto) -> Result<Vec<u8>> {
-        let end = self.visible_end(upto);
+    /// Record `lsn`, if it lies below `end` (what a reader of `upto` sees now) and is
+    /// not purged.
+    fn read_below(&self, lsn: Lsn, end: Lsn, upto: Upto) -> Result<Vec<u8>> {
         let first = {
             let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
             segs.first().map_or(end, |s| s.base())
@@ -222,12 +223,13 @@ impl Iterator for Iter {
     type Item = Result<(Lsn, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.next >= self.inner.visible_end(self.upto) || self.end.is_some_and(|e| self.next >= e) {
+        let visible = self.inner.visible_end(self.upto);
+        if self.next >= visible || self.end.is_some_and(|e| self.next >= e) {
             return None;
         }
         let lsn = self.next;
         self.next += 1;
-        Some(self.inner.read_upto(lsn, self.upto).map(|r| (lsn, r)))
+        Some(self.inner.read_below(lsn, visible, self.upto).map(|r| (lsn, r)))
     }
 }
 
