@@ -169,6 +169,7 @@ impl From<PolicyArg> for Policy {
 
 /// Parses arguments, runs the command, maps errors to exit codes.
 pub fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,6 +178,17 @@ pub fn main() -> ExitCode {
             let busy = e.downcast_ref::<dynadax::Error>().is_some_and(|e| matches!(e, dynadax::Error::Busy { .. }));
             ExitCode::from(if busy { 3 } else { 1 })
         }
+    }
+}
+
+/// Output into a closed pipe (`dynadax log stat L | head -1`) ends the process
+/// quietly, as it does other Unix tools, instead of a panic on `EPIPE`: Rust starts
+/// programs with `SIGPIPE` ignored.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in `main`, before any thread exists; `SIG_DFL` is a
+    // valid disposition for SIGPIPE and no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -207,7 +219,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn parse_range(s: &str) -> Result<(u64, Option<u64>), String> {
     let (off, len) =
         s.split_once(':').ok_or_else(|| format!("{s:?} is not OFFSET:LEN (e.g. 0:64M, or 64M: for the rest)"))?;
-    let off = log_cmd::parse_size(off)?;
+    // An offset may be 0; a length, when given, may not.
+    let off = log_cmd::parse_offset(off)?;
     let len = match len {
         "" => None,
         l => Some(log_cmd::parse_size(l)?),

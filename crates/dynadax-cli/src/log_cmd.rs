@@ -143,19 +143,26 @@ impl WriteOpts {
     }
 }
 
-/// `4096`, `64K`, `64M`, `1G`.
+/// `4096`, `64K`, `64M`, `1G`: a positive size.
 pub fn parse_size(s: &str) -> Result<u64, String> {
+    parse_bytes(s)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size (a positive number, optionally with K, M or G)"))
+}
+
+/// Like [`parse_size`], but 0 is allowed: an offset.
+pub fn parse_offset(s: &str) -> Result<u64, String> {
+    parse_bytes(s).ok_or_else(|| format!("{s:?} is not an offset (a number, optionally with K, M or G)"))
+}
+
+fn parse_bytes(s: &str) -> Option<u64> {
     let (num, mul) = match s.char_indices().last() {
         Some((i, 'K' | 'k')) => (&s[..i], 1u64 << 10),
         Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
         Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
         _ => (s, 1),
     };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mul))
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("{s:?} is not a size (a positive number, optionally with K, M or G)"))
+    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mul))
 }
 
 /// Options for opening a log only to read it: limits as large as any writer's.

@@ -207,3 +207,79 @@ fn demo_runs_and_reports() {
     assert_one_line_error(&dynadax(&["demo", p(&other)]), 1, &["not a dynadax volume"]);
     assert!(other.join("volume/precious").exists());
 }
+
+/// Review, as a new user: the `--range 0:64M` of the README and of `mode --help` was
+/// refused ("0" is not a size): an offset may be 0.
+#[test]
+fn mode_range_takes_offset_zero_as_the_help_shows() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let f = d.path().join("segments");
+    std::fs::write(&f, vec![1u8; 2 << 20]).unwrap();
+    json(&dynadax(&["mode", p(&f), "direct", "--json"]));
+    let v = json(&dynadax(&["mode", p(&f), "cached", "--range", "0:1M", "--json"]));
+    assert_eq!(v["ranges"][0]["offset"].as_u64(), Some(0), "{v}");
+    let help = dynadax(&["mode", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--range 0:64M"));
+    assert_eq!(dynadax(&["mode", p(&f), "cached", "--range", "0:0"]).status.code(), Some(2), "a zero length");
+}
+
+/// Review, as a new user: `log read`/`log stat` of a directory that is not a log
+/// exited 0 with nothing or "0 segments".
+#[test]
+fn log_commands_on_a_directory_that_is_not_a_log_say_so() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    for cmd in ["read", "stat", "tail"] {
+        assert_one_line_error(&dynadax(&["log", cmd, p(d.path())]), 1, &[p(d.path()), "not a dynadax log"]);
+    }
+}
+
+/// Review, as a new user: `log stat DIR | head -1` panicked with a backtrace on
+/// EPIPE. It ends quietly, killed by SIGPIPE as other Unix tools are.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let log = d.path().join("l");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynadax"))
+        .args(["log", "append", p(&log), "--segment-size", "64K", "--max-record", "1K"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..3000 {
+            writeln!(stdin, "record {i} {}", "x".repeat(200)).unwrap();
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' log stat '{}' | head -c 1 > /dev/null; '{}' log read '{}' | head -n 1 >/dev/null",
+            env!("CARGO_BIN_EXE_dynadax"),
+            p(&log),
+            env!("CARGO_BIN_EXE_dynadax"),
+            p(&log)
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    assert!(out.status.success());
+}
+
+/// Review, as a new user: `log append` into a directory whose parent is missing said
+/// only "no such file or directory".
+#[test]
+fn log_append_under_a_missing_parent_says_what_it_tried() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let target = d.path().join("no/such/log");
+    let out = Command::new(env!("CARGO_BIN_EXE_dynadax"))
+        .args(["log", "append", p(&target)])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, 1, &[p(&target), "cannot create the log directory", "does not exist"]);
+    assert!(!d.path().join("no").exists());
+}

@@ -96,3 +96,43 @@ fn log_reports_disk_full_and_resumes_after_space_is_freed() {
     let log = Log::open(&dir, opts).unwrap();
     assert_eq!(log.read(acked).unwrap(), b"after");
 }
+
+/// Review defect 6: a batch whose rotation hit a full disk failed, yet the records
+/// before the one that needed the rotation were stored and counted, became durable
+/// at the next sync, and a retry stored them again (duplicates, also after reopen).
+/// Now the segment files for every rotation are had before any record is stored.
+#[test]
+fn a_batch_whose_rotation_hits_a_full_disk_changes_nothing() {
+    use dynadax::log::{Durability, Log, LogOptions};
+    let fs = TinyFs::mount();
+    let dir = fs.path().join("log");
+    // 256 KiB: room for the first segment and one prepared, not a third.
+    let opts =
+        LogOptions { segment_size: 96 << 10, max_record: 8192, durability: Durability::Each, ..LogOptions::default() };
+    let log = Log::open(&dir, opts.clone()).unwrap();
+    let small = vec![b's'; 100];
+    let big = vec![b'b'; 8000];
+    // Fill until the log has rotated once (into the prepared file) and the tail has
+    // no room for a big record.
+    let mut n = 0u64;
+    while log.segments().unwrap().len() < 2 || log.segments().unwrap().last().unwrap().bytes + 8200 < (96 << 10) {
+        log.append(&small).unwrap();
+        n += 1;
+        assert!(n < 10_000);
+    }
+    let before = (log.next_lsn(), log.durable_lsn());
+    let err = log.append_batch(&[&small, &big]).unwrap_err();
+    assert!(err.to_string().contains("No space left"), "{err}");
+    assert_eq!((log.next_lsn(), log.durable_lsn()), before, "a failed batch moved the log");
+    log.sync().unwrap();
+    assert_eq!(log.durable_lsn(), before.1, "a failed batch's records became durable at the next sync");
+    let ok = Command::new("mount").args(["-o", "remount,size=4m"]).arg(fs.path()).status().unwrap();
+    assert!(ok.success());
+    let r = log.append_batch(&[&small, &big]).unwrap();
+    assert_eq!(r, before.0..before.0 + 2, "the retried batch landed elsewhere");
+    drop(log);
+    let log = Log::open(&dir, opts).unwrap();
+    assert_eq!(log.next_lsn(), before.0 + 2, "duplicates after reopen");
+    assert_eq!(log.read(before.0).unwrap(), small);
+    assert_eq!(log.read(before.0 + 1).unwrap(), big);
+}

@@ -45,3 +45,39 @@ fn failed_persist_poisons_and_loses_nothing_acknowledged() {
         scenario.teardown();
     }
 }
+
+/// Review defect 1, second way in: when clearing a finished truncation's intent
+/// failed (a full disk), the log went on taking appends with the intent still in its
+/// metadata, and a later `set_metadata` (an openraft vote) wrote it again; the next
+/// open cut the appends. Now that failure poisons the log, and the reopen finishes
+/// and clears the intent before anything is appended.
+#[test]
+fn a_truncation_intent_that_cannot_be_cleared_poisons_the_log() {
+    let scenario = fail::FailScenario::setup();
+    let d = common::tmpfs_dir();
+    let dir = d.path().join("l");
+    let opts = LogOptions { segment_size: 64 << 10, max_record: 1024, ..LogOptions::default() };
+    let log = Log::open(&dir, opts.clone()).unwrap();
+    for i in 0..20u64 {
+        log.append(format!("r{i}").as_bytes()).unwrap();
+    }
+    // The intent is written; clearing it fails.
+    fail::cfg("log-meta-write", "1*off->return").unwrap();
+    let err = log.truncate_from(10).unwrap_err();
+    fail::remove("log-meta-write");
+    assert!(err.to_string().contains("log metadata"), "{err}");
+    assert!(matches!(log.append(b"x"), Err(Error::Poisoned { .. })), "appends went on after the intent stuck");
+    assert!(matches!(log.set_metadata(b"vote"), Err(Error::Poisoned { .. })));
+    drop(log);
+    let log = Log::open(&dir, opts.clone()).unwrap();
+    assert_eq!(log.next_lsn(), 10);
+    for i in 10..15u64 {
+        assert_eq!(log.append(format!("n{i}").as_bytes()).unwrap(), i);
+    }
+    log.set_metadata(b"vote").unwrap();
+    drop(log);
+    let log = Log::open(&dir, opts).unwrap();
+    assert_eq!(log.next_lsn(), 15, "appends after the truncation were cut");
+    assert_eq!(log.read(14).unwrap(), b"n14");
+    scenario.teardown();
+}

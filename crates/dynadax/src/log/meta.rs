@@ -46,6 +46,12 @@ impl Meta {
     }
 
     pub fn store(&self, dir: &Path) -> Result<()> {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("log-meta-write", |_| Err(Error::Io {
+            path: dir.join(META_FILE),
+            op: "write log metadata",
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        }));
         let body = serde_json::to_vec(&Meta { format: FORMAT, ..self.clone() }).expect("plain struct serializes");
         crate::atomic_file::replace(&dir.join(META_FILE), &body, "write log metadata")
     }

@@ -243,7 +243,7 @@ impl Log {
                 return Err(Error::NotFound { path: dir.to_path_buf() });
             }
         } else if !dir.exists() {
-            crate::create_dir(dir)?;
+            create_log_dir(dir)?;
         } else if !dir.is_dir() {
             return Err(Error::invalid(dir, "not a directory: a log is a directory of segments"));
         }
@@ -254,7 +254,7 @@ impl Log {
         }
         let started = Instant::now();
         let mut report = RecoveryReport::default();
-        let mut meta = Meta::load(dir)?.unwrap_or(Meta { purged_before: opts.first_lsn, ..Meta::default() });
+        let loaded = Meta::load(dir)?;
         if !read_only {
             for e in fs::read_dir(dir).ctx(dir, "list log directory")?.flatten() {
                 if e.file_name().to_string_lossy().starts_with(PREPARE_PREFIX) {
@@ -263,9 +263,51 @@ impl Log {
             }
         }
         let mut segments = recover(dir, &opts, read_only, &mut report)?;
+        let mut meta = match loaded {
+            Some(m) => m,
+            None if read_only && segments.is_empty() => {
+                return Err(Error::invalid(dir, "not a dynadax log: it has no segment files and no log.meta"));
+            }
+            // A new log, or one whose first open was cut before it wrote `log.meta`
+            // (its segments hold no record yet).
+            None if segments.iter().all(|s| s.count() == 0) => {
+                Meta { purged_before: segments.first().map_or(opts.first_lsn, |s| s.base()), ..Meta::default() }
+            }
+            // `log.meta` is replaced atomically, never removed: its absence beside
+            // records is damage, and the segments, not `first_lsn` (an option for new
+            // logs), say where the log starts.
+            None if read_only || opts.recovery == RecoveryMode::PointInTime => {
+                let first = segments[0].base();
+                if !read_only {
+                    report.repairs.push(format!(
+                        "{}: missing: rebuilt from the segments (the log starts at LSN {first}; the \
+                         application's metadata was lost with it)",
+                        dir.join(META_FILE).display()
+                    ));
+                }
+                Meta { purged_before: first, ..Meta::default() }
+            }
+            None => {
+                return Err(Error::Corrupt {
+                    path: dir.join(META_FILE),
+                    what: "log metadata",
+                    why: format!(
+                        "missing, while {} segment(s) hold records from LSN {}: the application's metadata \
+                         (e.g. a Raft vote) is lost; open with RecoveryMode::PointInTime to rebuild it from \
+                         the segments",
+                        segments.len(),
+                        segments[0].base()
+                    ),
+                });
+            }
+        };
+        // The in-memory record holds a truncation intent only while a truncation runs
+        // (so no later metadata write can persist a stale one): this one is finished,
+        // and cleared, once the log is assembled.
+        let pending_truncation = meta.truncate_from.take();
         // Every record purged (a restart past the end, interrupted after its purge
         // point was recorded): the segments go, and the log starts at the purge point.
-        if segments.last().is_some_and(|s| s.base() + s.count() < meta.purged_before) {
+        if segments.last().is_some_and(|s| s.end_lsn() < meta.purged_before) {
             if !read_only {
                 let n = segments.len();
                 retention::remove_newest_first(&mut segments)?;
@@ -277,20 +319,21 @@ impl Log {
             }
             segments.clear();
         }
-        let inner = Inner::assemble(dir, opts, read_only, lock, segments, meta.clone(), report, started)?;
+        if !read_only && Meta::load(dir)?.is_none() {
+            // Written before the first segment of a new log is made.
+            meta.store(dir)?;
+        }
+        let inner = Inner::assemble(dir, opts, read_only, lock, segments, meta, report, started)?;
         let log = Log { inner: Arc::new(inner) };
         if !read_only {
-            if let Some(from) = meta.truncate_from.take() {
-                log.truncate_from(from)?;
+            if let Some(from) = pending_truncation {
+                log.finish_truncation(from)?;
                 log.inner
                     .report
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .repairs
                     .push(format!("finished an interrupted truncation from LSN {from}"));
-            }
-            if Meta::load(dir)?.is_none() {
-                log.inner.meta.lock().unwrap_or_else(|e| e.into_inner()).store(dir)?;
             }
             log.inner.prep.request(&log.inner);
         }
@@ -378,10 +421,10 @@ impl Inner {
         started: Instant,
     ) -> Result<Inner> {
         if segments.is_empty() && !read_only {
-            let base = meta.purged_before.max(opts.first_lsn);
-            segments.push(writer::create_segment(dir, base, opts.segment_size, None)?);
+            // A new log (`purged_before` is `first_lsn` then) or a finished restart.
+            segments.push(writer::create_segment(dir, meta.purged_before, opts.segment_size, None)?);
         }
-        let next_lsn = segments.last().map_or(meta.purged_before, |s| s.base() + s.count());
+        let next_lsn = segments.last().map_or(meta.purged_before, |s| s.end_lsn());
         report.segments = segments.len();
         report.records = segments.iter().map(|s| s.count()).sum();
         report.micros = started.elapsed().as_micros();
@@ -475,6 +518,20 @@ impl Inner {
         let i = segs.partition_point(|s| s.base() <= lsn);
         i.checked_sub(1).map(|i| segs[i].clone())
     }
+}
+
+/// Creates a new log's directory durably (its entry in the parent is fsynced), with
+/// an error that says what was tried when the parent is missing.
+fn create_log_dir(dir: &Path) -> Result<()> {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::invalid(
+            dir,
+            format!("cannot create the log directory: its parent {} does not exist", parent.display()),
+        ));
+    }
+    crate::create_dir(dir)?;
+    sync_dir(parent)
 }
 
 /// Whether some process holds the writer lock of `dir` now.

@@ -2,7 +2,7 @@
 //! suffix truncation.
 
 use super::format::HEADER_LEN;
-use super::meta::sync_dir;
+use super::meta::{sync_dir, Meta};
 use super::{Log, Lsn};
 use crate::error::{Error, IoContext, Result};
 use std::sync::atomic::Ordering;
@@ -145,13 +145,32 @@ impl Log {
     /// a new record of the same length follows. `truncate_from(first_lsn())` empties
     /// the log; the next append then takes `first_lsn()` again.
     pub fn truncate_from(&self, lsn: Lsn) -> Result<()> {
+        self.truncate(lsn, false)
+    }
+
+    /// Recovery: finishes a truncation whose intent `log.meta` still holds, and
+    /// clears the intent in every case, also when the log already ends at or before
+    /// `lsn` (a crash after the zeroing and before the clearing): an intent left in
+    /// place would cut whatever is appended after this open at the next one.
+    pub(crate) fn finish_truncation(&self, lsn: Lsn) -> Result<()> {
+        self.truncate(lsn.max(self.first_lsn()), true)
+    }
+
+    fn truncate(&self, lsn: Lsn, finishing: bool) -> Result<()> {
         let inner = &self.inner;
         inner.check_writable()?;
         let _leader = inner.sync.lock().unwrap_or_else(|e| e.into_inner());
         let mut w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
         let first = self.first_lsn();
         if lsn >= w.next_lsn {
-            return Ok(()); // Nothing from `lsn` on.
+            // Nothing from `lsn` on; a stale intent on disk is cleared before any
+            // append can land after it.
+            if finishing {
+                let mut m = inner.meta.lock().unwrap_or_else(|e| e.into_inner());
+                m.truncate_from = None;
+                m.store(&inner.dir).map_err(|e| inner.poison(e))?;
+            }
+            return Ok(());
         }
         if lsn < first {
             return Err(Error::invalid(
@@ -161,9 +180,10 @@ impl Log {
         }
         let keep_end = lsn;
         {
+            // Kept in the in-memory record for the truncation's duration only, so a
+            // metadata write made meanwhile keeps it on disk too.
             let mut m = inner.meta.lock().unwrap_or_else(|e| e.into_inner());
-            let mut next = m.clone();
-            next.truncate_from = Some(lsn);
+            let next = Meta { truncate_from: Some(lsn), ..m.clone() };
             next.store(&inner.dir)?;
             *m = next;
         }
@@ -200,15 +220,14 @@ impl Log {
                 s.reset(durable);
             }
             inner.prep.tail_opened(w.guard.as_ref(), inner);
-            Ok::<(), Error>(())
+            // The intent is cleared before any append can follow the cut (the writer
+            // lock is still held): if that fails, the log is poisoned, and the next
+            // open finishes the (then empty) truncation and clears it.
+            let mut m = inner.meta.lock().unwrap_or_else(|e| e.into_inner());
+            m.truncate_from = None;
+            m.store(&inner.dir)
         })();
-        res.map_err(|e| inner.poison(e))?;
-        let mut m = inner.meta.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = m.clone();
-        next.truncate_from = None;
-        next.store(&inner.dir)?;
-        *m = next;
-        Ok(())
+        res.map_err(|e| inner.poison(e))
     }
 }
 

@@ -195,6 +195,12 @@ impl Segment {
         self.records.load(Ordering::Acquire)
     }
 
+    /// One past its last record's LSN. (The scan never indexes a record whose LSN
+    /// would pass `u64::MAX`, and appends stop before it, so this cannot overflow.)
+    pub fn end_lsn(&self) -> u64 {
+        self.base().saturating_add(self.count())
+    }
+
     /// Offset of record `lsn`, if this segment has it. Extends the index by decoding
     /// frame headers forward when a reader asks past it.
     pub fn offset_of(&self, lsn: u64) -> Result<Option<u64>> {

@@ -421,11 +421,28 @@ impl Log {
         }
         let mut w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
         let first = w.next_lsn;
-        for r in records {
+        // The last LSN is `u64::MAX - 1`: one past it must be representable.
+        if first.checked_add(records.len() as u64).is_none() {
+            return Err(Error::invalid(
+                &inner.dir,
+                format!(
+                    "LSN space exhausted: the next LSN is {first} and {} record(s) would pass {}",
+                    records.len(),
+                    u64::MAX - 1
+                ),
+            ));
+        }
+        // All or nothing: the segment files for every rotation the batch needs are
+        // had before any of its records is stored, so a full disk fails the batch
+        // before it changed anything (and does not poison the log).
+        let aged = inner.opts.max_segment_age.is_some_and(|a| w.opened.elapsed() >= a) && w.next_lsn > first_of(&w);
+        let mut prepared = self.reserve_segments(rotations_needed(&w, records, inner.opts.segment_size, aged))?;
+        for (i, r) in records.iter().enumerate() {
             let n = format::frame_len(r.len()) as u64;
-            let aged = inner.opts.max_segment_age.is_some_and(|a| w.opened.elapsed() >= a) && w.next_lsn > first_of(&w);
-            if w.write_off + n > inner.opts.segment_size || aged {
-                inner.rotate(&mut w)?;
+            if w.write_off + n > inner.opts.segment_size || (i == 0 && aged) {
+                let file = prepared.0.pop().expect("a segment file reserved for each rotation");
+                // Records of this batch in the old tail are not published by the seal.
+                inner.rotate(&mut w, Some(file), first)?;
             }
             // Split borrows of the writer's fields: no reference counting per append.
             let w = &mut *w;
@@ -498,7 +515,8 @@ impl Log {
         let _s = self.inner.sync.lock().unwrap_or_else(|e| e.into_inner());
         let mut w = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
         if w.tail.as_ref().is_some_and(|t| t.count() > 0) {
-            self.inner.rotate(&mut w)?;
+            let next = w.next_lsn;
+            self.inner.rotate(&mut w, None, next)?;
         }
         Ok(())
     }
@@ -514,6 +532,59 @@ fn persists_each(durability: Durability, media: &TailMedia) -> bool {
         Durability::Each => true,
         Durability::Group => media.persists_by_cache_flush(),
         Durability::None => false,
+    }
+}
+
+/// How many rotations appending `records` takes from the writer's position now (the
+/// first one at once if the tail is `aged`).
+fn rotations_needed(w: &Writer, records: &[&[u8]], segment_size: u64, aged: bool) -> usize {
+    let (mut off, mut n) = (w.write_off, 0);
+    for (i, r) in records.iter().enumerate() {
+        let len = format::frame_len(r.len()) as u64;
+        if off + len > segment_size || (i == 0 && aged) {
+            n += 1;
+            off = HEADER_LEN as u64;
+        }
+        off += len;
+    }
+    n
+}
+
+impl Log {
+    /// `n` prepared segment files (the background one first), or none and the error
+    /// if the disk cannot hold them all.
+    fn reserve_segments(&self, n: usize) -> Result<Reserved> {
+        let inner = &self.inner;
+        let mut files = Vec::with_capacity(n);
+        for _ in 0..n {
+            let next = match inner.prep.take() {
+                Some(p) => Ok(p),
+                None => prepare_file(&inner.dir, inner.opts.segment_size, false),
+            };
+            match next {
+                Ok(p) => files.push(p),
+                Err(e) => {
+                    for p in files {
+                        let _ = fs::remove_file(p);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        // Popped from the back: the background file goes to the first rotation.
+        files.reverse();
+        Ok(Reserved(files))
+    }
+}
+
+/// Segment files reserved for a batch; those it did not use (it failed) are removed.
+struct Reserved(Vec<PathBuf>);
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        for p in self.0.drain(..) {
+            let _ = fs::remove_file(p);
+        }
     }
 }
 
@@ -571,13 +642,16 @@ impl Inner {
         Ok(())
     }
 
-    /// Seals the tail and opens the next segment. Called with the writer lock held.
+    /// Seals the tail and opens the next segment (in `prepared`, or the preparer's,
+    /// or one made now). Called with the writer lock held. The seal publishes records
+    /// below `publish` as durable; the rest (the first part of a batch spanning
+    /// segments) become visible with their batch.
     ///
     /// Order, for crash safety: persist everything written to the tail; trim it to its
     /// records and switch it to cached (now sealed); then create the next segment
     /// (header, rename, directory fsync). A crash at any point leaves a log whose
     /// last segment is a valid tail.
-    pub(crate) fn rotate(&self, w: &mut Writer) -> Result<()> {
+    pub(crate) fn rotate(&self, w: &mut Writer, prepared: Option<PathBuf>, publish: Lsn) -> Result<()> {
         let old = w.tail.clone().expect("writable log has a tail");
         // No more populating of the old tail: the preparer's next job is the file the
         // rotation waits for.
@@ -587,7 +661,7 @@ impl Inner {
         // The next segment's space first: if the disk is full, this fails before
         // anything changed, and the log is not poisoned (appends fail with the disk
         // full error until space is freed).
-        let prepared = match self.prep.take() {
+        let prepared = match prepared.or_else(|| self.prep.take()) {
             Some(p) => p,
             None => prepare_file(&self.dir, self.opts.segment_size, false)?,
         };
@@ -600,7 +674,7 @@ impl Inner {
                 persist_tail(g, w.persisted_upto, w.write_off - w.persisted_upto)?;
             }
             w.persisted_upto = w.write_off;
-            self.advance_durable(w, w.next_lsn);
+            self.advance_durable(w, publish.min(w.next_lsn));
             // The next tail is created and mapped while the old one is still mapped:
             // where unmapping the old tail is left to a background thread (memory file
             // systems), that unmap holds the address space's lock while it tears the
