@@ -476,11 +476,13 @@ const MAX_RAW_FRAME: usize = 1024;
 fn raw_frame<'a>(seq: u64, rec: &[u8], crc: bool, buf: &'a mut [u8; MAX_RAW_FRAME]) -> &'a [u8] {
     let buf = &mut buf[..dynadax::log::frame_len(rec.len())];
     if crc {
-        dynadax::log::encode_record(seq, rec, buf);
+        // Each raw record is persisted before the next: all before it acknowledged.
+        dynadax::log::encode_record(seq, seq, rec, buf);
     } else {
         buf[..4].copy_from_slice(&(rec.len() as u32).to_le_bytes());
         buf[8..16].copy_from_slice(&seq.to_le_bytes());
-        buf[16..16 + rec.len()].copy_from_slice(rec);
+        buf[16..24].copy_from_slice(&seq.to_le_bytes());
+        buf[24..24 + rec.len()].copy_from_slice(rec);
     }
     buf
 }

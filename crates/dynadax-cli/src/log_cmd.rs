@@ -22,6 +22,10 @@ pub enum LogCommand {
         opts: WriteOpts,
     },
     /// Print records as `LSN<TAB>record`, one per line, in order.
+    ///
+    /// A damaged log is refused (exit 1, naming the file and offset); with
+    /// `--recovery skip-damaged`, every intact record is printed and each damaged
+    /// one is named on standard error (exit 1 at the end).
     Read {
         /// The log directory.
         dir: PathBuf,
@@ -31,6 +35,10 @@ pub enum LogCommand {
         /// Print at most this many records.
         #[arg(long)]
         limit: Option<u64>,
+        /// tolerate-torn-tail (refuse damage) or skip-damaged (read around it).
+        /// Nothing is changed either way.
+        #[arg(long, value_enum, default_value_t = ReadRecoveryArg::TolerateTornTail)]
+        recovery: ReadRecoveryArg,
     },
     /// Like `read`, then follow the log, printing records as they become durable.
     ///
@@ -51,13 +59,43 @@ pub enum LogCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check every record's frame and checksum and the LSN chain.
+    /// Check every record's frame and checksum, the LSN chain, and the bytes past
+    /// the tail's records.
     ///
-    /// Exit 0 if clean, 1 if anything is wrong (each problem named by file and byte
-    /// offset). Shows a progress bar on a terminal.
+    /// Tells apart a torn tail (a crash's partial last write: recovery cuts it),
+    /// damage (a bad record with intact records after it, or in a sealed segment:
+    /// recovery refuses it; see `log repair`), and non-zero bytes past the end of
+    /// the records. Exit 0 if clean, 1 if anything is wrong (each problem named by
+    /// file, byte offset and LSN). Shows a progress bar on a terminal.
     Verify {
         /// The log directory.
         dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Repair a damaged log, saying exactly what it drops.
+    ///
+    /// point-in-time keeps every record before the first damage and drops the rest;
+    /// skip-damaged keeps every intact record at its own LSN and records the damaged
+    /// LSNs as holes in log.meta (reads of them fail with a clear error; later opens
+    /// accept exactly those holes). Either way the bytes dropped are first copied
+    /// beside their segment ({segment}.cut-{offset}, or a whole segment renamed to
+    /// {segment}.cut-0), and a torn tail is cut. With --dry-run, only says what it
+    /// would do. Refused while a writer has the log open.
+    #[command(after_help = "Examples:
+  dynadax log verify data/wal                                      # what is wrong
+  dynadax log repair data/wal --recovery skip-damaged --dry-run    # what a salvage would drop
+  dynadax log repair data/wal --recovery skip-damaged              # do it")]
+    Repair {
+        /// The log directory.
+        dir: PathBuf,
+        /// What to do with damage.
+        #[arg(long, value_enum)]
+        recovery: RepairArg,
+        /// Change nothing; print what would be done.
+        #[arg(long)]
+        dry_run: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -87,7 +125,10 @@ pub struct WriteOpts {
     /// First LSN of a new log.
     #[arg(long, default_value_t = 0)]
     pub first_lsn: u64,
-    /// What to do with damage found at open.
+    /// What to do with what recovery finds at open: strict (change nothing, refuse
+    /// anything but a clean log), tolerate-torn-tail (cut a crash's partial last
+    /// write, refuse damage), point-in-time (keep what precedes the first damage),
+    /// skip-damaged (keep every intact record, the damaged ones as holes).
     #[arg(long, value_enum, default_value_t = RecoveryArg::TolerateTornTail)]
     pub recovery: RecoveryArg,
     /// How the tail is written: auto (direct on kernel DAX and memory file systems,
@@ -115,6 +156,19 @@ pub enum RecoveryArg {
     Strict,
     TolerateTornTail,
     PointInTime,
+    SkipDamaged,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ReadRecoveryArg {
+    TolerateTornTail,
+    SkipDamaged,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum RepairArg {
+    PointInTime,
+    SkipDamaged,
 }
 
 impl WriteOpts {
@@ -131,6 +185,7 @@ impl WriteOpts {
                 RecoveryArg::Strict => RecoveryMode::Strict,
                 RecoveryArg::TolerateTornTail => RecoveryMode::TolerateTornTail,
                 RecoveryArg::PointInTime => RecoveryMode::PointInTime,
+                RecoveryArg::SkipDamaged => RecoveryMode::SkipDamaged,
             },
             first_lsn: self.first_lsn,
             max_segment_age: None,
@@ -173,16 +228,31 @@ fn reading() -> LogOptions {
 pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
     match cmd {
         LogCommand::Append { dir, opts } => append(&dir, &opts),
-        LogCommand::Read { dir, from, limit } => {
-            let log = Log::open_read_only(&dir, reading())?;
+        LogCommand::Read { dir, from, limit, recovery } => {
+            let recovery = match recovery {
+                ReadRecoveryArg::TolerateTornTail => RecoveryMode::TolerateTornTail,
+                ReadRecoveryArg::SkipDamaged => RecoveryMode::SkipDamaged,
+            };
+            let log = Log::open_read_only(&dir, LogOptions { recovery, ..reading() })?;
             let from = from.unwrap_or_else(|| log.first_lsn());
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let end = limit.map_or(u64::MAX, |l| from.saturating_add(l));
+            let mut damaged = 0u64;
             for r in log.range(from, end) {
-                let (lsn, rec) = r?;
-                write_record(&mut out, lsn, &rec)?;
+                match r {
+                    Ok((lsn, rec)) => write_record(&mut out, lsn, &rec)?,
+                    Err(e @ dynadax::Error::Damaged { .. }) => {
+                        out.flush()?;
+                        eprintln!("dynadax: {e}");
+                        damaged += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             out.flush()?;
+            if damaged > 0 {
+                bail!("{}: {damaged} damaged record(s) not printed", dir.display());
+            }
             Ok(())
         }
         LogCommand::Tail { dir, from } => {
@@ -198,6 +268,7 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
         }
         LogCommand::Stat { dir, json } => stat(&dir, json),
         LogCommand::Verify { dir, json } => verify(&dir, json),
+        LogCommand::Repair { dir, recovery, dry_run, json } => repair(&dir, recovery, dry_run, json),
         LogCommand::Bench(args) => crate::log_bench::run(&args),
     }
 }
@@ -329,7 +400,17 @@ fn verify(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&rep)?);
     } else {
         for p in &rep.problems {
-            println!("{}: at byte {}: {}", p.path.display(), p.offset, p.what);
+            let kind = match p.kind {
+                dynadax::log::ProblemKind::TornTail => "torn tail",
+                dynadax::log::ProblemKind::PastEnd => "past the end",
+                dynadax::log::ProblemKind::Damage => "DAMAGE",
+                dynadax::log::ProblemKind::Structure => "structure",
+                dynadax::log::ProblemKind::TooLarge => "too large",
+            };
+            println!("{}: at byte {}: {kind}: {}", p.path.display(), p.offset, p.what);
+        }
+        for (a, b) in &rep.known_holes {
+            println!("known hole (salvaged): LSNs {a}..{b}");
         }
         println!(
             "{}: {} segments, {} records, {} bytes: {}",
@@ -343,5 +424,42 @@ fn verify(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
     if !rep.problems.is_empty() {
         bail!("{}: corruption found", dir.display());
     }
+    Ok(())
+}
+
+fn repair(dir: &std::path::Path, recovery: RepairArg, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let mode = match recovery {
+        RepairArg::PointInTime => RecoveryMode::PointInTime,
+        RepairArg::SkipDamaged => RecoveryMode::SkipDamaged,
+    };
+    let rep = if dry_run { Log::plan_recovery(dir, mode)? } else { Log::repair(dir, mode)? };
+    if json {
+        println!("{}", serde_json::to_string(&rep)?);
+        return Ok(());
+    }
+    let verb = if dry_run { "would drop" } else { "dropped" };
+    for d in &rep.dropped {
+        let lsns = d.lsns.map_or_else(|| "no acknowledged record".to_string(), |(a, b)| format!("LSNs {a}..{b}"));
+        let kept = d.evidence.as_ref().map_or_else(String::new, |e| format!(", kept in {}", e.display()));
+        println!("{verb}: {}: {} bytes from byte {} ({}), {lsns}{kept}", d.path.display(), d.bytes, d.offset, d.why);
+    }
+    let verb = if dry_run { "would keep as a hole" } else { "kept as a hole" };
+    for h in &rep.holes {
+        println!("{verb}: LSNs {}..{} ({} at byte {})", h.lsns.0, h.lsns.1, h.path.display(), h.offset);
+    }
+    for r in &rep.repairs {
+        println!("{}{r}", if dry_run { "would: " } else { "" });
+    }
+    println!(
+        "{}: {} segments, {} records{}",
+        dir.display(),
+        rep.segments,
+        rep.records,
+        if rep.dropped.is_empty() && rep.holes.is_empty() && rep.repairs.is_empty() {
+            ": nothing to repair"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }

@@ -283,3 +283,58 @@ fn log_append_under_a_missing_parent_says_what_it_tried() {
     assert_one_line_error(&out, 1, &[p(&target), "cannot create the log directory", "does not exist"]);
     assert!(!d.path().join("no").exists());
 }
+
+/// Issue 10 as a user meets it: a flipped byte mid-tail. `log append` refuses (exit
+/// 1, one line naming the file, offset and LSN, nothing changed), `log verify` says
+/// DAMAGE with the intact records after it, `log repair --dry-run` says what a
+/// salvage drops without doing it, `log repair` does it, and `log read
+/// --recovery skip-damaged` prints every other record.
+#[test]
+fn damage_is_refused_verified_and_repaired_from_the_command_line() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let log = d.path().join("l");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynadax"))
+        .args(["log", "append", p(&log)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..300 {
+            writeln!(stdin, "record-{i:04}").unwrap();
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let seg = log.join("00000000000000000000.dlog");
+    // Record 100: 64 + 100 frames of 40 bytes (24 + 11 payload, padded).
+    let at = 64 + 100 * 40 + 30;
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[at] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dynadax"))
+        .args(["log", "append", p(&log)])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, 1, &[p(&seg), "at byte 4064", "record 100 is damaged", "199 intact"]);
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "the refused append changed the segment");
+    let v = dynadax(&["log", "verify", p(&log)]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&v.stdout).contains("DAMAGE: record 100 is damaged"), "{v:?}");
+    let plan = dynadax(&["log", "repair", p(&log), "--recovery", "skip-damaged", "--dry-run"]);
+    assert!(plan.status.success());
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("would keep as a hole: LSNs 100..101"), "{plan:?}");
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "a dry run changed the segment");
+    let refused = dynadax(&["log", "read", p(&log)]);
+    assert_eq!(refused.status.code(), Some(1));
+    let done = json(&dynadax(&["log", "repair", p(&log), "--recovery", "skip-damaged", "--json"]));
+    assert_eq!(done["holes"][0]["lsns"], serde_json::json!([100, 101]), "{done}");
+    let read = dynadax(&["log", "read", p(&log), "--recovery", "skip-damaged"]);
+    let text = String::from_utf8_lossy(&read.stdout);
+    assert_eq!(text.lines().count(), 299);
+    assert!(text.contains("99\trecord-0099\n101\trecord-0101\n"), "{text}");
+    assert!(String::from_utf8_lossy(&read.stderr).contains("record 100 at byte 4064 is damaged"));
+    assert_eq!(read.status.code(), Some(1), "a read that skipped a record says so");
+}

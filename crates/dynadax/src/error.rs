@@ -23,6 +23,34 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A read or write failed at a known place in a file (a bad sector, a poisoned
+    /// line of persistent memory): never taken for a torn write.
+    #[error("{}: {op} at byte {offset}: {source}", path.display())]
+    IoAt {
+        /// The file.
+        path: PathBuf,
+        /// Where in it.
+        offset: u64,
+        /// What dynadax was doing.
+        op: &'static str,
+        /// The operating system's error, intact.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A record of a salvaged log is damaged: a hole that
+    /// [`RecoveryMode::SkipDamaged`](crate::log::RecoveryMode::SkipDamaged) kept
+    /// open, reported instead of the record. The intact records around it read.
+    #[error("{}: record {lsn} at byte {offset} is damaged (the log was salvaged around it; see log repair)", path.display())]
+    Damaged {
+        /// The record's LSN.
+        lsn: u64,
+        /// The segment file that held it.
+        path: PathBuf,
+        /// Where its damaged bytes begin.
+        offset: u64,
+    },
+
     /// The path does not exist.
     #[error("{}: no such file or directory", path.display())]
     NotFound {
@@ -105,6 +133,14 @@ impl Error {
             Error::NotFound { path: path.to_path_buf() }
         } else {
             Error::Io { path: path.to_path_buf(), op, source }
+        }
+    }
+
+    /// Adds `offset` to an I/O error about a place in a file.
+    pub(crate) fn at(self, offset: u64) -> Error {
+        match self {
+            Error::Io { path, op, source } => Error::IoAt { path, offset, op, source },
+            e => e,
         }
     }
 

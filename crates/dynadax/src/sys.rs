@@ -637,19 +637,26 @@ fn crc_fast_cpu() -> bool {
     false
 }
 
-/// The CRC32C of `head` (the LSN's and length's little-endian bytes, as the record
-/// format orders them) followed by `payload`: the same value as
-/// `crc32c_append(crc32c(head), payload)`.
-pub fn crc32c_record(lsn: u64, len: u32, payload: &[u8]) -> u32 {
+/// The CRC32C of a record frame's covered fields, as the record format orders them:
+/// the LSN's (8) and length's (4) little-endian bytes, then (format 2) the acknowledged
+/// LSN's (8), then `payload`: the same value as `crc32c_append(crc32c(head), payload)`.
+pub fn crc32c_record(lsn: u64, len: u32, acked: Option<u64>, payload: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if crc_fast_cpu() && payload.len() <= 3 * 8 * CRC_MAX_LANE_WORDS {
         // SAFETY: the CPU has SSE4.2 and PCLMULQDQ (checked just above).
-        return unsafe { crc32c_record_x86(lsn, len, payload) };
+        return unsafe { crc32c_record_x86(lsn, len, acked, payload) };
     }
-    let mut head = [0u8; 12];
+    let mut head = [0u8; 20];
     head[..8].copy_from_slice(&lsn.to_le_bytes());
-    head[8..].copy_from_slice(&len.to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c(&head), payload)
+    head[8..12].copy_from_slice(&len.to_le_bytes());
+    let n = match acked {
+        Some(a) => {
+            head[12..].copy_from_slice(&a.to_le_bytes());
+            20
+        }
+        None => 12,
+    };
+    crc32c::crc32c_append(crc32c::crc32c(&head[..n]), payload)
 }
 
 /// # Safety
@@ -657,7 +664,7 @@ pub fn crc32c_record(lsn: u64, len: u32, payload: &[u8]) -> u32 {
 /// CRC_MAX_LANE_WORDS` bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2,pclmulqdq")]
-unsafe fn crc32c_record_x86(lsn: u64, len: u32, payload: &[u8]) -> u32 {
+unsafe fn crc32c_record_x86(lsn: u64, len: u32, acked: Option<u64>, payload: &[u8]) -> u32 {
     use std::arch::x86_64::{
         _mm_clmulepi64_si128, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8, _mm_cvtsi128_si64, _mm_cvtsi64_si128,
     };
@@ -667,6 +674,9 @@ unsafe fn crc32c_record_x86(lsn: u64, len: u32, payload: &[u8]) -> u32 {
     };
     let mut s = _mm_crc32_u64(u64::from(u32::MAX), lsn);
     s = u64::from(_mm_crc32_u32(s as u32, len));
+    if let Some(a) = acked {
+        s = _mm_crc32_u64(s, a);
+    }
     let words = payload.len() / 8;
     let lane = words / 3;
     let mut done = 0;
@@ -723,11 +733,15 @@ mod tests {
             for skew in [0, 3] {
                 let p = &data[skew..skew + len];
                 let lsn = 0x0123_4567_89ab_cdef ^ len as u64;
-                let mut head = [0u8; 12];
+                let acked = 0x0fed_cba9_8765_4321 ^ len as u64;
+                let mut head = [0u8; 20];
                 head[..8].copy_from_slice(&lsn.to_le_bytes());
-                head[8..].copy_from_slice(&(len as u32).to_le_bytes());
+                head[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+                head[12..].copy_from_slice(&acked.to_le_bytes());
+                let want = crc32c::crc32c_append(crc32c::crc32c(&head[..12]), p);
+                assert_eq!(super::crc32c_record(lsn, len as u32, None, p), want, "length {len}, skew {skew}");
                 let want = crc32c::crc32c_append(crc32c::crc32c(&head), p);
-                assert_eq!(super::crc32c_record(lsn, len as u32, p), want, "length {len}, skew {skew}");
+                assert_eq!(super::crc32c_record(lsn, len as u32, Some(acked), p), want, "v2, length {len}");
             }
         }
     }

@@ -8,7 +8,9 @@
 //! every acknowledged record is present and intact, and nothing else is returned but
 //! records that were really written, in order (no garbage, no gap).
 
-use dynadax::log::{put_record, put_record_persisted, scan_bytes, Media, SegmentHeader, FRAME_HEADER, HEADER_LEN};
+use dynadax::log::{
+    put_record, put_record_persisted, recover_tail_image, Media, SegmentHeader, FRAME_HEADER, HEADER_LEN,
+};
 use proptest::prelude::*;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -77,10 +79,10 @@ impl Media for SimPmem {
 /// Recovers `img` as `Log::open` would and checks the invariants; returns how many
 /// records were recovered.
 fn check_image(img: &[u8], base: u64, written: &[Vec<u8>], acked: usize) -> usize {
-    let scan = scan_bytes(img, base, 1 << 16).expect("scan never fails on a well-formed header");
-    assert!(scan.index.len() >= acked, "lost acknowledged records: {} < {acked}", scan.index.len());
-    assert!(scan.index.len() <= written.len(), "more records than were written");
-    for (i, &off) in scan.index.iter().enumerate() {
+    let index = recover_tail_image(img, base, 1 << 16).unwrap_or_else(|why| panic!("a crash image was refused: {why}"));
+    assert!(index.len() >= acked, "lost acknowledged records: {} < {acked}", index.len());
+    assert!(index.len() <= written.len(), "more records than were written");
+    for (i, &off) in index.iter().enumerate() {
         let off = off as usize;
         let len = u32::from_le_bytes(img[off..off + 4].try_into().unwrap()) as usize;
         assert_eq!(
@@ -89,7 +91,7 @@ fn check_image(img: &[u8], base: u64, written: &[Vec<u8>], acked: usize) -> usiz
             "record {i} is not what was written"
         );
     }
-    scan.index.len()
+    index.len()
 }
 
 /// Runs `records` through the real write routine, acknowledging after each covering
@@ -102,7 +104,8 @@ fn run(records: &[Vec<u8>], group: usize, base: u64) -> (usize, usize) {
     let (mut off, mut acked, mut unpersisted_from) = (HEADER_LEN as u64, 0usize, HEADER_LEN as u64);
     let mut images = 0;
     for (i, r) in records.iter().enumerate() {
-        off += put_record(&media, off, base + i as u64, r, &mut scratch).unwrap();
+        // The frame claims what was acknowledged when it was written.
+        off += put_record(&media, off, base + i as u64, base + acked as u64, r, &mut scratch).unwrap();
         // Crash now: the stores since the last persist may land in any combination.
         let n = media.pending.borrow().len();
         if n <= 12 {
@@ -172,7 +175,7 @@ fn store_persist_path_is_durable_on_return() {
     let mut scratch = Vec::new();
     let mut off = HEADER_LEN as u64;
     for (i, r) in records.iter().enumerate() {
-        off += put_record_persisted(&media, off, 3 + i as u64, r, &mut scratch).unwrap();
+        off += put_record_persisted(&media, off, 3 + i as u64, 3 + i as u64, r, &mut scratch).unwrap();
         assert!(media.pending.borrow().is_empty(), "record {i} acknowledged with stores still pending");
         assert_eq!(check_image(&media.image(&|_| false), 3, &records, i + 1), i + 1);
     }

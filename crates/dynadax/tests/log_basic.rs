@@ -442,10 +442,7 @@ fn a_restart_interrupted_after_its_purge_point_is_finished_at_open() {
     log.set_metadata(b"kept").unwrap();
     drop(log);
     // The crash: `log.meta` says everything below 5000 is purged, the segments are still there.
-    let meta = std::fs::read_to_string(dir.join(dynadax::log::META_FILE)).unwrap();
-    let patched = meta.replace("\"purged_before\":0", "\"purged_before\":5000");
-    assert_ne!(meta, patched, "{meta}");
-    std::fs::write(dir.join(dynadax::log::META_FILE), patched).unwrap();
+    patch_log_meta(&dir, "\"purged_before\":0", "\"purged_before\":5000");
     let log = Log::open(&dir, small(Durability::Group)).unwrap();
     assert_eq!((log.first_lsn(), log.next_lsn()), (5000, 5000));
     let repairs = log.recovery_report().repairs;
@@ -485,10 +482,7 @@ fn a_truncation_recorded_by_an_earlier_version_is_finished_at_open() {
     fill(&log, 50);
     drop(log);
     // Earlier versions recorded the intent as the last LSN to keep.
-    let meta = std::fs::read_to_string(dir.join(dynadax::log::META_FILE)).unwrap();
-    let patched = meta.replace("\"purged_before\":0", "\"purged_before\":0,\"truncate_after\":19");
-    assert_ne!(meta, patched, "{meta}");
-    std::fs::write(dir.join(dynadax::log::META_FILE), patched).unwrap();
+    patch_log_meta(&dir, "\"purged_before\":0", "\"purged_before\":0,\"truncate_after\":19");
     let log = Log::open(&dir, small(Durability::Group)).unwrap();
     assert_eq!(log.next_lsn(), 20);
     assert!(log.recovery_report().repairs.iter().any(|r| r.contains("truncation from LSN 20")));
@@ -533,4 +527,57 @@ fn a_read_only_reader_follows_a_restart_and_an_emptying_truncation() {
     ro.refresh().unwrap();
     let got: Vec<_> = ro.iter(0).map(|r| r.unwrap()).collect();
     assert_eq!(got, vec![(900, b"replaced".to_vec())]);
+}
+
+/// A log written by the first format (segment version 1: frames without `acked`;
+/// `log.meta` without a checksum line) opens, reads back, and takes appends, which
+/// go to a new segment of the current format (the old tail is sealed first).
+#[test]
+fn a_log_of_format_1_opens_reads_and_appends_in_the_current_format() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    std::fs::create_dir(&dir).unwrap();
+    let mut img =
+        dynadax::log::SegmentHeader { base_lsn: 5, created_ns: 1, capacity: 64 << 10 }.encode_version(1).to_vec();
+    for i in 5..25u64 {
+        // A version-1 frame: len, crc(lsn ++ len ++ payload), lsn, payload, padding.
+        let p = rec(i);
+        let mut head = i.to_le_bytes().to_vec();
+        head.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        let crc = crc32c_of(&head, &p);
+        img.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        img.extend_from_slice(&crc.to_le_bytes());
+        img.extend_from_slice(&i.to_le_bytes());
+        img.extend_from_slice(&p);
+        img.resize(img.len().div_ceil(8) * 8, 0);
+    }
+    img.resize(64 << 10, 0);
+    std::fs::write(dir.join("00000000000000000005.dlog"), &img).unwrap();
+    std::fs::write(dir.join("log.meta"), br#"{"format":1,"purged_before":5,"user":"6869"}"#).unwrap();
+    let log = Log::open(&dir, small(Durability::Each)).unwrap();
+    assert_eq!((log.first_lsn(), log.next_lsn()), (5, 25));
+    assert_eq!(log.metadata(), b"hi");
+    for i in 5..25 {
+        assert_eq!(log.read(i).unwrap(), rec(i));
+    }
+    assert_eq!(log.append(b"new").unwrap(), 25);
+    let segs = log.segments().unwrap();
+    assert_eq!(segs.len(), 2, "the format-1 tail is sealed before the first append");
+    assert!(segs[0].sealed);
+    drop(log);
+    let log = Log::open(&dir, small(Durability::Each)).unwrap();
+    assert_eq!(log.read(25).unwrap(), b"new");
+    assert_eq!(log.read(7).unwrap(), rec(7));
+}
+
+fn crc32c_of(head: &[u8], payload: &[u8]) -> u32 {
+    // CRC32C (Castagnoli), bitwise: independent of the crate's own code.
+    let mut c = !0u32;
+    for &b in head.iter().chain(payload) {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+        }
+    }
+    !c
 }

@@ -26,12 +26,15 @@ fn assert_records(log: &Log, first: u64, n: u64, want: impl Fn(u64) -> Vec<u8>) 
     }
 }
 
-/// Adds `"key": value` to the JSON of `log.meta`, as a crash in the middle of an
-/// operation leaves it (the file is written whole, by rename).
+/// Adds `"key": value` to the record in `log.meta`, as a crash in the middle of an
+/// operation leaves it (the file is written whole, by rename). Written back in the
+/// first format (no checksum line), which is still read.
 fn meta_with(dir: &Path, key: &str, value: serde_json::Value) {
     let p = dir.join(META_FILE);
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&p).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     v[key] = value;
+    v["format"] = 1.into();
     std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
 }
 
@@ -143,4 +146,93 @@ fn a_batch_spanning_a_seal_is_not_visible_in_part() {
     assert!(log.read(r.start).is_err());
     log.sync().unwrap();
     assert_eq!(log.durable_lsn(), r.end);
+}
+
+/// Every file of a log directory and its bytes, to show an open changed nothing.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .filter(|(n, _)| n != "LOCK" && n != dynadax::log::STATE_FILE)
+        .collect()
+}
+
+/// Defect 3: a valid frame over a smaller `max_record` given at reopen was taken for
+/// a torn tail, and 995 of 1,000 acknowledged records were cut. A whole record over
+/// the limit is a setting to raise: refused, nothing changed.
+#[test]
+fn a_whole_record_over_a_smaller_max_record_is_refused_not_cut() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    let o = LogOptions { segment_size: 1 << 20, ..opts(Durability::Group) };
+    let log = Log::open(&dir, o.clone()).unwrap();
+    for i in 0..1000 {
+        log.append(&rec(i)).unwrap();
+    }
+    drop(log);
+    let before = snapshot(&dir);
+    let err = Log::open(&dir, LogOptions { max_record: 100, ..o.clone() }).err().expect("refused").to_string();
+    assert!(err.contains("more than the maximum record size 100") && err.contains(".dlog"), "{err}");
+    assert_eq!(snapshot(&dir), before, "a refused open changed the log");
+    assert_records(&Log::open(&dir, o).unwrap(), 0, 1000, rec);
+}
+
+/// Defect 3: Strict recovery zeroed "stale bytes" and opened: with 16 zero bytes over
+/// the first frame header it cleared all 1,000 records, and `log verify` said clean.
+/// Strict never changes a byte; the default refuses (intact records follow, written
+/// after the damaged one was acknowledged); verify calls it damage.
+#[test]
+fn strict_recovery_changes_nothing_and_zeroed_frame_header_is_damage() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    let o = LogOptions { segment_size: 1 << 20, ..opts(Durability::Each) };
+    let log = Log::open(&dir, o.clone()).unwrap();
+    for i in 0..1000 {
+        log.append(&rec(i)).unwrap();
+    }
+    let tail = log.segments().unwrap().pop().unwrap();
+    drop(log);
+    use std::os::unix::fs::FileExt;
+    let first_frame = 64;
+    std::fs::OpenOptions::new().write(true).open(&tail.path).unwrap().write_all_at(&[0u8; 16], first_frame).unwrap();
+    let before = snapshot(&dir);
+    for mode in [RecoveryMode::Strict, RecoveryMode::TolerateTornTail] {
+        let err = Log::open(&dir, LogOptions { recovery: mode, ..o.clone() }).err().expect("refused").to_string();
+        assert!(err.contains(&*tail.path.to_string_lossy()) && err.contains("at byte 64"), "{mode:?}: {err}");
+        assert_eq!(snapshot(&dir), before, "{mode:?} recovery changed the log");
+    }
+    let rep = dynadax::log::verify(&dir, 1 << 20, &mut |_, _| {}).unwrap();
+    assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
+    assert_eq!(rep.problems[0].kind, dynadax::log::ProblemKind::Damage, "{:?}", rep.problems);
+    assert_eq!(rep.problems[0].intact_after, 999);
+}
+
+/// Defect 3 (verify): a flipped byte in the unused part of the tail was "clean". It
+/// is non-zero bytes past the end of the records; recovery clears them (keeping them
+/// beside the segment) and every record stays.
+#[test]
+fn non_zero_bytes_past_the_tail_records_are_reported_and_kept_when_cleared() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    let o = opts(Durability::Each);
+    let log = Log::open(&dir, o.clone()).unwrap();
+    for i in 0..20 {
+        log.append(&rec(i)).unwrap();
+    }
+    let tail = log.segments().unwrap().pop().unwrap();
+    drop(log);
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(&tail.path).unwrap();
+    f.write_all_at(&[0x5a], tail.file_size - 100).unwrap();
+    let rep = dynadax::log::verify(&dir, 1 << 20, &mut |_, _| {}).unwrap();
+    assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
+    assert_eq!(rep.problems[0].kind, dynadax::log::ProblemKind::PastEnd, "{:?}", rep.problems);
+    let log = Log::open(&dir, o).unwrap();
+    assert_records(&log, 0, 20, rec);
+    let r = log.recovery_report();
+    assert_eq!(r.dropped.len(), 1, "{r:?}");
+    let ev = r.dropped[0].evidence.clone().expect("evidence kept");
+    assert_eq!(std::fs::read(ev).unwrap().last(), Some(&0x5a));
 }

@@ -7,7 +7,7 @@
 //!
 //! header, 64 bytes at offset 0, little-endian:
 //!   0  magic       8  b"DYNXLOG\0"
-//!   8  version     4  1
+//!   8  version     4  2 (segments of version 1 are still read)
 //!  12  header_len  4  64
 //!  16  base_lsn    8  LSN of the first record in this segment
 //!  24  created_ns  8  creation time, ns since the Unix epoch
@@ -15,18 +15,22 @@
 //!  40  reserved   20  zero
 //!  60  crc         4  CRC32C of bytes 0..60
 //!
-//! records, from offset 64, each starting on an 8-byte boundary:
+//! records, from offset 64, each starting on an 8-byte boundary (version 2):
 //!   0  len         4  payload length, 1..=max (0 marks the end: preallocated space is zero)
-//!   4  crc         4  CRC32C of lsn ++ len ++ payload (LE bytes)
+//!   4  crc         4  CRC32C of lsn ++ len ++ acked ++ payload (LE bytes)
 //!   8  lsn         8  this record's LSN: base_lsn + its index in the segment
-//!  16  payload   len
+//!  16  acked       8  every LSN below this was acknowledged durable when the frame was written
+//!  24  payload   len
 //!      padding    0..7 zero bytes to the next 8-byte boundary
+//! (version 1 frames have no `acked`: a 16-byte header, the CRC over lsn ++ len ++ payload)
 //! ```
 //!
 //! A record is valid only if its length is in range, it fits in the file, its LSN is
 //! the next expected one and its CRC matches: a torn write (any subset of its 8-byte
 //! pieces reaching the media) fails at least one of these checks, barring a CRC
-//! collision.
+//! collision. `acked` is what tells a torn write from damage (see `recovery.rs`): a
+//! frame that claims LSN `k` was acknowledged proves that a bad frame `k` was once
+//! whole and durable.
 
 use std::path::Path;
 
@@ -34,14 +38,16 @@ use std::path::Path;
 pub const SEGMENT_SUFFIX: &str = ".dlog";
 /// First bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"DYNXLOG\0";
-/// Format version written and accepted.
-pub const VERSION: u32 = 1;
+/// Format version written.
+pub const VERSION: u32 = 2;
+/// The earlier version, still read (its frames carry no `acked`).
+pub const VERSION_1: u32 = 1;
 /// Header size; records start here.
 pub const HEADER_LEN: usize = 64;
 /// Offset of the header's CRC (it covers the bytes before it).
 const HEADER_CRC_AT: usize = 60;
-/// Size of a record frame before its payload.
-pub const FRAME_HEADER: usize = 16;
+/// Size of a record frame before its payload (the version written).
+pub const FRAME_HEADER: usize = 24;
 /// Records start on multiples of this.
 pub const ALIGN: usize = 8;
 
@@ -57,11 +63,17 @@ pub struct SegmentHeader {
 }
 
 impl SegmentHeader {
-    /// The 64 header bytes.
+    /// The 64 header bytes, of the version written ([`VERSION`]).
     pub fn encode(&self) -> [u8; HEADER_LEN] {
+        self.encode_version(VERSION)
+    }
+
+    /// The header bytes of a segment of format `version` (tests make version-1
+    /// segments with it).
+    pub fn encode_version(&self, version: u32) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
-        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&version.to_le_bytes());
         b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         b[16..24].copy_from_slice(&self.base_lsn.to_le_bytes());
         b[24..32].copy_from_slice(&self.created_ns.to_le_bytes());
@@ -73,22 +85,29 @@ impl SegmentHeader {
 
     /// Parses and checks a header; the error says what is wrong.
     pub fn decode(b: &[u8]) -> Result<SegmentHeader, String> {
+        Self::decode_version(b).map(|(h, _)| h)
+    }
+
+    /// Parses and checks a header, with the segment's format version.
+    pub fn decode_version(b: &[u8]) -> Result<(SegmentHeader, Frames), String> {
         if b.len() < HEADER_LEN {
             return Err(format!("header is {} bytes, expected {HEADER_LEN}", b.len()));
         }
         if b[0..8] != MAGIC {
             return Err("bad magic: not a dynadax log segment".into());
         }
-        let version = u32_at(b, 8);
-        if version != VERSION {
-            return Err(format!("format version {version} is not the supported version {VERSION}"));
-        }
         let stored = u32_at(b, HEADER_CRC_AT);
         let crc = crc32c::crc32c(&b[..HEADER_CRC_AT]);
         if stored != crc {
             return Err(format!("header checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"));
         }
-        Ok(SegmentHeader { base_lsn: u64_at(b, 16), created_ns: u64_at(b, 24), capacity: u64_at(b, 32) })
+        let frames = match u32_at(b, 8) {
+            VERSION => Frames::V2,
+            VERSION_1 => Frames::V1,
+            v => return Err(format!("format version {v} is not a supported version ({VERSION_1} or {VERSION})")),
+        };
+        let h = SegmentHeader { base_lsn: u64_at(b, 16), created_ns: u64_at(b, 24), capacity: u64_at(b, 32) };
+        Ok((h, frames))
     }
 }
 
@@ -100,73 +119,117 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Bytes a record of `len` payload bytes takes, padding included.
+/// The record framing of a segment, by its format version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frames {
+    /// Version 1: 16-byte frame headers, no `acked`.
+    V1,
+    /// Version 2 (written): 24-byte frame headers with `acked`.
+    V2,
+}
+
+impl Frames {
+    /// Bytes before the payload.
+    pub fn header(self) -> usize {
+        match self {
+            Frames::V1 => 16,
+            Frames::V2 => FRAME_HEADER,
+        }
+    }
+
+    /// Bytes a record of `len` payload bytes takes, padding included.
+    pub fn frame_len(self, len: usize) -> usize {
+        (self.header() + len).div_ceil(ALIGN) * ALIGN
+    }
+
+    /// Decodes the record at `at` in `buf` (which holds the file up to `buf.len()`),
+    /// expecting LSN `lsn` and at most `max` bytes.
+    pub fn decode(self, buf: &[u8], at: usize, lsn: u64, max: usize) -> Decoded {
+        let fh = self.header();
+        if at + fh > buf.len() {
+            if buf.len() > at && buf[at..].iter().all(|&b| b == 0) || buf.len() <= at {
+                return Decoded::End;
+            }
+            return Decoded::Invalid(format!("truncated frame header ({} bytes left)", buf.len() - at));
+        }
+        let len = u32_at(buf, at) as usize;
+        let crc = u32_at(buf, at + 4);
+        let rec_lsn = u64_at(buf, at + 8);
+        let acked = match self {
+            Frames::V1 => None,
+            Frames::V2 => Some(u64_at(buf, at + 16)),
+        };
+        if len == 0 {
+            if buf[at..at + fh].iter().all(|&b| b == 0) {
+                return Decoded::End;
+            }
+            return Decoded::Invalid("zero length with a non-zero header".into());
+        }
+        if at + self.frame_len(len) > buf.len() {
+            return Decoded::Invalid(format!("record of {len} bytes runs past the end of the segment"));
+        }
+        if rec_lsn != lsn {
+            return Decoded::Invalid(format!("LSN {rec_lsn} where {lsn} was expected"));
+        }
+        let payload = &buf[at + fh..at + fh + len];
+        if crate::sys::crc32c_record(lsn, len as u32, acked, payload) != crc {
+            return Decoded::Invalid("checksum mismatch".into());
+        }
+        if len > max {
+            // Whole and checksummed: written by a writer with a larger limit, not torn.
+            return Decoded::TooLarge { len };
+        }
+        Decoded::Record { len, acked: acked.unwrap_or(0) }
+    }
+}
+
+/// Bytes a record of `len` payload bytes takes, padding included (format written).
 pub fn frame_len(len: usize) -> usize {
-    (FRAME_HEADER + len).div_ceil(ALIGN) * ALIGN
+    Frames::V2.frame_len(len)
 }
 
-/// CRC32C over the LSN (8 bytes, little endian), the length (4) and the payload.
-fn record_crc(lsn: u64, payload: &[u8]) -> u32 {
-    crate::sys::crc32c_record(lsn, payload.len() as u32, payload)
-}
-
-/// Writes the frame of `payload` at LSN `lsn` into `out` (exactly `frame_len` bytes).
-pub fn encode_record(lsn: u64, payload: &[u8], out: &mut [u8]) {
+/// Writes the frame of `payload` at LSN `lsn` into `out` (exactly `frame_len` bytes);
+/// `acked` is the writer's durable LSN as it writes it (every LSN below is
+/// acknowledged).
+pub fn encode_record(lsn: u64, acked: u64, payload: &[u8], out: &mut [u8]) {
     let n = frame_len(payload.len());
     debug_assert_eq!(out.len(), n);
+    let crc = crate::sys::crc32c_record(lsn, payload.len() as u32, Some(acked), payload);
     out[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    out[4..8].copy_from_slice(&record_crc(lsn, payload).to_le_bytes());
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
     out[8..16].copy_from_slice(&lsn.to_le_bytes());
-    out[16..16 + payload.len()].copy_from_slice(payload);
-    out[16 + payload.len()..].fill(0);
+    out[16..24].copy_from_slice(&acked.to_le_bytes());
+    out[24..24 + payload.len()].copy_from_slice(payload);
+    out[24 + payload.len()..].fill(0);
 }
 
 /// What is at a record position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
-    /// A valid record: its payload is `buf[at+16 .. at+16+len]`, the next record starts
-    /// at `at + frame_len(len)`.
+    /// A valid record: its payload is `buf[at+header .. at+header+len]`, the next
+    /// record starts at `at + frame_len(len)`.
     Record {
         /// Payload length.
         len: usize,
+        /// Every LSN below this was acknowledged when it was written (0 in version 1).
+        acked: u64,
     },
     /// Zero length: the end of the written part of the segment.
     End,
+    /// A whole, checksummed record longer than the limit asked for: a setting to
+    /// raise, never damage to cut.
+    TooLarge {
+        /// Payload length.
+        len: usize,
+    },
     /// Not a valid record; the reason, for the report.
     Invalid(String),
 }
 
-/// Decodes the record at `at` in `buf`, expecting LSN `lsn` and at most `max` bytes.
+/// Decodes the record at `at` in `buf` (format written), expecting LSN `lsn` and at
+/// most `max` bytes.
 pub fn decode_record(buf: &[u8], at: usize, lsn: u64, max: usize) -> Decoded {
-    if at + FRAME_HEADER > buf.len() {
-        if buf.len() > at && buf[at..].iter().all(|&b| b == 0) || buf.len() == at {
-            return Decoded::End;
-        }
-        return Decoded::Invalid(format!("truncated frame header ({} bytes left)", buf.len() - at.min(buf.len())));
-    }
-    let len = u32_at(buf, at) as usize;
-    let crc = u32_at(buf, at + 4);
-    let rec_lsn = u64_at(buf, at + 8);
-    if len == 0 {
-        if crc == 0 && rec_lsn == 0 {
-            return Decoded::End;
-        }
-        return Decoded::Invalid("zero length with a non-zero header".into());
-    }
-    if len > max {
-        return Decoded::Invalid(format!("length {len} exceeds the maximum record size {max}"));
-    }
-    if at + frame_len(len) > buf.len() {
-        return Decoded::Invalid(format!("record of {len} bytes runs past the end of the segment"));
-    }
-    if rec_lsn != lsn {
-        return Decoded::Invalid(format!("LSN {rec_lsn} where {lsn} was expected"));
-    }
-    let payload = &buf[at + FRAME_HEADER..at + FRAME_HEADER + len];
-    if record_crc(lsn, payload) != crc {
-        return Decoded::Invalid("checksum mismatch".into());
-    }
-    Decoded::Record { len }
+    Frames::V2.decode(buf, at, lsn, max)
 }
 
 /// The name of the segment whose first LSN is `base`.
@@ -200,6 +263,50 @@ mod tests {
         assert!(SegmentHeader::decode(&b).unwrap_err().contains("magic"));
     }
 
+    /// A version-1 frame, as the first format wrote it.
+    fn encode_v1(lsn: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; Frames::V1.frame_len(payload.len())];
+        out[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        let mut head = lsn.to_le_bytes().to_vec();
+        head.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out[4..8].copy_from_slice(&crc32c::crc32c_append(crc32c::crc32c(&head), payload).to_le_bytes());
+        out[8..16].copy_from_slice(&lsn.to_le_bytes());
+        out[16..16 + payload.len()].copy_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn version_1_segments_and_frames_are_still_read() {
+        let h = SegmentHeader { base_lsn: 3, created_ns: 1, capacity: 4096 };
+        assert_eq!(SegmentHeader::decode_version(&h.encode_version(VERSION_1)).unwrap(), (h, Frames::V1));
+        assert_eq!(SegmentHeader::decode_version(&h.encode()).unwrap(), (h, Frames::V2));
+        let mut img = encode_v1(3, b"old record");
+        img.extend(encode_v1(4, b"x"));
+        img.extend([0u8; 32]);
+        assert_eq!(Frames::V1.decode(&img, 0, 3, 64), Decoded::Record { len: 10, acked: 0 });
+        let next = Frames::V1.frame_len(10);
+        assert_eq!(Frames::V1.decode(&img, next, 4, 64), Decoded::Record { len: 1, acked: 0 });
+        assert_eq!(Frames::V1.decode(&img, next + Frames::V1.frame_len(1), 5, 64), Decoded::End);
+        // Read as version 2 it is not a record.
+        assert!(matches!(Frames::V2.decode(&img, 0, 3, 64), Decoded::Invalid(_)));
+        let mut bad = h.encode_version(7);
+        assert!(SegmentHeader::decode(&bad).unwrap_err().contains("version 7"));
+        bad[8] = 2;
+        assert!(SegmentHeader::decode(&bad).unwrap_err().contains("checksum"));
+    }
+
+    /// A whole frame over the limit is `TooLarge`, never `Invalid`: it is a setting to
+    /// raise, not damage to cut (review defect 3).
+    #[test]
+    fn a_whole_frame_over_the_limit_is_too_large_not_invalid() {
+        let mut buf = vec![0u8; frame_len(500) + 8];
+        encode_record(9, 9, &[1u8; 500], &mut buf[..frame_len(500)]);
+        assert_eq!(decode_record(&buf, 0, 9, 100), Decoded::TooLarge { len: 500 });
+        assert_eq!(decode_record(&buf, 0, 9, 500), Decoded::Record { len: 500, acked: 9 });
+        buf[100] ^= 1;
+        assert!(matches!(decode_record(&buf, 0, 9, 100), Decoded::Invalid(_)), "a damaged big frame is damage");
+    }
+
     #[test]
     fn names_sort_by_lsn_and_parse_back() {
         assert_eq!(segment_name(5), "00000000000000000005.dlog");
@@ -214,7 +321,7 @@ mod tests {
         let mut at = 0;
         for (i, r) in recs.iter().enumerate() {
             let n = frame_len(r.len());
-            encode_record(base + i as u64, r, &mut buf[at..at + n]);
+            encode_record(base + i as u64, base + i as u64, r, &mut buf[at..at + n]);
             at += n;
         }
         buf
@@ -225,7 +332,7 @@ mod tests {
         let mut at = 0;
         loop {
             match decode_record(buf, at, base + out.len() as u64, 1 << 16) {
-                Decoded::Record { len } => {
+                Decoded::Record { len, .. } => {
                     out.push(buf[at + FRAME_HEADER..at + FRAME_HEADER + len].to_vec());
                     at += frame_len(len);
                 }

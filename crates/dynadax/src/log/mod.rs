@@ -13,25 +13,29 @@ mod format;
 mod frontier;
 mod meta;
 mod reader;
+mod recovery;
 mod retention;
 mod segment;
 mod shared;
 mod verify;
 mod writer;
 
-pub use format::{decode_record, encode_record, frame_len, Decoded, SegmentHeader, FRAME_HEADER, HEADER_LEN};
+pub use format::{
+    decode_record, encode_record, frame_len, Decoded, Frames, SegmentHeader, FRAME_HEADER, HEADER_LEN, VERSION,
+};
 pub use meta::META_FILE;
 pub use reader::{Iter, Tailer};
+pub use recovery::{recover_tail_image, Dropped, Hole};
 pub use retention::Retention;
-pub use segment::{put_record, put_record_persisted, scan_bytes, Media, Scan};
+pub use segment::{put_record, put_record_persisted, scan_bytes, Gap, Media, Run, Scan};
 pub use shared::STATE_FILE;
-pub use verify::{verify, Problem, VerifyReport};
+pub use verify::{verify, Problem, ProblemKind, VerifyReport};
 
 use crate::error::{Error, IoContext, Result};
 use crate::mode::Mode;
 use crate::{Backing, SwitchOptions};
 use meta::{sync_dir, Meta};
-use segment::{scan, Segment};
+use segment::Segment;
 use serde::Serialize;
 use std::fs;
 use std::io::Write;
@@ -81,19 +85,29 @@ pub enum TailMode {
     Cached,
 }
 
-/// What recovery does with damage it finds when the log is opened.
+/// What recovery does with what it finds when the log is opened. A *torn tail* is a
+/// bad record at the very end of the log that nothing after it proves was ever
+/// acknowledged (what a crash leaves); *damage* is any other bad record: in a sealed
+/// segment, or followed by records written after it was acknowledged (see
+/// `docs/log-format.md`). Whatever a repair drops is copied beside its segment first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecoveryMode {
-    /// Any damage, even a torn tail, is an error naming the file and byte offset.
+    /// Anything but a clean log is an error naming the file and byte offset; no byte
+    /// of any file is changed.
     Strict,
-    /// A torn tail (partial record or bad checksum at the end of the tail segment) is
-    /// cut off and reported; damage inside a sealed segment is an error (the default).
+    /// A torn tail is cut (its bytes kept in `{segment}.cut-{offset}`) and reported;
+    /// damage is an error naming the file, the offset, the first damaged LSN and the
+    /// intact records after it, with nothing changed (the default).
     #[default]
     TolerateTornTail,
-    /// Keep everything before the first damage anywhere and drop the rest (reported),
-    /// like RocksDB's point-in-time recovery.
+    /// Keep everything before the first damage anywhere and drop the rest (kept as
+    /// evidence, reported), like RocksDB's point-in-time recovery.
     PointInTime,
+    /// Salvage: keep every intact record at its own LSN and the damaged LSNs as holes
+    /// (reads of them are [`Error::Damaged`]); the holes are recorded in `log.meta`, so
+    /// later opens accept exactly them. A torn tail is cut as by the default.
+    SkipDamaged,
 }
 
 /// How a log is opened.
@@ -167,8 +181,13 @@ pub struct RecoveryReport {
     pub bytes: u64,
     /// Time the scan took.
     pub micros: u128,
-    /// Repairs made (torn tails cut, half-made segments removed, truncations finished).
+    /// Repairs made (torn tails cut, half-made segments removed, truncations finished),
+    /// one line each.
     pub repairs: Vec<String>,
+    /// The bytes repairs dropped, with the LSNs lost and where the bytes were kept.
+    pub dropped: Vec<Dropped>,
+    /// Damaged LSNs kept as holes by this open (`RecoveryMode::SkipDamaged`).
+    pub holes: Vec<Hole>,
 }
 
 /// An append-only segmented log. Cheap to clone; all clones share one writer.
@@ -254,7 +273,13 @@ impl Log {
         }
         let started = Instant::now();
         let mut report = RecoveryReport::default();
-        let loaded = Meta::load(dir)?;
+        let salvage = matches!(opts.recovery, RecoveryMode::PointInTime | RecoveryMode::SkipDamaged);
+        // A damaged `log.meta` is refused like a missing one, unless told to rebuild it.
+        let (loaded, meta_damage) = match Meta::load(dir) {
+            Ok(m) => (m, None),
+            Err(Error::Corrupt { why, .. }) if salvage && !read_only => (None, Some(why)),
+            Err(e) => return Err(e),
+        };
         if !read_only {
             for e in fs::read_dir(dir).ctx(dir, "list log directory")?.flatten() {
                 if e.file_name().to_string_lossy().starts_with(PREPARE_PREFIX) {
@@ -262,7 +287,14 @@ impl Log {
                 }
             }
         }
-        let mut segments = recover(dir, &opts, read_only, &mut report)?;
+        let known: Vec<(Lsn, Lsn)> = loaded.as_ref().map_or_else(Vec::new, |m| m.damaged.clone());
+        let truncating = loaded.as_ref().and_then(|m| m.truncate_from);
+        let mut segments = if read_only {
+            recover_racing_writer(dir, &opts, &known, truncating, &mut report)?
+        } else {
+            recovery::recover(dir, &opts, recovery::Apply::Write, &known, truncating, &mut report)?
+        };
+        let meta_path = dir.join(META_FILE);
         let mut meta = match loaded {
             Some(m) => m,
             None if read_only && segments.is_empty() => {
@@ -270,31 +302,39 @@ impl Log {
             }
             // A new log, or one whose first open was cut before it wrote `log.meta`
             // (its segments hold no record yet).
-            None if segments.iter().all(|s| s.count() == 0) => {
+            None if meta_damage.is_none() && segments.iter().all(|s| s.count() == 0) => {
                 Meta { purged_before: segments.first().map_or(opts.first_lsn, |s| s.base()), ..Meta::default() }
             }
             // `log.meta` is replaced atomically, never removed: its absence beside
             // records is damage, and the segments, not `first_lsn` (an option for new
             // logs), say where the log starts.
-            None if read_only || opts.recovery == RecoveryMode::PointInTime => {
-                let first = segments[0].base();
+            None if read_only || salvage => {
+                let first = segments.first().map_or(opts.first_lsn, |s| s.base());
                 if !read_only {
+                    let what = match &meta_damage {
+                        Some(why) => {
+                            let ev = dir.join(format!("{META_FILE}.cut-0"));
+                            fs::rename(&meta_path, &ev).ctx(&meta_path, "set aside damaged log metadata")?;
+                            format!("damaged ({why}), kept as {}", ev.display())
+                        }
+                        None => "missing".into(),
+                    };
                     report.repairs.push(format!(
-                        "{}: missing: rebuilt from the segments (the log starts at LSN {first}; the \
+                        "{}: {what}: rebuilt from the segments (the log starts at LSN {first}; the \
                          application's metadata was lost with it)",
-                        dir.join(META_FILE).display()
+                        meta_path.display()
                     ));
                 }
                 Meta { purged_before: first, ..Meta::default() }
             }
             None => {
                 return Err(Error::Corrupt {
-                    path: dir.join(META_FILE),
+                    path: meta_path,
                     what: "log metadata",
                     why: format!(
                         "missing, while {} segment(s) hold records from LSN {}: the application's metadata \
-                         (e.g. a Raft vote) is lost; open with RecoveryMode::PointInTime to rebuild it from \
-                         the segments",
+                         (e.g. a Raft vote) is lost; RecoveryMode::PointInTime or SkipDamaged rebuilds it \
+                         from the segments",
                         segments.len(),
                         segments[0].base()
                     ),
@@ -319,9 +359,12 @@ impl Log {
             }
             segments.clear();
         }
-        if !read_only && Meta::load(dir)?.is_none() {
-            // Written before the first segment of a new log is made.
-            meta.store(dir)?;
+        if !read_only && (!report.holes.is_empty() || Meta::load(dir)?.is_none()) {
+            // Salvaged holes are recorded before anything is appended after them; a new
+            // log's record is written before its first segment is made.
+            meta.damaged.extend(report.holes.iter().map(|h| h.lsns));
+            meta.damaged.sort_unstable();
+            Meta { truncate_from: pending_truncation, ..meta.clone() }.store(dir)?;
         }
         let inner = Inner::assemble(dir, opts, read_only, lock, segments, meta, report, started)?;
         let log = Log { inner: Arc::new(inner) };
@@ -335,9 +378,48 @@ impl Log {
                     .repairs
                     .push(format!("finished an interrupted truncation from LSN {from}"));
             }
+            log.adopt_tail()?;
             log.inner.prep.request(&log.inner);
         }
         Ok(log)
+    }
+
+    /// What [`Log::repair`] with `recovery` would do to the log in `dir`, changing
+    /// nothing: the repairs, the bytes and LSNs they would drop (and where they would
+    /// be kept), the holes a salvage would keep. Refused while a writer has the log
+    /// open (`dynadax log repair --dry-run`).
+    pub fn plan_recovery(dir: impl AsRef<Path>, recovery: RecoveryMode) -> Result<RecoveryReport> {
+        let dir = dir.as_ref();
+        let opts = LogOptions { recovery, ..options_of(dir)? };
+        if writer_alive(dir) {
+            let holder = fs::read_to_string(dir.join(LOCK_FILE)).unwrap_or_default();
+            return Err(Error::Locked { path: dir.join(LOCK_FILE), holder: format!("process {}", holder.trim()) });
+        }
+        let meta = Meta::load(dir);
+        let (known, truncating) = match &meta {
+            Ok(Some(m)) => (m.damaged.clone(), m.truncate_from),
+            _ => (Vec::new(), None),
+        };
+        let mut report = RecoveryReport::default();
+        if let Err(e) = &meta {
+            if !matches!(recovery, RecoveryMode::PointInTime | RecoveryMode::SkipDamaged) {
+                return Err(Error::Corrupt { path: dir.join(META_FILE), what: "log metadata", why: e.to_string() });
+            }
+            report.repairs.push(format!("{}: {e}: would be rebuilt from the segments", dir.join(META_FILE).display()));
+        }
+        let segs = recovery::recover(dir, &opts, recovery::Apply::DryRun, &known, truncating, &mut report)?;
+        report.segments = segs.len();
+        report.records = segs.iter().map(|s| s.count()).sum();
+        Ok(report)
+    }
+
+    /// Opens the log in `dir` as its writer with `recovery` (its segment size and
+    /// record limit read from the log itself), which repairs it, and closes it: what
+    /// it did (`dynadax log repair`).
+    pub fn repair(dir: impl AsRef<Path>, recovery: RecoveryMode) -> Result<RecoveryReport> {
+        let dir = dir.as_ref();
+        let log = Log::open(dir, LogOptions { recovery, ..options_of(dir)? })?;
+        Ok(log.recovery_report())
     }
 
     /// The log's directory.
@@ -428,11 +510,20 @@ impl Inner {
         report.segments = segments.len();
         report.records = segments.iter().map(|s| s.count()).sum();
         report.micros = started.elapsed().as_micros();
+        if let Some(why) = shared::damage(dir).filter(|_| !read_only) {
+            report.repairs.push(format!(
+                "{}: damaged ({why}): rebuilt (it describes the running writer only)",
+                dir.join(STATE_FILE).display()
+            ));
+        }
         let shared = shared::SharedState::open(dir, !read_only)?;
         let durable = match (&shared, read_only) {
+            // The tail's records are published once this writer persisted them
+            // (`Log::adopt_tail`); sealed segments were persisted whole.
             (Some(s), false) => {
-                s.reset(next_lsn);
-                next_lsn
+                let persisted = segments.last().map_or(next_lsn, |t| t.base());
+                s.reset(persisted);
+                persisted
             }
             (Some(s), true) if writer_alive(dir) => next_lsn.min(s.durable()),
             _ => next_lsn,
@@ -520,6 +611,68 @@ impl Inner {
     }
 }
 
+/// Options to open an existing log with as it was made: the segment size from its
+/// last segment's header, the largest record that fits one.
+fn options_of(dir: &Path) -> Result<LogOptions> {
+    if !dir.is_dir() {
+        return Err(Error::NotFound { path: dir.to_path_buf() });
+    }
+    let names = recovery::list_segments(dir)?;
+    let capacity = names.iter().rev().find_map(|(_, p)| {
+        let mut head = [0u8; HEADER_LEN];
+        let n = fs::File::open(p).ok()?.read_at(&mut head, 0).ok()?;
+        SegmentHeader::decode(&head[..n]).ok().map(|h| h.capacity)
+    });
+    let Some(segment_size) = capacity.filter(|&c| c >= 4096) else {
+        return Err(Error::invalid(dir, "not a dynadax log, or no segment header can be read to size it"));
+    };
+    let max_record = (segment_size as usize).saturating_sub(HEADER_LEN + FRAME_HEADER + format::ALIGN);
+    Ok(LogOptions { segment_size, max_record, ..LogOptions::default() })
+}
+
+/// A reader's recovery: the writer may seal, trim, purge or truncate while it
+/// lists and scans, so what looks like damage or a missing file is looked at again
+/// whenever the directory changed meanwhile (names and sizes); only what stays is
+/// reported.
+fn recover_racing_writer(
+    dir: &Path,
+    opts: &LogOptions,
+    known: &[(Lsn, Lsn)],
+    truncating: Option<Lsn>,
+    report: &mut RecoveryReport,
+) -> Result<Vec<Arc<Segment>>> {
+    let look = || -> Vec<(PathBuf, u64)> {
+        let mut v: Vec<(PathBuf, u64)> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| format::parse_segment_name(&e.path()).is_some())
+            .map(|e| (e.path(), e.metadata().map_or(u64::MAX, |m| m.len())))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut tries = 0;
+    loop {
+        let before = look();
+        let mut r = RecoveryReport::default();
+        match recovery::recover(dir, opts, recovery::Apply::ReadOnly, known, truncating, &mut r) {
+            Ok(segs) => {
+                report.bytes += r.bytes;
+                report.repairs.extend(r.repairs);
+                report.holes.extend(r.holes);
+                return Ok(segs);
+            }
+            Err(e) if tries < 100 && look() != before => {
+                tries += 1;
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Creates a new log's directory durably (its entry in the parent is fsynced), with
 /// an error that says what was tried when the parent is missing.
 fn create_log_dir(dir: &Path) -> Result<()> {
@@ -588,150 +741,6 @@ fn take_lock(dir: &Path) -> Result<fs::File> {
     f.write_all_at(std::process::id().to_string().as_bytes(), 0).ctx(&path, "write lock file")?;
     let _ = f.flush();
     Ok(f)
-}
-
-/// Lists, checks and indexes the segments; repairs the tail (unless read-only).
-fn recover(dir: &Path, opts: &LogOptions, read_only: bool, report: &mut RecoveryReport) -> Result<Vec<Arc<Segment>>> {
-    let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
-        .ctx(dir, "list log directory")?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| format::parse_segment_name(&e.path()).map(|b| (b, e.path())))
-        .collect();
-    names.sort();
-    let mut out: Vec<Arc<Segment>> = Vec::with_capacity(names.len());
-    let count = names.len();
-    for (i, (base, path)) in names.into_iter().enumerate() {
-        let is_tail = i + 1 == count;
-        let file = segment::SegFile::open(&path, read_only)?;
-        let mut head = [0u8; HEADER_LEN];
-        let n = file.read_at(&mut head, 0)?;
-        let header = match SegmentHeader::decode(&head[..n]) {
-            Ok(h) if h.base_lsn == base => h,
-            Ok(h) => {
-                return Err(segment::corrupt(
-                    &path,
-                    16,
-                    format!("header says base LSN {} but the name says {base}", h.base_lsn),
-                ))
-            }
-            Err(why) => return Err(segment::corrupt(&path, 0, why)),
-        };
-        if let Some(prev) = out.last() {
-            let expect = prev.base() + prev.count();
-            if base != expect {
-                let why =
-                    format!("first LSN {base} does not follow the previous segment's last ({})", expect as i64 - 1);
-                if opts.recovery == RecoveryMode::PointInTime && !read_only {
-                    report.repairs.push(format!("{}: {why}; dropped it and everything after", path.display()));
-                    drop_from(dir, &path)?;
-                    break;
-                }
-                return Err(segment::corrupt(&path, 16, why));
-            }
-        }
-        let scanned = scan(&path, &file, &header, opts.max_record)?;
-        report.bytes += scanned.end;
-        let seg = Arc::new(Segment::new(path.clone(), header, file, scanned.index, scanned.end, !is_tail));
-        if let Some((at, why)) = scanned.damage.clone() {
-            let torn_tail = is_tail;
-            let cut = match (opts.recovery, torn_tail) {
-                (RecoveryMode::Strict, _) | (RecoveryMode::TolerateTornTail, false) => {
-                    return Err(segment::corrupt(&path, at, why));
-                }
-                (RecoveryMode::TolerateTornTail, true) | (RecoveryMode::PointInTime, _) => true,
-            };
-            if cut && !read_only {
-                report.repairs.push(format!(
-                    "{}: {} at byte {at} ({why}): cut there, {} bytes after it cleared",
-                    path.display(),
-                    if torn_tail { "torn tail" } else { "damage" },
-                    seg.file.len()?.saturating_sub(at)
-                ));
-                clear_after(&seg, at)?;
-                if !torn_tail {
-                    // Point-in-time: everything after this segment goes.
-                    out.push(seg);
-                    if let Some(next) = next_segment_path(dir, base)? {
-                        drop_from(dir, &next)?;
-                    }
-                    break;
-                }
-            }
-        } else if scanned.dirty_after_end && is_tail && !read_only {
-            report.repairs.push(format!(
-                "{}: stale bytes after the last record at byte {}: cleared",
-                path.display(),
-                scanned.end
-            ));
-            clear_after(&seg, scanned.end)?;
-        } else if scanned.dirty_after_end && !is_tail {
-            return Err(segment::corrupt(&path, scanned.end, "sealed segment has bytes after its last record".into()));
-        }
-        out.push(seg);
-    }
-    // Sealed segments must be cached and trimmed (the tail's mode is set by
-    // `tail_media`): a crash may have come after the next segment was created and
-    // before the seal of this one finished.
-    if !read_only {
-        let n = out.len();
-        for (i, s) in out.iter().enumerate() {
-            if i + 1 < n {
-                let f = s.file.dax();
-                if f.status()?.physical != Mode::Cached {
-                    f.set_mode(Mode::Cached, SwitchOptions::default())?;
-                }
-                let end = s.end.load(Ordering::Acquire);
-                if f.len()? > end {
-                    report.repairs.push(format!("{}: unfinished seal: trimmed to {end} bytes", s.path.display()));
-                    f.set_len(end)?;
-                    f.persist(0, end)?;
-                }
-            }
-            s.sealed.store(i + 1 != n, Ordering::Release);
-        }
-    }
-    Ok(out)
-}
-
-/// Zeroes a segment from `at` to its end and persists it, so nothing stale after the
-/// new end can ever be read as a record.
-fn clear_after(seg: &Segment, at: u64) -> Result<()> {
-    let len = seg.file.len()?;
-    if len > at {
-        seg.file.dax().zero_range(at, len - at)?;
-        seg.file.dax().persist(at, len - at)?;
-    }
-    seg.end.store(at, Ordering::Release);
-    Ok(())
-}
-
-/// The segment after the one with base `base`, if any.
-fn next_segment_path(dir: &Path, base: u64) -> Result<Option<PathBuf>> {
-    let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
-        .ctx(dir, "list log directory")?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| format::parse_segment_name(&e.path()).map(|b| (b, e.path())))
-        .filter(|(b, _)| *b > base)
-        .collect();
-    names.sort();
-    Ok(names.into_iter().next().map(|(_, p)| p))
-}
-
-/// Removes the segment at `from` and every later one, newest first, then syncs the
-/// directory.
-fn drop_from(dir: &Path, from: &Path) -> Result<()> {
-    let first = format::parse_segment_name(from).unwrap_or(0);
-    let mut doomed: Vec<(u64, PathBuf)> = fs::read_dir(dir)
-        .ctx(dir, "list log directory")?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| format::parse_segment_name(&e.path()).map(|b| (b, e.path())))
-        .filter(|(b, _)| *b >= first)
-        .collect();
-    doomed.sort();
-    for (_, p) in doomed.iter().rev() {
-        fs::remove_file(p).ctx(p, "remove segment")?;
-    }
-    sync_dir(dir)
 }
 
 /// Nanoseconds since the Unix epoch.

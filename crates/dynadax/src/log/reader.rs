@@ -88,10 +88,11 @@ impl Inner {
             let file = super::segment::SegFile::open(&path, true)?;
             let mut head = [0u8; super::HEADER_LEN];
             let n = file.read_at(&mut head, 0)?;
-            let Ok(header) = super::SegmentHeader::decode(&head[..n]) else { break };
+            let Ok((header, frames)) = super::SegmentHeader::decode_version(&head[..n]) else { break };
             let seg = std::sync::Arc::new(super::segment::Segment::new(
                 path,
                 header,
+                frames,
                 file,
                 Vec::new(),
                 super::HEADER_LEN as u64,
@@ -161,10 +162,11 @@ impl Inner {
 /// following a live writer). Reads a window at a time; a partial record at the end
 /// (the writer is mid-copy) is left for the next look.
 fn extend_scan(seg: &super::segment::Segment, max: usize) -> Result<()> {
-    use super::format::{decode_record, frame_len, Decoded, FRAME_HEADER};
+    use super::format::Decoded;
+    let frames = seg.frames;
     let mut idx = seg.index.write().unwrap_or_else(|e| e.into_inner());
     let mut at = idx.next;
-    let mut window = (256usize << 10).max(frame_len(max) + FRAME_HEADER);
+    let mut window = (256usize << 10).max(frames.frame_len(max) + frames.header());
     loop {
         let len = seg.file.len()?;
         if at >= len {
@@ -177,14 +179,14 @@ fn extend_scan(seg: &super::segment::Segment, max: usize) -> Result<()> {
         let mut progressed = false;
         let stop = loop {
             let lsn = seg.base() + idx.offsets.len() as u64;
-            match decode_record(&buf, c, lsn, max) {
-                Decoded::Record { len } => {
+            match frames.decode(&buf, c, lsn, max) {
+                Decoded::Record { len, .. } => {
                     idx.offsets.push((at + c as u64) as u32);
-                    c += frame_len(len);
+                    c += frames.frame_len(len);
                     progressed = true;
                 }
                 Decoded::End => break true,
-                Decoded::Invalid(_) => break (buf.len() as u64) >= len - at,
+                Decoded::Invalid(_) | Decoded::TooLarge { .. } => break (buf.len() as u64) >= len - at,
             }
         };
         at += c as u64;
@@ -294,8 +296,17 @@ impl Tailer {
             }
         }
         let lsn = self.next;
-        let rec = i.read(lsn)?;
-        self.next += 1;
-        Ok(Some((lsn, rec)))
+        match i.read(lsn) {
+            Ok(rec) => {
+                self.next += 1;
+                Ok(Some((lsn, rec)))
+            }
+            Err(e @ Error::Damaged { .. }) => {
+                // A hole of a salvaged log: reported once, then the records after it.
+                self.next += 1;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 }

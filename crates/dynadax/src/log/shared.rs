@@ -29,6 +29,17 @@ pub(crate) struct SharedState {
     map: Mapping,
 }
 
+/// What is wrong with `dir`'s `tail.state`, if it exists and is damaged (short, or
+/// another magic). It only describes the running writer, so the writer rebuilds it.
+pub(crate) fn damage(dir: &Path) -> Option<String> {
+    let path = dir.join(STATE_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    if bytes.len() < LEN {
+        return Some(format!("{} bytes, expected {LEN}", bytes.len()));
+    }
+    (&bytes[..8] != MAGIC).then(|| "bad magic".to_string())
+}
+
 impl SharedState {
     /// Opens (the writer creates) the state file and maps it.
     pub fn open(dir: &Path, create: bool) -> Result<Option<SharedState>> {

@@ -199,7 +199,7 @@ pub(crate) fn create_segment(dir: &Path, base: Lsn, capacity: u64, prepared: Opt
         file.set_mode(Mode::Direct, SwitchOptions::default())?;
     }
     let file = super::segment::SegFile::Dax(file);
-    Ok(Arc::new(Segment::new(final_path, header, file, Vec::new(), HEADER_LEN as u64, false)))
+    Ok(Arc::new(Segment::new(final_path, header, format::Frames::V2, file, Vec::new(), HEADER_LEN as u64, false)))
 }
 
 /// Makes a `.prepare.N.tmp`: created through dynadax (so it inherits the directory's
@@ -449,14 +449,16 @@ impl Log {
             let (tail, guard) =
                 (w.tail.as_ref().expect("writable log has a tail"), w.guard.as_ref().expect("tail is mapped"));
             let (off, lsn) = (w.write_off, w.next_lsn);
+            // Moves only under the writer lock, which is held: what the frame claims.
+            let acked = inner.durable.load(Ordering::Relaxed);
             if persists_each(inner.opts.durability, guard) && records.len() == 1 {
                 // One record to persist now: store and persist in one step.
                 persist_failpoint()
-                    .and_then(|()| put_record_persisted(&**guard, off, lsn, r, &mut w.scratch))
+                    .and_then(|()| put_record_persisted(&**guard, off, lsn, acked, r, &mut w.scratch))
                     .map_err(|e| inner.poison(e))?;
                 w.persisted_upto = off + n;
             } else {
-                put_record(&**guard, off, lsn, r, &mut w.scratch).map_err(|e| inner.poison(e))?;
+                put_record(&**guard, off, lsn, acked, r, &mut w.scratch).map_err(|e| inner.poison(e))?;
             }
             w.write_off = off + n;
             w.next_lsn = lsn + 1;
@@ -507,6 +509,37 @@ impl Log {
     /// a rotation now would not wait for its space to be allocated.
     pub fn next_segment_ready(&self) -> bool {
         self.inner.prep.next_ready()
+    }
+
+    /// At open, before anything is published: the tail's records are persisted by
+    /// this writer. A writer killed with frames written but not yet persisted leaves
+    /// them in the page cache (or the CPU caches): they read back, and the next
+    /// writer would acknowledge its own records after them; a power cut would then
+    /// lose them and leave a hole before acknowledged records. And a tail of format
+    /// 1 is sealed (or, empty, replaced) so that every frame appended carries `acked`.
+    pub(crate) fn adopt_tail(&self) -> Result<()> {
+        let inner = &self.inner;
+        let _s = inner.sync.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tail) = w.tail.clone() else { return Ok(()) };
+        if let Some(g) = &w.guard {
+            persist_tail(g, 0, w.write_off).map_err(|e| inner.poison(e))?;
+        }
+        w.persisted_upto = w.write_off;
+        let next = w.next_lsn;
+        inner.advance_durable(&w, next);
+        if tail.frames == format::Frames::V1 {
+            if tail.count() > 0 {
+                inner.rotate(&mut w, None, next)?;
+            } else {
+                // Empty: a format-2 segment takes its place (by rename: atomic).
+                w.guard = None;
+                let seg = create_segment(&inner.dir, tail.base(), inner.opts.segment_size, inner.prep.take())?;
+                *inner.segments.write().unwrap_or_else(|e| e.into_inner()).last_mut().expect("the tail") = seg.clone();
+                w.open_tail(seg, next, &inner.opts)?;
+            }
+        }
+        Ok(())
     }
 
     /// Seals the tail now (trim, switch to cached) and starts a new one.

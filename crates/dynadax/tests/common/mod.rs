@@ -67,3 +67,15 @@ pub fn pattern(len: usize, block: u64, v: u64) -> Vec<u8> {
 pub fn path(d: &tempfile::TempDir, name: &str) -> PathBuf {
     d.path().join(name)
 }
+
+/// Replaces `from` by `to` in the record of the log's `log.meta` (a state a crash in
+/// the middle of an operation leaves), written back in the first format (the JSON
+/// line alone, no checksum line), which is still read.
+pub fn patch_log_meta(dir: &Path, from: &str, to: &str) {
+    let p = dir.join("log.meta");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let line = text.lines().next().unwrap();
+    let patched = line.replace(from, to).replace("\"format\":2", "\"format\":1");
+    assert_ne!(line.replace("\"format\":2", "\"format\":1"), patched, "{from:?} not in {line}");
+    std::fs::write(&p, patched).unwrap();
+}

@@ -1,0 +1,611 @@
+//! Recovery: what `Log::open` does with the segments it finds, and the one rule that
+//! tells a torn write from damage (written down in `docs/log-format.md`).
+//!
+//! A scan (`segment::scan`) gives each segment's intact prefix and, if anything but
+//! zeros follows it, each bad stretch ("gap") with the intact records a
+//! resynchronising search found after it. Then:
+//!
+//! - A bad stretch in the **last** segment is a **torn write**, and may be cut, when
+//!   nothing after it proves it was ever acknowledged: no intact record follows, or
+//!   (format 2) every record that follows was written while the bad LSN was not yet
+//!   durable (each frame carries the writer's durable LSN, `acked`). A torn write can
+//!   only be what was in flight when the writer died, so every record after it was
+//!   in flight too.
+//! - Anything else is **damage**: a bad stretch in a sealed segment (sealed segments
+//!   are persisted whole before the next one exists), or one followed by a record
+//!   written after the bad one was acknowledged. Damage is refused, naming the file,
+//!   the offset, the first damaged LSN and the intact records after it, with no byte
+//!   changed, unless the caller says what to do ([`RecoveryMode`]).
+//!
+//! Whatever a repair drops is first copied beside its segment (`{segment}.cut-{offset}`,
+//! or the whole segment renamed to `{segment}.cut-0`), so nothing is destroyed that
+//! could still be wanted. Damaged LSNs kept as holes (`SkipDamaged`) are recorded in
+//! `log.meta`, so later opens in any mode accept exactly those and no others.
+
+use super::format::{self, Frames, SegmentHeader, HEADER_LEN};
+use super::meta::sync_dir;
+use super::segment::{self, nonzero_extent, Gap, Scan, SegFile, Segment, HOLE};
+use super::{LogOptions, Lsn, RecoveryMode, RecoveryReport};
+use crate::error::{Error, IoContext, Result};
+use crate::mode::Mode;
+use crate::SwitchOptions;
+use serde::Serialize;
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// What recovery may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Apply {
+    /// The writer: repair as the recovery mode says.
+    Write,
+    /// A reader: change nothing, show what is intact (the writer may be mid-append).
+    ReadOnly,
+    /// `log repair --dry-run`: change nothing, report what `Write` would do.
+    DryRun,
+}
+
+impl Apply {
+    fn changes(self) -> bool {
+        self == Apply::Write
+    }
+}
+
+/// Bytes a repair dropped (or, in a dry run, would drop).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    /// The file.
+    pub path: PathBuf,
+    /// From this byte offset to `offset + bytes`.
+    pub offset: u64,
+    /// How many bytes (non-zero extent; the whole file for a segment set aside).
+    pub bytes: u64,
+    /// The LSNs lost with them, `[start, end)`; `None` when unknown (a torn write's
+    /// records were never acknowledged, a damaged header hides its segment's count).
+    pub lsns: Option<(Lsn, Lsn)>,
+    /// Where the bytes were kept.
+    pub evidence: Option<PathBuf>,
+    /// Why: "torn tail", "non-zero bytes past the end", "damage", "segment set aside".
+    pub why: String,
+}
+
+/// Damaged LSNs a salvage keeps as holes (`RecoveryMode::SkipDamaged`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hole {
+    /// `[start, end)`.
+    pub lsns: (Lsn, Lsn),
+    /// The segment file.
+    pub path: PathBuf,
+    /// Where the damage begins in it.
+    pub offset: u64,
+}
+
+/// Lists, checks and indexes the segments of `dir`, and repairs them as `apply` and
+/// `opts.recovery` allow. `known` are holes recorded by an earlier salvage;
+/// `truncating` the LSN of a suffix truncation a crash interrupted (records from it
+/// on are being dropped, and their half-zeroed bytes are no damage).
+pub(crate) fn recover(
+    dir: &Path,
+    opts: &LogOptions,
+    apply: Apply,
+    known: &[(Lsn, Lsn)],
+    truncating: Option<Lsn>,
+    report: &mut RecoveryReport,
+) -> Result<Vec<Arc<Segment>>> {
+    let names = list_segments(dir)?;
+    let mut out: Vec<Arc<Segment>> = Vec::with_capacity(names.len());
+    let mode = opts.recovery;
+    let known_hole = |r: Range<Lsn>| r.is_empty() || known.iter().any(|&(a, b)| a <= r.start && r.end <= b);
+    let mut i = 0;
+    while i < names.len() {
+        let (base, path) = &names[i];
+        let (base, is_last) = (*base, i + 1 == names.len());
+        if truncating.is_some_and(|t| base >= t) && i > 0 {
+            // Wholly after an interrupted truncation's cut: it was to go.
+            for (_, p) in names[i..].iter().rev() {
+                if apply.changes() {
+                    fs::remove_file(p).ctx(p, "remove truncated segment")?;
+                }
+                report.repairs.push(format!("{}: after an interrupted truncation's cut: removed", p.display()));
+            }
+            if apply.changes() {
+                sync_dir(dir)?;
+            }
+            break;
+        }
+        let file = SegFile::open(path, apply != Apply::Write)?;
+        let mut head = [0u8; HEADER_LEN];
+        let n = file.read_at(&mut head, 0)?;
+        let header = SegmentHeader::decode_version(&head[..n]).and_then(|(h, f)| {
+            if h.base_lsn == base {
+                Ok((h, f))
+            } else {
+                Err(format!("header says base LSN {} but the name says {base}", h.base_lsn))
+            }
+        });
+        let next_base = names.get(i + 1).map(|n| n.0);
+        let expect = out.last().map(|p| p.end_lsn());
+        // The LSN chain: this segment starts where the previous one ended.
+        if let Some(e) = expect.filter(|&e| e != base) {
+            let why = if base < e {
+                format!("first LSN {base} overlaps the previous segment, which ends at LSN {e}")
+            } else {
+                format!("first LSN {base} does not follow the previous segment, which ends at LSN {e} (a segment is missing?)")
+            };
+            let holey = base > e && known_hole(e..base);
+            match mode {
+                _ if holey => {}
+                RecoveryMode::SkipDamaged if base > e => {
+                    report.repairs.push(format!("{}: {why}: LSNs {e}..{base} kept as a hole", path.display()));
+                    report.holes.push(Hole { lsns: (e, base), path: path.clone(), offset: 0 });
+                }
+                RecoveryMode::PointInTime => {
+                    set_aside(dir, &names[i..], apply, &why, report)?;
+                    break;
+                }
+                _ => return Err(segment::corrupt(path, 16, why)),
+            }
+        }
+        let (header, frames) = match header {
+            Ok(h) => h,
+            Err(why) => {
+                // The header is made durable before the segment gets its name, so a
+                // bad one is damage, never a torn write.
+                match (mode, next_base) {
+                    (RecoveryMode::SkipDamaged, Some(next)) => {
+                        report.repairs.push(format!(
+                            "{}: damaged header ({why}): LSNs {base}..{next} kept as a hole, the file set aside",
+                            path.display()
+                        ));
+                        report.holes.push(Hole { lsns: (base, next), path: path.clone(), offset: 0 });
+                        set_aside(dir, &names[i..i + 1], apply, &why, report)?;
+                        // The next segment follows the hole.
+                        i += 1;
+                        hole_bridge(&mut out, next);
+                        continue;
+                    }
+                    (RecoveryMode::PointInTime, _) => {
+                        set_aside(dir, &names[i..], apply, &why, report)?;
+                        break;
+                    }
+                    _ => {
+                        let hint = if is_last && mode == RecoveryMode::SkipDamaged {
+                            "; the tail's records cannot be placed without it: RecoveryMode::PointInTime drops it"
+                        } else {
+                            "; RecoveryMode::PointInTime drops it and what follows, SkipDamaged (if it is not the tail) keeps its LSNs as a hole"
+                        };
+                        return Err(segment::corrupt(path, 0, format!("{why}{hint}")));
+                    }
+                }
+            }
+        };
+        let mut scan = segment::scan(&file, &header, frames, opts.max_record)?;
+        if let Some((at, lsn, len)) = scan.too_large {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "record {lsn} at byte {at} is {len} bytes, more than the maximum record size {} asked for: \
+                     it is whole (written with a larger limit); open with a maximum of at least {len}",
+                    opts.max_record
+                ),
+            ));
+        }
+        // The segment an interrupted truncation cuts: its records from the cut on
+        // (and the half-zeroed bytes after them) go, and the zeroing is finished
+        // below, so no old frame can later be found past new records.
+        let holds_cut = truncating.filter(|&t| t >= base && next_base.is_none_or(|n| t < n));
+        if let Some(t) = holds_cut {
+            clip(&mut scan, base, t);
+        }
+        report.bytes += scan.last_end();
+        // Gaps an earlier salvage recorded: holes, silently.
+        let mut index = scan.index.clone();
+        let mut holes = Vec::new();
+        let mut rest = &scan.gaps[..];
+        while let Some(g) = rest.first() {
+            let Some(run) = g.run.as_ref().filter(|r| known_hole(g.lsn..r.first_lsn)) else { break };
+            push_hole(&mut index, &mut holes, base, g, run.first_lsn);
+            index.extend_from_slice(&run.offsets);
+            rest = &rest[1..];
+        }
+        let mut end = rest.first().map_or(scan.last_end(), |g| g.at);
+        let mut sealed_trim_ok = rest.is_empty() && holes.is_empty();
+        let mut stop_after = false;
+        if let Some(finding) = classify(rest, frames, is_last) {
+            let first = finding.first();
+            if let Finding::Torn { past_end, .. } = finding {
+                // A torn write (or stale bytes past the end) at the end of the log.
+                let what = if past_end { "non-zero bytes past the end of the records" } else { "torn tail" };
+                match (mode, apply) {
+                    (RecoveryMode::Strict, _) => {
+                        return Err(segment::corrupt(
+                            path,
+                            first.at,
+                            format!("{what} ({}) at LSN {}: Strict recovery changes nothing", first.why, first.lsn),
+                        ));
+                    }
+                    (_, Apply::ReadOnly) => {}
+                    _ => {
+                        let lsns = rest
+                            .iter()
+                            .rev()
+                            .find_map(|g| g.run.as_ref())
+                            .map(|r| (first.lsn, r.first_lsn + r.offsets.len() as u64));
+                        cut(&file, path, first.at, lsns, what, &first.why, apply, report)?;
+                    }
+                }
+            } else {
+                let following = finding.following();
+                let later = names.len() - i - 1;
+                let desc = damage_text(first, following, later, is_last);
+                match mode {
+                    RecoveryMode::Strict | RecoveryMode::TolerateTornTail => {
+                        return Err(segment::corrupt(
+                            path,
+                            first.at,
+                            format!(
+                                "{desc}: not a torn write, so nothing was changed; RecoveryMode::SkipDamaged \
+                                 (--recovery skip-damaged) keeps every intact record, PointInTime keeps the LSNs \
+                                 below {}; `dynadax log repair --dry-run` shows what each drops",
+                                first.lsn
+                            ),
+                        ));
+                    }
+                    RecoveryMode::PointInTime => {
+                        let lost_end = next_base.unwrap_or_else(|| {
+                            rest.iter()
+                                .rev()
+                                .find_map(|g| g.run.as_ref())
+                                .map_or(first.lsn, |r| r.first_lsn + r.offsets.len() as u64)
+                        });
+                        if apply != Apply::ReadOnly {
+                            cut(
+                                &file,
+                                path,
+                                first.at,
+                                Some((first.lsn, lost_end)),
+                                "damage",
+                                &first.why,
+                                apply,
+                                report,
+                            )?;
+                            set_aside(dir, &names[i + 1..], apply, "after damage (point-in-time recovery)", report)?;
+                        }
+                        stop_after = true;
+                    }
+                    RecoveryMode::SkipDamaged => {
+                        for (k, g) in rest.iter().enumerate() {
+                            match &g.run {
+                                Some(run) => {
+                                    push_hole(&mut index, &mut holes, base, g, run.first_lsn);
+                                    index.extend_from_slice(&run.offsets);
+                                    report.holes.push(Hole {
+                                        lsns: (g.lsn, run.first_lsn),
+                                        path: path.clone(),
+                                        offset: g.at,
+                                    });
+                                    report.repairs.push(format!(
+                                        "{}: damage at byte {} ({}): LSNs {}..{} kept as a hole",
+                                        path.display(),
+                                        g.at,
+                                        g.why,
+                                        g.lsn,
+                                        run.first_lsn
+                                    ));
+                                }
+                                None if is_last => {
+                                    // The end of the salvaged tail: torn, or stale bytes.
+                                    debug_assert_eq!(k + 1, rest.len());
+                                    if apply != Apply::ReadOnly {
+                                        cut(
+                                            &file,
+                                            path,
+                                            g.at,
+                                            None,
+                                            "torn tail (after salvaged damage)",
+                                            &g.why,
+                                            apply,
+                                            report,
+                                        )?;
+                                    }
+                                }
+                                None => {
+                                    let next = next_base.expect("not the last segment");
+                                    push_hole(&mut index, &mut holes, base, g, next);
+                                    report.holes.push(Hole { lsns: (g.lsn, next), path: path.clone(), offset: g.at });
+                                    report.repairs.push(format!(
+                                        "{}: damage at byte {} ({}): LSNs {}..{next} kept as a hole",
+                                        path.display(),
+                                        g.at,
+                                        g.why,
+                                        g.lsn
+                                    ));
+                                }
+                            }
+                        }
+                        end = scan.last_end().max(end);
+                        if let Some(g) = rest.last().filter(|g| g.run.is_none()) {
+                            end = g.at;
+                        }
+                        sealed_trim_ok = false;
+                    }
+                }
+            }
+            if !matches!(mode, RecoveryMode::SkipDamaged) {
+                index.truncate((first.lsn - base) as usize);
+            }
+        }
+        if holds_cut.is_some() && apply.changes() && rest.is_empty() {
+            let f = file.dax();
+            let len = f.len()?;
+            if nonzero_extent(&file, end)? > end {
+                f.zero_range(end, len - end)?;
+                f.persist(end, len - end)?;
+            }
+        }
+        let seg = Arc::new(Segment::new(path.clone(), header, frames, file, index, end, !is_last && !stop_after));
+        seg.index.write().unwrap_or_else(|e| e.into_inner()).holes = holes;
+        if apply.changes() && !is_last && !stop_after {
+            finish_seal(&seg, sealed_trim_ok, report)?;
+        }
+        out.push(seg);
+        if stop_after {
+            break;
+        }
+        i += 1;
+    }
+    if apply.changes() {
+        if let Some(last) = out.last() {
+            last.sealed.store(false, Ordering::Release);
+        }
+    }
+    Ok(out)
+}
+
+/// What the gaps of a segment (after any known holes) are.
+pub(crate) enum Finding<'a> {
+    /// A torn write at the end of the log, or non-zero bytes past its records
+    /// (`past_end`): nothing proves any of it was acknowledged, so it may be cut.
+    Torn { first: &'a Gap, past_end: bool },
+    /// Damage: what follows `first` proves it was once whole and acknowledged, or it
+    /// lies in a sealed segment.
+    Damage { first: &'a Gap, following: u64 },
+}
+
+impl<'a> Finding<'a> {
+    pub fn first(&self) -> &'a Gap {
+        match self {
+            Finding::Torn { first, .. } | Finding::Damage { first, .. } => first,
+        }
+    }
+    /// Intact records after the first bad one, in the segment.
+    pub fn following(&self) -> u64 {
+        match self {
+            Finding::Torn { .. } => 0,
+            Finding::Damage { following, .. } => *following,
+        }
+    }
+}
+
+/// The rule (see the module's comment): the gaps `rest` of a segment with framing
+/// `frames` are a torn tail only in the last segment, and only if no intact record
+/// after the first of them was written once its LSN was acknowledged (format 1
+/// frames claim nothing: any intact record after it proves damage).
+pub(crate) fn classify(rest: &[Gap], frames: Frames, is_last: bool) -> Option<Finding<'_>> {
+    let first = rest.first()?;
+    let runs = || rest.iter().filter_map(|g| g.run.as_ref());
+    let proven = runs().any(|r| frames == Frames::V1 || r.max_acked > first.lsn);
+    if is_last && !proven {
+        return Some(Finding::Torn { first, past_end: first.past_end && rest.len() == 1 });
+    }
+    Some(Finding::Damage { first, following: runs().map(|r| r.offsets.len() as u64).sum() })
+}
+
+/// The records recovery keeps of a tail segment's image (header included, format
+/// written) under the default [`RecoveryMode::TolerateTornTail`]: their offsets, or
+/// why it refuses the image as damage. The crash-model tests judge crash images with
+/// it, so they recover exactly as `Log::open` does.
+pub fn recover_tail_image(img: &[u8], base_lsn: Lsn, max: usize) -> std::result::Result<Vec<u32>, String> {
+    let scan = segment::scan_bytes(img, base_lsn, max);
+    if let Some((at, lsn, len)) = scan.too_large {
+        return Err(format!("record {lsn} at byte {at} is {len} bytes, over the limit"));
+    }
+    match classify(&scan.gaps, Frames::V2, true) {
+        None | Some(Finding::Torn { .. }) => Ok(scan.index),
+        Some(f) => Err(format!("damage at byte {}: {} ({} intact after)", f.first().at, f.first().why, f.following())),
+    }
+}
+
+/// Drops from `scan` every record at or after `t` and any gap there: an interrupted
+/// truncation is zeroing them.
+fn clip(scan: &mut Scan, base: Lsn, t: Lsn) {
+    let keep = t.saturating_sub(base) as usize;
+    if keep <= scan.index.len() {
+        if keep < scan.index.len() {
+            scan.end = scan.index[keep] as u64;
+        }
+        scan.index.truncate(keep);
+        scan.gaps.clear();
+        return;
+    }
+    scan.gaps.retain(|g| g.lsn < t);
+    for g in &mut scan.gaps {
+        if let Some(r) = &mut g.run {
+            if r.first_lsn >= t {
+                g.run = None;
+            } else if r.first_lsn + r.offsets.len() as u64 > t {
+                let k = (t - r.first_lsn) as usize;
+                r.end = r.offsets[k] as u64;
+                r.offsets.truncate(k);
+            }
+        }
+    }
+    // What follows the last kept run is being zeroed: not a gap.
+    if scan.gaps.last().is_some_and(|g| g.run.is_none()) && scan.gaps.len() > 1 {
+        scan.gaps.pop();
+    }
+}
+
+/// Index entries for the hole `gap.lsn..upto` (its records are damaged).
+fn push_hole(index: &mut Vec<u32>, holes: &mut Vec<(Range<Lsn>, u64)>, base: Lsn, gap: &Gap, upto: Lsn) {
+    let from = (gap.lsn - base) as usize;
+    index.resize(from, HOLE);
+    index.resize((upto - base) as usize, HOLE);
+    holes.push((gap.lsn..upto, gap.at));
+}
+
+/// When a salvaged segment was set aside whole, the previous one is extended by a
+/// hole up to `next` so the chain check of the next segment passes.
+fn hole_bridge(out: &mut [Arc<Segment>], next: Lsn) {
+    if let Some(p) = out.last() {
+        let mut idx = p.index.write().unwrap_or_else(|e| e.into_inner());
+        let start = p.end_lsn();
+        if next > start {
+            let at = p.end.load(Ordering::Acquire);
+            idx.offsets.resize((next - p.base()) as usize, HOLE);
+            idx.holes.push((start..next, at));
+            p.records.store(idx.offsets.len() as u64, Ordering::Release);
+        }
+    }
+}
+
+fn damage_text(first: &Gap, following: u64, later: usize, is_last: bool) -> String {
+    let mut s = format!("record {} is damaged ({})", first.lsn, first.why);
+    if following > 0 {
+        s.push_str(&format!(", and {following} intact record(s) follow it in this segment"));
+    } else if !is_last {
+        s.push_str(" in a sealed segment");
+    }
+    if later > 0 {
+        s.push_str(&format!(", and {later} later segment(s)"));
+    }
+    s
+}
+
+/// A cut of `file` at `at`: the bytes from there to the last non-zero one are copied
+/// to `{path}.cut-{at}` (synced), then zeroed and persisted, so nothing stale after
+/// the new end can ever be read as a record.
+#[allow(clippy::too_many_arguments)]
+fn cut(
+    file: &SegFile,
+    path: &Path,
+    at: u64,
+    lsns: Option<(Lsn, Lsn)>,
+    what: &str,
+    why: &str,
+    apply: Apply,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let extent = nonzero_extent(file, at)?;
+    let bytes = extent.saturating_sub(at);
+    let evidence = (bytes > 0).then(|| evidence_path(path, at));
+    if apply.changes() {
+        if let Some(ev) = &evidence {
+            keep_evidence(file, at, bytes, ev)?;
+        }
+        let f = file.dax();
+        let len = f.len()?;
+        if len > at {
+            f.zero_range(at, len - at)?;
+            f.persist(at, len - at)?;
+        }
+    }
+    let lost = lsns.map_or_else(|| "no acknowledged record".to_string(), |(a, b)| format!("LSNs {a}..{b}"));
+    report.repairs.push(format!(
+        "{}: {what} at byte {at} ({why}): cut there, {lost}; {bytes} bytes {}",
+        path.display(),
+        match &evidence {
+            Some(ev) => format!("kept in {}", ev.display()),
+            None => "(all zero)".into(),
+        }
+    ));
+    report.dropped.push(Dropped { path: path.to_path_buf(), offset: at, bytes, lsns, evidence, why: what.into() });
+    Ok(())
+}
+
+/// `{segment}.cut-{offset}`, or with `.N` added if one exists already.
+fn evidence_path(path: &Path, at: u64) -> PathBuf {
+    let base = PathBuf::from(format!("{}.cut-{at}", path.display()));
+    let mut p = base.clone();
+    let mut n = 1;
+    while p.exists() {
+        p = PathBuf::from(format!("{}.{n}", base.display()));
+        n += 1;
+    }
+    p
+}
+
+/// Copies `bytes` of `file` from `at` to `ev`, durably, before they are changed.
+fn keep_evidence(file: &SegFile, at: u64, bytes: u64, ev: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut out = fs::File::create(ev).ctx(ev, "create evidence file")?;
+    let mut buf = vec![0u8; (bytes as usize).min(1 << 20)];
+    let mut done = 0u64;
+    while done < bytes {
+        let n = ((bytes - done) as usize).min(buf.len());
+        let got = file.read_at(&mut buf[..n], at + done)?;
+        if got == 0 {
+            break;
+        }
+        out.write_all(&buf[..got]).ctx(ev, "write evidence file")?;
+        done += got as u64;
+    }
+    out.sync_all().ctx(ev, "fsync evidence file")?;
+    sync_dir(ev.parent().unwrap_or(Path::new(".")))
+}
+
+/// Sets aside whole segments (newest first): each renamed to `{segment}.cut-0`, so
+/// its bytes stay for an operator, then the directory is synced.
+fn set_aside(dir: &Path, segs: &[(Lsn, PathBuf)], apply: Apply, why: &str, report: &mut RecoveryReport) -> Result<()> {
+    for (k, (base, p)) in segs.iter().enumerate().rev() {
+        let bytes = fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let ev = evidence_path(p, 0);
+        if apply.changes() {
+            fs::rename(p, &ev).ctx(p, "set aside segment")?;
+        }
+        let lsns = segs.get(k + 1).map(|n| (*base, n.0));
+        report.repairs.push(format!("{}: {why}: set aside as {}", p.display(), ev.display()));
+        report.dropped.push(Dropped {
+            path: p.clone(),
+            offset: 0,
+            bytes,
+            lsns,
+            evidence: Some(ev),
+            why: format!("segment set aside ({why})"),
+        });
+    }
+    if apply.changes() && !segs.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// A sealed segment is cached and trimmed: a crash may have come after the next
+/// segment was created and before this one's seal finished. Trimmed only if it is
+/// whole: bytes after a salvaged segment's records are its damaged ones, kept.
+fn finish_seal(s: &Segment, trim: bool, report: &mut RecoveryReport) -> Result<()> {
+    let f = s.file.dax();
+    if f.status()?.physical != Mode::Cached {
+        f.set_mode(Mode::Cached, SwitchOptions::default())?;
+    }
+    let end = s.end.load(Ordering::Acquire);
+    if trim && f.len()? > end {
+        report.repairs.push(format!("{}: unfinished seal: trimmed to {end} bytes", s.path.display()));
+        f.set_len(end)?;
+        f.persist(0, end)?;
+    }
+    Ok(())
+}
+
+/// The segment files of `dir`, sorted by base LSN.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>> {
+    let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .ctx(dir, "list log directory")?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| format::parse_segment_name(&e.path()).map(|b| (b, e.path())))
+        .collect();
+    names.sort();
+    Ok(names)
+}
