@@ -101,3 +101,99 @@ fn other_process_sees_the_durable_point_move_back_on_truncation() {
     let want: String = (0..5).map(|i| format!("{i}\trec{i}\n")).collect();
     assert_eq!(String::from_utf8_lossy(&out.stdout), want, "a reader saw records that are not durable");
 }
+
+/// Lines a child prints, as they come.
+fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Review defect 7: a `log tail` in another process printed 0..19, the writer
+/// truncated from 10 and appended 10..29; the tail never printed 20..29 (it went on
+/// from a stale offset in the middle of the new frames). It follows the cut now.
+#[test]
+fn a_tail_in_another_process_follows_a_truncation_inside_the_tail() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let dir = d.path().join("log");
+    let opts =
+        LogOptions { segment_size: 1 << 20, max_record: 1024, durability: Durability::Each, ..Default::default() };
+    let log = Log::open(&dir, opts).unwrap();
+    for i in 0..20 {
+        log.append(format!("old{i}-{}", "o".repeat(i * 7)).as_bytes()).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynadax"))
+        .args(["log", "tail", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    for i in 0..20 {
+        let l = rx.recv_timeout(Duration::from_secs(10)).expect("tail printed the first records");
+        assert!(l.starts_with(&format!("{i}\told{i}-")), "{l}");
+    }
+    log.truncate_from(10).unwrap();
+    for i in 10..30 {
+        // Other lengths: the new frames do not line up with the old ones.
+        log.append(format!("new{i}").as_bytes()).unwrap();
+    }
+    for i in 20..30 {
+        let l = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("tail stuck before {i}"));
+        assert_eq!(l, format!("{i}\tnew{i}"));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The waiter count in `tail.state` (offset 20), read from the file.
+fn waiters(dir: &std::path::Path) -> u32 {
+    let b = std::fs::read(dir.join(dynadax::log::STATE_FILE)).unwrap();
+    u32::from_le_bytes(b[20..24].try_into().unwrap())
+}
+
+/// Review defect 10: a reader killed in FUTEX_WAIT left `waiters` counted in
+/// tail.state, and every later append made a FUTEX_WAKE system call, across writer
+/// restarts. The registration dies with the reader now: the next wake finds no one,
+/// clears it, and appends make no more calls.
+#[test]
+fn a_reader_killed_while_waiting_leaves_no_waiter_behind() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let dir = d.path().join("log");
+    let opts =
+        LogOptions { segment_size: 1 << 20, max_record: 1024, durability: Durability::Each, ..Default::default() };
+    let log = Log::open(&dir, opts.clone()).unwrap();
+    log.append(b"first").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynadax"))
+        .args(["log", "tail", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "0\tfirst");
+    let t = std::time::Instant::now();
+    while waiters(&dir) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "the tail never waited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL, in FUTEX_WAIT
+    child.wait().unwrap();
+    assert_eq!(waiters(&dir), 1, "the dead reader is still counted (the state the review found)");
+    log.append(b"second").unwrap();
+    assert_eq!(waiters(&dir), 0, "the next wake did not heal the count");
+    drop(log);
+    // A count left over from before (a writer that died too) is healed at open.
+    let mut b = std::fs::read(dir.join(dynadax::log::STATE_FILE)).unwrap();
+    b[20..24].copy_from_slice(&3u32.to_le_bytes());
+    std::fs::write(dir.join(dynadax::log::STATE_FILE), &b).unwrap();
+    let log = Log::open(&dir, opts).unwrap();
+    assert_eq!(waiters(&dir), 0);
+    log.append(b"third").unwrap();
+}

@@ -82,6 +82,57 @@ pub fn set_xflag_dax(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     }
 }
 
+/// A byte-range lock of an open file description (`F_OFD_SETLK`): it belongs to the
+/// open file, not the process, so it excludes other opens of the file in this process
+/// as in others, and the kernel drops it when the file's last descriptor closes, a
+/// `kill -9` included: a dead holder can never leave one behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeLock {
+    /// One holder (`F_WRLCK`).
+    Exclusive,
+}
+
+fn flock_of(kind: Option<RangeLock>, off: u64, len: u64) -> libc::flock {
+    // SAFETY: `flock` is a plain C struct; all zeros is a valid value.
+    let mut l: libc::flock = unsafe { std::mem::zeroed() };
+    l.l_type = match kind {
+        Some(RangeLock::Exclusive) => libc::F_WRLCK,
+        None => libc::F_UNLCK,
+    } as libc::c_short;
+    l.l_whence = libc::SEEK_SET as libc::c_short;
+    l.l_start = off as libc::off_t;
+    l.l_len = len as libc::off_t;
+    l
+}
+
+/// Takes (`Some(kind)`) or drops (`None`) the lock of `off..off+len` without waiting;
+/// `false` if another open file description holds a conflicting one.
+pub fn ofd_lock(fd: BorrowedFd<'_>, kind: Option<RangeLock>, off: u64, len: u64) -> io::Result<bool> {
+    let l = flock_of(kind, off, len);
+    // SAFETY: `l` is a valid `struct flock` the kernel only reads; `l_pid` is 0 as
+    // `F_OFD_SETLK` requires.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &l as *const libc::flock) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    match io::Error::last_os_error() {
+        e if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        e => Err(e),
+    }
+}
+
+/// Whether another open file description holds a lock over `off..off+len` that
+/// conflicts with taking `kind` there (`F_OFD_GETLK`).
+pub fn ofd_conflict(fd: BorrowedFd<'_>, kind: RangeLock, off: u64, len: u64) -> io::Result<bool> {
+    let mut l = flock_of(Some(kind), off, len);
+    // SAFETY: `l` is a valid `struct flock` the kernel reads and overwrites in place.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut l as *mut libc::flock) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(l.l_type != libc::F_UNLCK as libc::c_short)
+}
+
 /// The system page size.
 pub fn page_size() -> usize {
     rustix::param::page_size()

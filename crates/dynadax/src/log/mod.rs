@@ -228,6 +228,11 @@ pub(crate) struct Inner {
     report: Mutex<RecoveryReport>,
     /// `tail.state`, shared with readers in other processes (see `shared.rs`).
     shared: Option<shared::SharedState>,
+    /// The segment files kept open (bounded; the tail pinned).
+    files: Arc<segment::FileCache>,
+    /// A reader's place in the writer's cuts (`tail.state`'s epoch) as of its last
+    /// look: what it indexed since then is still what the writer wrote.
+    cut_epoch: AtomicU64,
 }
 
 impl Log {
@@ -273,6 +278,15 @@ impl Log {
         }
         let started = Instant::now();
         let mut report = RecoveryReport::default();
+        if let Some(why) = shared::damage(dir).filter(|_| !read_only) {
+            report.repairs.push(format!(
+                "{}: damaged ({why}): rebuilt (it describes the running writer only)",
+                dir.join(STATE_FILE).display()
+            ));
+        }
+        // Before the scan: a reader must not miss a cut made while it scans.
+        let shared = shared::SharedState::open(dir, !read_only)?;
+        let cut_epoch = shared.as_ref().map_or(0, |s| s.epoch_now());
         let salvage = matches!(opts.recovery, RecoveryMode::PointInTime | RecoveryMode::SkipDamaged);
         // A damaged `log.meta` is refused like a missing one, unless told to rebuild it.
         let (loaded, meta_damage) = match Meta::load(dir) {
@@ -289,10 +303,11 @@ impl Log {
         }
         let known: Vec<(Lsn, Lsn)> = loaded.as_ref().map_or_else(Vec::new, |m| m.damaged.clone());
         let truncating = loaded.as_ref().and_then(|m| m.truncate_from);
+        let files = segment::FileCache::new(read_only);
         let mut segments = if read_only {
-            recover_racing_writer(dir, &opts, &known, truncating, &mut report)?
+            recover_racing_writer(dir, &opts, &known, truncating, &mut report, &files)?
         } else {
-            recovery::recover(dir, &opts, recovery::Apply::Write, &known, truncating, &mut report)?
+            recovery::recover(dir, &opts, recovery::Apply::Write, &known, truncating, &mut report, &files)?
         };
         let meta_path = dir.join(META_FILE);
         let mut meta = match loaded {
@@ -366,7 +381,8 @@ impl Log {
             meta.damaged.sort_unstable();
             Meta { truncate_from: pending_truncation, ..meta.clone() }.store(dir)?;
         }
-        let inner = Inner::assemble(dir, opts, read_only, lock, segments, meta, report, started)?;
+        let inner =
+            Inner::assemble(dir, opts, read_only, lock, segments, meta, report, started, shared, cut_epoch, files)?;
         let log = Log { inner: Arc::new(inner) };
         if !read_only {
             if let Some(from) = pending_truncation {
@@ -407,7 +423,8 @@ impl Log {
             }
             report.repairs.push(format!("{}: {e}: would be rebuilt from the segments", dir.join(META_FILE).display()));
         }
-        let segs = recovery::recover(dir, &opts, recovery::Apply::DryRun, &known, truncating, &mut report)?;
+        let files = segment::FileCache::new(true);
+        let segs = recovery::recover(dir, &opts, recovery::Apply::DryRun, &known, truncating, &mut report, &files)?;
         report.segments = segs.len();
         report.records = segs.iter().map(|s| s.count()).sum();
         Ok(report)
@@ -454,7 +471,8 @@ impl Log {
         let segs = self.inner.segments.read().unwrap_or_else(|e| e.into_inner()).clone();
         segs.iter()
             .map(|s| {
-                let st = s.file.status()?;
+                let file = s.file()?;
+                let st = file.status()?;
                 let records = s.count();
                 Ok(SegmentInfo {
                     path: s.path.clone(),
@@ -462,7 +480,7 @@ impl Log {
                     last_lsn: (records > 0).then(|| s.base() + records - 1),
                     records,
                     bytes: s.end.load(Ordering::Acquire),
-                    file_size: s.file.len()?,
+                    file_size: file.len()?,
                     sealed: s.sealed.load(Ordering::Acquire),
                     physical: st.physical,
                     effective: st.effective,
@@ -501,28 +519,25 @@ impl Inner {
         meta: Meta,
         mut report: RecoveryReport,
         started: Instant,
+        shared: Option<shared::SharedState>,
+        cut_epoch: u64,
+        files: Arc<segment::FileCache>,
     ) -> Result<Inner> {
         if segments.is_empty() && !read_only {
             // A new log (`purged_before` is `first_lsn` then) or a finished restart.
-            segments.push(writer::create_segment(dir, meta.purged_before, opts.segment_size, None)?);
+            segments.push(writer::create_segment(dir, meta.purged_before, opts.segment_size, None, &files)?);
         }
         let next_lsn = segments.last().map_or(meta.purged_before, |s| s.end_lsn());
         report.segments = segments.len();
         report.records = segments.iter().map(|s| s.count()).sum();
         report.micros = started.elapsed().as_micros();
-        if let Some(why) = shared::damage(dir).filter(|_| !read_only) {
-            report.repairs.push(format!(
-                "{}: damaged ({why}): rebuilt (it describes the running writer only)",
-                dir.join(STATE_FILE).display()
-            ));
-        }
-        let shared = shared::SharedState::open(dir, !read_only)?;
         let durable = match (&shared, read_only) {
             // The tail's records are published once this writer persisted them
-            // (`Log::adopt_tail`); sealed segments were persisted whole.
+            // (`Log::adopt_tail`); sealed segments were persisted whole. What readers
+            // saw at or after the new end was cut by this recovery.
             (Some(s), false) => {
                 let persisted = segments.last().map_or(next_lsn, |t| t.base());
-                s.reset(persisted);
+                s.reset(persisted, next_lsn);
                 persisted
             }
             (Some(s), true) if writer_alive(dir) => next_lsn.min(s.durable()),
@@ -552,6 +567,8 @@ impl Inner {
             moved: Condvar::new(),
             prep: writer::Preparer::default(),
             report: Mutex::new(report),
+            cut_epoch: AtomicU64::new(cut_epoch),
+            files,
             shared,
         })
     }
@@ -640,6 +657,7 @@ fn recover_racing_writer(
     known: &[(Lsn, Lsn)],
     truncating: Option<Lsn>,
     report: &mut RecoveryReport,
+    files: &Arc<segment::FileCache>,
 ) -> Result<Vec<Arc<Segment>>> {
     let look = || -> Vec<(PathBuf, u64)> {
         let mut v: Vec<(PathBuf, u64)> = fs::read_dir(dir)
@@ -656,7 +674,7 @@ fn recover_racing_writer(
     loop {
         let before = look();
         let mut r = RecoveryReport::default();
-        match recovery::recover(dir, opts, recovery::Apply::ReadOnly, known, truncating, &mut r) {
+        match recovery::recover(dir, opts, recovery::Apply::ReadOnly, known, truncating, &mut r, files) {
             Ok(segs) => {
                 report.bytes += r.bytes;
                 report.repairs.extend(r.repairs);

@@ -55,7 +55,18 @@ impl Inner {
             return Ok(());
         }
         let mut segs = self.segments.write().unwrap_or_else(|e| e.into_inner());
-        if segs.last().is_some_and(|s| !s.path.exists()) {
+        // Records the writer dropped since the last look (a truncation, a restart, a
+        // recovery that cut) may be rewritten at other offsets: forget them.
+        if let Some(s) = &self.shared {
+            let (cut, epoch) = s.cuts_since(self.cut_epoch.load(Ordering::SeqCst));
+            match cut {
+                super::shared::Cut::None => {}
+                super::shared::Cut::From(lsn) => forget_from(&mut segs, lsn),
+                super::shared::Cut::All => segs.clear(),
+            }
+            self.cut_epoch.store(epoch, Ordering::SeqCst);
+        }
+        if segs.last().is_some_and(|s| !s.path.exists()) || segs.is_empty() {
             // The writer removed the tail this reader knew (a truncation into an
             // earlier segment, or a restart past the end): start over from what the
             // directory holds now, and from the purge point recorded now.
@@ -85,11 +96,15 @@ impl Inner {
             if base != expect {
                 break; // The writer is mid-rotation or truncated: look again later.
             }
-            let file = super::segment::SegFile::open(&path, true)?;
+            let file = match super::segment::SegFile::open(&path, true) {
+                Ok(f) => f,
+                Err(Error::NotFound { .. }) => break, // Purged or truncated meanwhile: look again later.
+                Err(e) => return Err(e),
+            };
             let mut head = [0u8; super::HEADER_LEN];
             let n = file.read_at(&mut head, 0)?;
             let Ok((header, frames)) = super::SegmentHeader::decode_version(&head[..n]) else { break };
-            let seg = std::sync::Arc::new(super::segment::Segment::new(
+            let seg = super::segment::Segment::new(
                 path,
                 header,
                 frames,
@@ -97,10 +112,12 @@ impl Inner {
                 Vec::new(),
                 super::HEADER_LEN as u64,
                 false,
-            ));
+                &self.files,
+            );
             extend_scan(&seg, self.opts.max_record)?;
             if let Some(prev) = segs.last() {
                 prev.sealed.store(true, Ordering::Release);
+                prev.pin(false);
             }
             segs.push(seg);
         }
@@ -158,22 +175,47 @@ impl Inner {
     }
 }
 
+/// Drops what a reader indexed from `lsn` on: segments from there go (they are
+/// listed again, as the writer has them now), the one holding `lsn` forgets its
+/// records from it and is a tail again.
+fn forget_from(segs: &mut Vec<std::sync::Arc<super::segment::Segment>>, lsn: Lsn) {
+    while segs.last().is_some_and(|s| s.base() >= lsn) {
+        segs.pop();
+    }
+    if let Some(seg) = segs.last() {
+        let keep = lsn - seg.base();
+        let mut idx = seg.index.write().unwrap_or_else(|e| e.into_inner());
+        if (idx.offsets.len() as u64) > keep {
+            idx.next = idx.offsets[keep as usize] as u64;
+            idx.offsets.truncate(keep as usize);
+        }
+        idx.holes.retain(|(r, _)| r.start < lsn);
+        let (n, next) = (idx.offsets.len() as u64, idx.next);
+        drop(idx);
+        seg.records.store(n, Ordering::Release);
+        seg.end.store(next, Ordering::Release);
+        seg.sealed.store(false, Ordering::Release);
+        seg.pin(true);
+    }
+}
+
 /// Indexes the records written to `seg` after its known end (a read-only reader
 /// following a live writer). Reads a window at a time; a partial record at the end
 /// (the writer is mid-copy) is left for the next look.
-fn extend_scan(seg: &super::segment::Segment, max: usize) -> Result<()> {
+fn extend_scan(seg: &std::sync::Arc<super::segment::Segment>, max: usize) -> Result<()> {
     use super::format::Decoded;
     let frames = seg.frames;
+    let file = seg.file()?;
     let mut idx = seg.index.write().unwrap_or_else(|e| e.into_inner());
     let mut at = idx.next;
     let mut window = (256usize << 10).max(frames.frame_len(max) + frames.header());
     loop {
-        let len = seg.file.len()?;
+        let len = file.len()?;
         if at >= len {
             break;
         }
         let mut buf = vec![0u8; window.min((len - at) as usize)];
-        let n = seg.file.read_at(&mut buf, at)?;
+        let n = file.read_at(&mut buf, at)?;
         buf.truncate(n);
         let mut c = 0usize;
         let mut progressed = false;

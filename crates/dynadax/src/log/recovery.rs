@@ -24,7 +24,7 @@
 
 use super::format::{self, Frames, SegmentHeader, HEADER_LEN};
 use super::meta::sync_dir;
-use super::segment::{self, nonzero_extent, Gap, Scan, SegFile, Segment, HOLE};
+use super::segment::{self, nonzero_extent, FileCache, Gap, Scan, SegFile, Segment, HOLE};
 use super::{LogOptions, Lsn, RecoveryMode, RecoveryReport};
 use crate::error::{Error, IoContext, Result};
 use crate::mode::Mode;
@@ -93,6 +93,7 @@ pub(crate) fn recover(
     known: &[(Lsn, Lsn)],
     truncating: Option<Lsn>,
     report: &mut RecoveryReport,
+    files: &Arc<FileCache>,
 ) -> Result<Vec<Arc<Segment>>> {
     let names = list_segments(dir)?;
     let mut out: Vec<Arc<Segment>> = Vec::with_capacity(names.len());
@@ -345,7 +346,7 @@ pub(crate) fn recover(
                 f.persist(end, len - end)?;
             }
         }
-        let seg = Arc::new(Segment::new(path.clone(), header, frames, file, index, end, !is_last && !stop_after));
+        let seg = Segment::new(path.clone(), header, frames, file, index, end, !is_last && !stop_after, files);
         seg.index.write().unwrap_or_else(|e| e.into_inner()).holes = holes;
         if apply.changes() && !is_last && !stop_after {
             finish_seal(&seg, sealed_trim_ok, report)?;
@@ -356,10 +357,11 @@ pub(crate) fn recover(
         }
         i += 1;
     }
-    if apply.changes() {
-        if let Some(last) = out.last() {
+    if let Some(last) = out.last() {
+        if apply.changes() {
             last.sealed.store(false, Ordering::Release);
         }
+        last.pin(true);
     }
     Ok(out)
 }
@@ -585,8 +587,9 @@ fn set_aside(dir: &Path, segs: &[(Lsn, PathBuf)], apply: Apply, why: &str, repor
 /// A sealed segment is cached and trimmed: a crash may have come after the next
 /// segment was created and before this one's seal finished. Trimmed only if it is
 /// whole: bytes after a salvaged segment's records are its damaged ones, kept.
-fn finish_seal(s: &Segment, trim: bool, report: &mut RecoveryReport) -> Result<()> {
-    let f = s.file.dax();
+fn finish_seal(s: &Arc<Segment>, trim: bool, report: &mut RecoveryReport) -> Result<()> {
+    let f = s.file()?;
+    let f = f.dax();
     if f.status()?.physical != Mode::Cached {
         f.set_mode(Mode::Cached, SwitchOptions::default())?;
     }

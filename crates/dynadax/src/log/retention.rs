@@ -99,9 +99,12 @@ impl Log {
             };
             sync_dir(&inner.dir)?;
             let prepared = inner.prep.take();
-            let seg = super::writer::create_segment(&inner.dir, lsn, inner.opts.segment_size, prepared)?;
+            let seg = super::writer::create_segment(&inner.dir, lsn, inner.opts.segment_size, prepared, &inner.files)?;
             inner.segments.write().unwrap_or_else(|e| e.into_inner()).push(seg.clone());
             w.open_tail(seg, lsn, &inner.opts)?;
+            if let Some(s) = &inner.shared {
+                s.cut(0, lsn); // Every record readers knew is gone.
+            }
             inner.advance_durable(&w, lsn);
             inner.prep.tail_opened(w.guard.as_ref(), inner);
             Ok::<_, Error>(removed)
@@ -206,18 +209,21 @@ impl Log {
             // mode); the writer's old media goes first so nothing maps what is cut.
             w.guard = None;
             seg.sealed.store(false, Ordering::Release);
-            let len = seg.file.len()?;
+            seg.pin(true);
+            let file = seg.file()?;
+            let len = file.len()?;
             if len > cut_at {
-                seg.file.dax().zero_range(cut_at, len - cut_at)?;
-                seg.file.dax().persist(cut_at, len - cut_at)?;
+                file.dax().zero_range(cut_at, len - cut_at)?;
+                file.dax().persist(cut_at, len - cut_at)?;
             }
             seg.truncate_index(kept, cut_at.max(HEADER_LEN as u64));
             w.open_tail(seg, keep_end, &inner.opts)?;
             let durable = keep_end.min(inner.durable.load(Ordering::SeqCst));
             inner.durable.store(durable, Ordering::SeqCst);
-            // Readers in other processes must not go on showing the dropped records.
+            // Readers in other processes must not go on showing the dropped records,
+            // nor read the new ones at the old ones' offsets.
             if let Some(s) = &inner.shared {
-                s.reset(durable);
+                s.cut(keep_end, durable);
             }
             inner.prep.tail_opened(w.guard.as_ref(), inner);
             // The intent is cleared before any append can follow the cut (the writer

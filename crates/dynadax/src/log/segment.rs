@@ -5,8 +5,8 @@ use super::format::{self, Decoded, Frames, SegmentHeader, ALIGN, HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 /// Where records are stored and made durable: the seam between the log's write
 /// protocol and the media. The real implementation is a dynadax [`File`] (a copy into
@@ -185,13 +185,62 @@ impl SegFile {
     }
 }
 
+/// The segment files a log keeps open. A log of 100,000 segments must open under
+/// the default `ulimit -n` of 1,024, so sealed segments are opened on demand and at
+/// most `max` stay open, chosen by CLOCK (a segment read since the hand last passed
+/// is spared once); the tail is pinned. A reader holding a file keeps it open until
+/// it is done, whatever the cache does.
+pub(crate) struct FileCache {
+    read_only: bool,
+    max: usize,
+    /// Segments whose file is open (dead weak references are dropped as found).
+    open: Mutex<Vec<Weak<Segment>>>,
+    hand: AtomicUsize,
+}
+
+impl FileCache {
+    /// A cache for a log opened for writing or for reading only: a quarter of the
+    /// process's descriptor limit, at least 8 and at most 1,024 files.
+    pub fn new(read_only: bool) -> Arc<FileCache> {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1024);
+        let max = ((limit / 4) as usize).clamp(8, 1024);
+        Arc::new(FileCache { read_only, max, open: Mutex::new(Vec::new()), hand: AtomicUsize::new(0) })
+    }
+
+    /// Records that `seg`'s file is open, and closes others beyond the bound.
+    fn admit(&self, seg: &Arc<Segment>) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.push(Arc::downgrade(seg));
+        let mut looked = 0;
+        while open.len() > self.max && looked < 2 * open.len() {
+            looked += 1;
+            let i = self.hand.fetch_add(1, Ordering::Relaxed) % open.len();
+            let Some(victim) = open[i].upgrade() else {
+                open.swap_remove(i);
+                continue;
+            };
+            if victim.pinned.load(Ordering::Acquire) || victim.used.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            *victim.file.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            open.swap_remove(i);
+        }
+    }
+}
+
 /// A segment of the log.
 pub(crate) struct Segment {
     pub path: PathBuf,
     pub header: SegmentHeader,
     /// Its record framing (format version 1 or 2).
     pub frames: Frames,
-    pub file: SegFile,
+    /// The open file, when it is open (see [`FileCache`]); through [`Segment::file`].
+    file: Mutex<Option<Arc<SegFile>>>,
+    cache: Arc<FileCache>,
+    /// Never closed by the cache (the tail).
+    pinned: AtomicBool,
+    /// Used since the cache's hand last passed.
+    used: AtomicBool,
     /// Records written to this segment. Stored by the writer (the only appender) after
     /// each frame; readers never look at records past the durable LSN anyway.
     pub records: AtomicU64,
@@ -220,7 +269,9 @@ pub(crate) struct Index {
 pub(crate) const HOLE: u32 = u32::MAX;
 
 impl Segment {
-    /// A segment and its index, as a scan found it.
+    /// A segment and its index, as a scan found it, with its file open (and counted
+    /// by `cache`; a tail is pinned open).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         path: PathBuf,
         header: SegmentHeader,
@@ -229,17 +280,42 @@ impl Segment {
         offsets: Vec<u32>,
         end: u64,
         sealed: bool,
-    ) -> Segment {
-        Segment {
+        cache: &Arc<FileCache>,
+    ) -> Arc<Segment> {
+        let seg = Arc::new(Segment {
             path,
             header,
             frames,
-            file,
+            file: Mutex::new(Some(Arc::new(file))),
+            cache: cache.clone(),
+            pinned: AtomicBool::new(!sealed),
+            used: AtomicBool::new(true),
             records: AtomicU64::new(offsets.len() as u64),
             index: RwLock::new(Index { offsets, next: end, holes: Vec::new() }),
             end: AtomicU64::new(end),
             sealed: AtomicBool::new(sealed),
+        });
+        cache.admit(&seg);
+        seg
+    }
+
+    /// Its file, opened again if the cache closed it.
+    pub fn file(self: &Arc<Self>) -> Result<Arc<SegFile>> {
+        self.used.store(true, Ordering::Release);
+        let mut slot = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = &*slot {
+            return Ok(f.clone());
         }
+        let f = Arc::new(SegFile::open(&self.path, self.cache.read_only)?);
+        *slot = Some(f.clone());
+        drop(slot);
+        self.cache.admit(self);
+        Ok(f)
+    }
+
+    /// Keeps its file open for good (it is the tail) or lets the cache close it.
+    pub fn pin(&self, tail: bool) {
+        self.pinned.store(tail, Ordering::Release);
     }
 
     pub fn base(&self) -> u64 {
@@ -259,7 +335,7 @@ impl Segment {
 
     /// Offset of record `lsn`, if this segment has it; [`Error::Damaged`] for a hole.
     /// Extends the index by decoding frame headers forward when a reader asks past it.
-    pub fn offset_of(&self, lsn: u64) -> Result<Option<u64>> {
+    pub fn offset_of(self: &Arc<Self>, lsn: u64) -> Result<Option<u64>> {
         let Some(i) = lsn.checked_sub(self.base()) else { return Ok(None) };
         if i >= self.count() {
             return Ok(None);
@@ -271,11 +347,12 @@ impl Segment {
             None => {}
         }
         drop(idx);
+        let file = self.file()?;
         let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
         while idx.offsets.len() as u64 <= i {
             let at = idx.next;
             let mut head = [0u8; 4];
-            if self.file.read_at(&mut head, at)? < 4 {
+            if file.read_at(&mut head, at)? < 4 {
                 return Err(self.corrupt(at, "record runs past the end of the file".into()));
             }
             let len = u32::from_le_bytes(head) as usize;
@@ -313,16 +390,17 @@ impl Segment {
     }
 
     /// Reads record `lsn` at `off`, checking its frame again (media can rot).
-    pub fn read_record(&self, lsn: u64, off: u64, max: usize) -> Result<Vec<u8>> {
+    pub fn read_record(self: &Arc<Self>, lsn: u64, off: u64, max: usize) -> Result<Vec<u8>> {
         let fh = self.frames.header();
+        let file = self.file()?;
         let mut head = [0u8; format::FRAME_HEADER];
-        self.file.read_at(&mut head[..fh], off)?;
+        file.read_at(&mut head[..fh], off)?;
         let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
         if len == 0 || len > max {
             return Err(self.corrupt(off, format!("record {lsn} has length {len}")));
         }
         let mut frame = vec![0u8; self.frames.frame_len(len)];
-        let n = self.file.read_at(&mut frame, off)?;
+        let n = file.read_at(&mut frame, off)?;
         if n < frame.len() {
             return Err(self.corrupt(off, format!("record {lsn} is cut short by the end of the file")));
         }

@@ -144,8 +144,9 @@ impl TailMedia {
 
 /// Readies a tail for appends: at least `segment_size` bytes allocated (a crash may
 /// have left it trimmed), its mode set per [`TailMode`], and the media to store by.
-pub(crate) fn tail_media(tail: &Segment, opts: &LogOptions) -> Result<Arc<TailMedia>> {
-    let f = tail.file.dax();
+pub(crate) fn tail_media(tail: &Arc<Segment>, opts: &LogOptions) -> Result<Arc<TailMedia>> {
+    let file = tail.file()?;
+    let f = file.dax();
     let len = f.len()?.max(opts.segment_size);
     if f.len()? < len {
         f.allocate(0, len)?;
@@ -180,7 +181,13 @@ fn auto_direct(path: &Path) -> Result<bool> {
 /// Creates segment `base` durably: a preallocated file (the prepared one if given)
 /// gets its header, is renamed into place, and the directory is synced. The tail is
 /// then opened through dynadax, in direct mode (inherited from the directory).
-pub(crate) fn create_segment(dir: &Path, base: Lsn, capacity: u64, prepared: Option<PathBuf>) -> Result<Arc<Segment>> {
+pub(crate) fn create_segment(
+    dir: &Path,
+    base: Lsn,
+    capacity: u64,
+    prepared: Option<PathBuf>,
+    files: &Arc<super::segment::FileCache>,
+) -> Result<Arc<Segment>> {
     let final_path = dir.join(format::segment_name(base));
     let tmp = match prepared {
         Some(p) => p,
@@ -199,7 +206,7 @@ pub(crate) fn create_segment(dir: &Path, base: Lsn, capacity: u64, prepared: Opt
         file.set_mode(Mode::Direct, SwitchOptions::default())?;
     }
     let file = super::segment::SegFile::Dax(file);
-    Ok(Arc::new(Segment::new(final_path, header, format::Frames::V2, file, Vec::new(), HEADER_LEN as u64, false)))
+    Ok(Segment::new(final_path, header, format::Frames::V2, file, Vec::new(), HEADER_LEN as u64, false, files))
 }
 
 /// Makes a `.prepare.N.tmp`: created through dynadax (so it inherits the directory's
@@ -534,7 +541,8 @@ impl Log {
             } else {
                 // Empty: a format-2 segment takes its place (by rename: atomic).
                 w.guard = None;
-                let seg = create_segment(&inner.dir, tail.base(), inner.opts.segment_size, inner.prep.take())?;
+                let seg =
+                    create_segment(&inner.dir, tail.base(), inner.opts.segment_size, inner.prep.take(), &inner.files)?;
                 *inner.segments.write().unwrap_or_else(|e| e.into_inner()).last_mut().expect("the tail") = seg.clone();
                 w.open_tail(seg, next, &inner.opts)?;
             }
@@ -714,18 +722,20 @@ impl Inner {
             // page tables down, and a new mapping made after it would wait for all of
             // it. A crash from here to the end of the seal leaves the old segment
             // untrimmed and maybe direct; recovery finishes the seal.
-            let new = create_segment(&self.dir, w.next_lsn, self.opts.segment_size, Some(prepared))?;
+            let new = create_segment(&self.dir, w.next_lsn, self.opts.segment_size, Some(prepared), &self.files)?;
             let guard = tail_media(&new, &self.opts)?;
             // The switch waits (bounded) for the mapping guard to be dropped by whoever
             // still holds a clone (a group-commit leader, the background populater).
             w.guard = None;
-            let f = old.file.dax();
+            let file = old.file()?;
+            let f = file.dax();
             f.set_mode(Mode::Cached, SwitchOptions { wait: Some(std::time::Duration::from_secs(10)) })?;
             // Trim to the records (no mapping is left to cut), and make the new length
             // durable (`fdatasync` in cached mode). No data is touched: constant time.
             f.set_len(w.write_off)?;
             f.persist(0, w.write_off)?;
             old.sealed.store(true, Ordering::Release);
+            old.pin(false);
             Ok::<_, Error>((new, guard))
         })();
         let (new, guard) = res.map_err(|e| self.poison(e))?;
