@@ -103,7 +103,7 @@ show() {
     [ "$n" = 0 ] || echo "  | ($n ACK lines)"
 }
 
-declare -A START=() MAXACK=() NACK=() LAST=() DELAY=() DUR=() CUTAT=()
+declare -A START=() PRE=() MAXACK=() NACK=() LAST=() DELAY=() DUR=() CUTAT=()
 FAILS=() CYCLE_LINES=() FINAL_N=
 pc_fail() { FAILS+=("$*"); echo "POWERCUT FAIL: $*"; }
 
@@ -149,8 +149,8 @@ check_boot() {
     local extra=$(( ${LAST[$k]:-0} - MAXACK[$k] ))
     if [ "$extra" -ge 0 ]; then extra="$extra durable beyond the last ACK"; else extra="$(( -extra )) ACKED RECORDS MISSING"; fi
     FINAL_N=$n
-    out=$(printf 'POWERCUT cycle %d (%s): acked %d..%d (%d ACKs), cut %.1f s after the first ACK; recovered %d..%d (%s), log %d records, %s repair(s), verify before recovery rc=%s: %s\n' \
-        "$k" "${DUR[$k]}" "${START[$k]}" "${MAXACK[$k]}" "${NACK[$k]}" "${DELAY[$k]}" \
+    out=$(printf 'POWERCUT cycle %d (%s): %d unpersisted records of a killed writer, then acked %d..%d (%d ACKs), cut %.1f s after the first ACK; recovered %d..%d (%s), log %d records, %s repair(s), verify before recovery rc=%s: %s\n' \
+        "$k" "${DUR[$k]}" "${PRE[$k]:-0}" "$(( START[$k] + ${PRE[$k]:-0} ))" "${MAXACK[$k]}" "${NACK[$k]}" "${DELAY[$k]}" \
         "${START[$k]}" "${LAST[$k]:-0}" "$extra" "$n" "${rep:-?}" "${vb:-?}" \
         "$([ $ok = 1 ] && echo OK || echo FAIL)")
     echo "$out"; CYCLE_LINES+=("$out")
@@ -230,7 +230,10 @@ for ((c = 1; c <= PC_CYCLES + 1; c++)); do
         # What this cycle was promised: the ACK lines received whole.
         START[$c]=$(sed -n 's/^PC-START cycle=[0-9]* lsn=\([0-9]*\) .*/\1/p' "$bl.txt" | head -n 1)
         [ -n "${START[$c]}" ] || { pc_fail "boot $c: no PC-START line"; break; }
-        read -r nack first maxack bad gaps < <(awk -v start="${START[$c]}" '
+        # The ACKs start after the records of the writer killed first (PC-PREWRITER).
+        ackfrom=$(sed -n 's/^PC-ACKS-FROM lsn=\([0-9]*\).*/\1/p' "$bl.txt" | head -n 1)
+        PRE[$c]=$(( ${ackfrom:-${START[$c]}} - START[$c] ))
+        read -r nack first maxack bad gaps < <(awk -v start="${ackfrom:-${START[$c]}}" '
             /^ACK / {
                 if ($0 !~ /^ACK [0-9]+$/) { bad++; next }
                 v = $2 + 0
@@ -245,8 +248,8 @@ for ((c = 1; c <= PC_CYCLES + 1; c++)); do
         [ $cut = 1 ] || { pc_fail "cycle $c: qemu exited before the power cut"; break; }
         [ "$nack" -gt 0 ] || { pc_fail "cycle $c: no complete ACK line"; break; }
         [ "$bad" = 0 ] || { pc_fail "cycle $c: $bad malformed ACK line(s)"; break; }
-        [ "$gaps" = 0 ] || { pc_fail "cycle $c: the ACKs are not the LSNs ${START[$c]}, ${START[$c]}+1, ... ($gaps gap(s))"; break; }
-        say "cycle $c: $nack ACKs (LSN $first..$maxack), power cut ${DELAY[$c]} s after the first ACK (${CUTAT[$c]} s after qemu started)"
+        [ "$gaps" = 0 ] || { pc_fail "cycle $c: the ACKs are not the LSNs ${ackfrom:-${START[$c]}}, +1, ... ($gaps gap(s))"; break; }
+        say "cycle $c: ${PRE[$c]} records written by a writer killed -9, then $nack ACKs (LSN $first..$maxack), power cut ${DELAY[$c]} s after the first ACK (${CUTAT[$c]} s after qemu started)"
         if [ "$PC_INJECT" = flip-byte ] && [ "$c" = "$PC_CYCLES" ]; then flip_byte; fi
     fi
 done

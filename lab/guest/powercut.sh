@@ -10,9 +10,11 @@
 #      information), recovers it by opening it as a writer with empty input
 #      (the torn tail is cut), verifies it (must be clean), reads every record
 #      and checks each against powercut.awk -> one "CHECK OK|FAIL ..." line;
-#   3. with labpc_append=1: appends the records of cycle C from the next LSN on
-#      with `dynadax log append`, printing "ACK <lsn>" on the console for every
-#      LSN dynadax acknowledges, until the host kills qemu (the power cut).
+#   3. with labpc_append=1: a first writer that never persists appends records of
+#      cycle C from the next LSN and is killed with kill -9; then the appends of
+#      cycle C go on from where it stopped with `dynadax log append`, printing
+#      "ACK <lsn>" on the console for every LSN dynadax acknowledges, until the host
+#      kills qemu (the power cut). The killed writer's records must survive too.
 #      With labpc_dur=raft, the same with the openraft log store (raft_boot).
 #      With labpc_append=0 (the last boot) it unmounts and powers off.
 # Every line for the host starts with PC- or is a CHECK/ACK line.
@@ -149,17 +151,37 @@ log_boot() {
             lie=0
             case "$labpc_inject" in lying-acks) lie=1 ;; esac
             sync   # nothing of the check left to write back: the power cut hits the appends only
-            # Write dirty pages back early and often (every 0.1 s, once 0.1 s old),
-            # as a busy machine would: what is not yet acknowledged is then partly
-            # on the disk when the power goes (torn records, for recovery to cut),
-            # instead of only in the page cache.
-            echo 10 > /proc/sys/vm/dirty_writeback_centisecs
-            echo 10 > /proc/sys/vm/dirty_expire_centisecs
+            # Odd cycles write dirty pages back early and often (every 0.1 s, once
+            # 0.1 s old), as a busy machine would: what is not yet acknowledged is
+            # then partly on the disk when the power goes (torn records, for
+            # recovery to cut), instead of only in the page cache. Even cycles keep
+            # write-back slow and write the tail through its mapping (msync of each
+            # append's own range), so that what the killed writer below left stays
+            # in the page cache only, up to the power cut.
+            if [ $((CYCLE % 2)) = 0 ]; then TM="--tail-mode direct" WB=3000; else TM="" WB=10; fi
+            echo 3000 > /proc/sys/vm/dirty_writeback_centisecs
+            echo 3000 > /proc/sys/vm/dirty_expire_centisecs
             echo "PC-START cycle=$CYCLE lsn=$NEXT durability=$labpc_dur uptime=$(up)s"
+            # First a writer that never persists, killed with kill -9 after a moment:
+            # its records are written but not durable. The next writer adopts them, and
+            # must persist them before it acknowledges anything of its own (review
+            # defect 2): the check after the power cut wants them all, then its ACKs.
+            awk -v mode=gen -v cycle="$CYCLE" -v start="$NEXT" -f $AWKF \
+                | dynadax log append $LOGDIR --durability none $WOPTS $TM > /dev/null 2>/tmp/pre.err &
+            APID=$!
+            sleep 0.5
+            kill -9 $APID 2>/dev/null
+            wait $APID 2>/dev/null
+            PRE=$(dynadax log stat $LOGDIR --json | sed -n 's/.*"durable_lsn":\([0-9]*\).*/\1/p')
+            [ -n "$PRE" ] || { pcfail "log stat after the killed writer printed no durable_lsn"; PRE=$NEXT; }
+            echo "PC-PREWRITER killed -9 after writing LSNs $NEXT..$((PRE - 1)) ($((PRE - NEXT)) records, not persisted)"
+            echo "PC-ACKS-FROM lsn=$PRE"
+            echo $WB > /proc/sys/vm/dirty_writeback_centisecs
+            echo $WB > /proc/sys/vm/dirty_expire_centisecs
             # The appends run until the host pulls the plug.  dynadax prints each
             # LSN once it is durable; the last awk turns that into an ACK line.
-            awk -v mode=gen -v cycle="$CYCLE" -v start="$NEXT" -v lie=$lie -f $AWKF \
-                | dynadax log append $LOGDIR --durability "$labpc_dur" $WOPTS 2>/tmp/append.err \
+            awk -v mode=gen -v cycle="$CYCLE" -v start="$PRE" -v lie=$lie -f $AWKF \
+                | dynadax log append $LOGDIR --durability "$labpc_dur" $WOPTS $TM 2>/tmp/append.err \
                 | if [ $lie = 1 ]; then cat > /dev/null; else
                     awk 'NR == 1 { getline up < "/proc/uptime"; split(up, u, " "); print "PC-FIRST-ACK uptime=" u[1] "s" }
                          { print "ACK " $0; fflush() }'; fi

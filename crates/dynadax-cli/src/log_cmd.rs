@@ -439,7 +439,7 @@ fn repair(dir: &std::path::Path, recovery: RepairArg, dry_run: bool, json: bool)
     }
     let verb = if dry_run { "would drop" } else { "dropped" };
     for d in &rep.dropped {
-        let lsns = d.lsns.map_or_else(|| "no acknowledged record".to_string(), |(a, b)| format!("LSNs {a}..{b}"));
+        let lsns = d.lsns.map_or_else(|| "no record".to_string(), dynadax::log::lsn_span);
         let kept = d.evidence.as_ref().map_or_else(String::new, |e| format!(", kept in {}", e.display()));
         println!("{verb}: {}: {} bytes from byte {} ({}), {lsns}{kept}", d.path.display(), d.bytes, d.offset, d.why);
     }

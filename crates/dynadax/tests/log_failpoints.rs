@@ -81,3 +81,50 @@ fn a_truncation_intent_that_cannot_be_cleared_poisons_the_log() {
     assert_eq!(log.read(14).unwrap(), b"n14");
     scenario.teardown();
 }
+
+/// Issue 10: an I/O error is damage, never a torn write. A read that fails during
+/// recovery (a bad sector, poisoned persistent memory read with pread) stops the open
+/// with the file and offset, and changes nothing; one that fails later fails that
+/// read only, the same way.
+#[test]
+fn read_errors_name_file_and_offset_and_never_cut() {
+    let scenario = fail::FailScenario::setup();
+    let d = common::tmpfs_dir();
+    let dir = d.path().join("l");
+    let opts = LogOptions { segment_size: 1 << 20, max_record: 1024, ..LogOptions::default() };
+    let log = Log::open(&dir, opts.clone()).unwrap();
+    for i in 0..200u64 {
+        log.append(format!("r{i:04}").as_bytes()).unwrap();
+    }
+    let tail = log.segments().unwrap().pop().unwrap();
+    drop(log);
+    let before = std::fs::read(&tail.path).unwrap();
+    // Reads that reach past byte 4000 of a segment fail with EIO.
+    fail::cfg("log-read", "return(4000)").unwrap();
+    match Log::open(&dir, opts.clone()) {
+        Err(Error::IoAt { path, offset, source, .. }) => {
+            assert_eq!(path, tail.path);
+            assert_eq!(offset, 4000);
+            assert_eq!(source.raw_os_error(), Some(libc::EIO));
+        }
+        Err(e) => panic!("expected an I/O error at an offset, got {e}"),
+        Ok(_) => panic!("an unreadable tail opened"),
+    }
+    for mode in [dynadax::log::RecoveryMode::PointInTime, dynadax::log::RecoveryMode::SkipDamaged] {
+        let r = Log::open(&dir, LogOptions { recovery: mode, ..opts.clone() });
+        assert!(matches!(r, Err(Error::IoAt { .. })), "{mode:?}: an I/O error was salvaged around");
+    }
+    assert!(matches!(dynadax::log::verify(&dir, 1024, &mut |_, _| {}), Err(Error::IoAt { .. })));
+    fail::remove("log-read");
+    assert_eq!(std::fs::read(&tail.path).unwrap(), before, "a failed recovery changed the tail");
+    let log = Log::open(&dir, opts).unwrap();
+    assert_eq!(log.next_lsn(), 200);
+    fail::cfg("log-read", "return(4000)").unwrap();
+    assert_eq!(log.read(3).unwrap(), b"r0003", "a read before the bad place");
+    let err = log.read(199).unwrap_err();
+    assert!(matches!(err, Error::IoAt { offset, .. } if offset >= 4000), "{err}");
+    assert!(err.to_string().contains(&*tail.path.to_string_lossy()), "{err}");
+    fail::remove("log-read");
+    assert_eq!(log.read(199).unwrap(), b"r0199");
+    scenario.teardown();
+}

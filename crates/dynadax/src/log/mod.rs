@@ -25,7 +25,7 @@ pub use format::{
 };
 pub use meta::META_FILE;
 pub use reader::{Iter, Tailer};
-pub use recovery::{recover_tail_image, Dropped, Hole};
+pub use recovery::{lsn_span, recover_tail_image, Dropped, Hole};
 pub use retention::Retention;
 pub use segment::{put_record, put_record_persisted, scan_bytes, Gap, Media, Run, Scan};
 pub use shared::STATE_FILE;

@@ -62,8 +62,8 @@ pub struct Dropped {
     pub offset: u64,
     /// How many bytes (non-zero extent; the whole file for a segment set aside).
     pub bytes: u64,
-    /// The LSNs lost with them, `[start, end)`; `None` when unknown (a torn write's
-    /// records were never acknowledged, a damaged header hides its segment's count).
+    /// The LSNs lost with them, `[start, end)`, `end` being `u64::MAX` when it is not
+    /// known (how many records a torn write held); `None` when no record was lost.
     pub lsns: Option<(Lsn, Lsn)>,
     /// Where the bytes were kept.
     pub evidence: Option<PathBuf>,
@@ -137,10 +137,11 @@ pub(crate) fn recover(
             };
             let holey = base > e && known_hole(e..base);
             match mode {
-                _ if holey => {}
+                _ if holey => hole_bridge(&mut out, base),
                 RecoveryMode::SkipDamaged if base > e => {
                     report.repairs.push(format!("{}: {why}: LSNs {e}..{base} kept as a hole", path.display()));
                     report.holes.push(Hole { lsns: (e, base), path: path.clone(), offset: 0 });
+                    hole_bridge(&mut out, base);
                 }
                 RecoveryMode::PointInTime => {
                     set_aside(dir, &names[i..], apply, &why, report)?;
@@ -200,6 +201,43 @@ pub(crate) fn recover(
         if let Some(t) = holds_cut {
             clip(&mut scan, base, t);
         }
+        // The tail is preallocated to its capacity, and a sealed segment that becomes
+        // the tail again (a truncation) is given it back before the truncation's intent
+        // is cleared: a shorter last segment was cut short, and acknowledged records
+        // after its end may be gone without a trace.
+        let file_len = file.len()?;
+        if is_last && holds_cut.is_none() && file_len < header.capacity && apply != Apply::ReadOnly {
+            let why = format!(
+                "the tail is {file_len} bytes, shorter than the {} it was made with: the file was truncated, and \
+                 records after LSN {} may be lost",
+                header.capacity,
+                base + scan.index.len() as u64
+            );
+            match mode {
+                RecoveryMode::Strict | RecoveryMode::TolerateTornTail => {
+                    return Err(segment::corrupt(
+                        path,
+                        file_len,
+                        format!(
+                            "{why}; nothing was changed (RecoveryMode::SkipDamaged or PointInTime accepts what is \
+                             left)"
+                        ),
+                    ));
+                }
+                _ => {
+                    let from = base + scan.index.len() as u64;
+                    report.repairs.push(format!("{}: {why}: accepted as it is", path.display()));
+                    report.dropped.push(Dropped {
+                        path: path.clone(),
+                        offset: file_len,
+                        bytes: 0,
+                        lsns: Some((from, u64::MAX)),
+                        evidence: None,
+                        why: "truncated tail".into(),
+                    });
+                }
+            }
+        }
         report.bytes += scan.last_end();
         // Gaps an earlier salvage recorded: holes, silently.
         let mut index = scan.index.clone();
@@ -229,12 +267,13 @@ pub(crate) fn recover(
                     }
                     (_, Apply::ReadOnly) => {}
                     _ => {
-                        let lsns = rest
+                        // Never acknowledged: from the torn LSN on, as far as the runs go.
+                        let end = rest
                             .iter()
                             .rev()
                             .find_map(|g| g.run.as_ref())
-                            .map(|r| (first.lsn, r.first_lsn + r.offsets.len() as u64));
-                        cut(&file, path, first.at, lsns, what, &first.why, apply, report)?;
+                            .map_or(u64::MAX, |r| r.first_lsn + r.offsets.len() as u64);
+                        cut(&file, path, first.at, Some((first.lsn, end)), what, &first.why, apply, report)?;
                     }
                 }
             } else {
@@ -304,7 +343,7 @@ pub(crate) fn recover(
                                             &file,
                                             path,
                                             g.at,
-                                            None,
+                                            Some((g.lsn, u64::MAX)),
                                             "torn tail (after salvaged damage)",
                                             &g.why,
                                             apply,
@@ -514,7 +553,7 @@ fn cut(
             f.persist(at, len - at)?;
         }
     }
-    let lost = lsns.map_or_else(|| "no acknowledged record".to_string(), |(a, b)| format!("LSNs {a}..{b}"));
+    let lost = lsns.map_or_else(|| "no record".to_string(), lsn_span);
     report.repairs.push(format!(
         "{}: {what} at byte {at} ({why}): cut there, {lost}; {bytes} bytes {}",
         path.display(),
@@ -525,6 +564,15 @@ fn cut(
     ));
     report.dropped.push(Dropped { path: path.to_path_buf(), offset: at, bytes, lsns, evidence, why: what.into() });
     Ok(())
+}
+
+/// `LSNs a..b`, or `LSNs a on` when the end is not known (`b` is `u64::MAX`).
+pub fn lsn_span((a, b): (Lsn, Lsn)) -> String {
+    if b == u64::MAX {
+        format!("LSNs {a} on")
+    } else {
+        format!("LSNs {a}..{b}")
+    }
 }
 
 /// `{segment}.cut-{offset}`, or with `.N` added if one exists already.

@@ -147,9 +147,12 @@ impl TailMedia {
 pub(crate) fn tail_media(tail: &Arc<Segment>, opts: &LogOptions) -> Result<Arc<TailMedia>> {
     let file = tail.file()?;
     let f = file.dax();
-    let len = f.len()?.max(opts.segment_size);
+    // Its capacity back (a sealed segment that became the tail is trimmed), durably:
+    // a last segment shorter than its capacity is a truncated one to recovery.
+    let len = f.len()?.max(opts.segment_size).max(tail.header.capacity);
     if f.len()? < len {
         f.allocate(0, len)?;
+        fs::File::open(&tail.path).and_then(|f| f.sync_all()).ctx(&tail.path, "fsync segment size")?;
     }
     let direct = match opts.tail_mode {
         TailMode::Direct => true,
