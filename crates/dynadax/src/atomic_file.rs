@@ -3,8 +3,8 @@
 //! versioned JSON records among them.
 
 use crate::error::{Error, IoContext, Result};
+use crate::fsops;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 /// Replaces `path` with `bytes`: a temporary file in the same directory, fsync,
@@ -14,17 +14,16 @@ pub(crate) fn replace(path: &Path, bytes: &[u8], what: &'static str) -> Result<(
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!("{name}.tmp.{}", std::process::id()));
-    let mut f = fs::File::create(&tmp).ctx(&tmp, what)?;
-    f.write_all(bytes).ctx(&tmp, what)?;
-    f.sync_all().ctx(&tmp, what)?;
-    fs::rename(&tmp, path).ctx(path, what)?;
+    let f = fs::File::create(&tmp).ctx(&tmp, what)?;
+    fsops::record!(fsops::trace::Event::Create(tmp.clone()));
+    fsops::record!(fsops::trace::Event::SetLen(tmp.clone(), 0));
+    fsops::write_all_at(&f, &tmp, bytes, 0).ctx(&tmp, what)?;
+    fsops::sync_file(&f, &tmp).ctx(&tmp, what)?;
+    fsops::rename(&tmp, path).ctx(path, what)?;
     sync_dir(dir)
 }
 
-/// fsync a directory, so creations, renames and removals in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).ctx(dir, "fsync directory")
-}
+pub(crate) use crate::fsops::sync_dir;
 
 /// Parses a versioned JSON record (`{"format": N, ...}`) read from `path`: malformed
 /// JSON, or a `format` other than `want`, is [`Error::Corrupt`] naming the file and

@@ -109,7 +109,10 @@ impl File {
     pub fn create(path: impl AsRef<Path>) -> Result<File> {
         let path = path.as_ref();
         match fs::OpenOptions::new().read(true).write(true).create_new(true).open(path) {
-            Ok(f) => inherit(path, &f, false)?,
+            Ok(f) => {
+                crate::fsops::record!(crate::fsops::trace::Event::Create(path.to_path_buf()));
+                inherit(path, &f, false)?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io(path, "create", e)),
         }
@@ -130,7 +133,9 @@ impl File {
     /// Writes all of `data` at `off`, extending the file if needed. Not durable until
     /// [`File::persist`].
     pub fn write_at(&self, data: &[u8], off: u64) -> Result<()> {
-        self.write_runs(data, off, "write", |v, d, o| v.write_at(d, o))
+        self.write_runs(data, off, "write", |v, d, o| v.write_at(d, o))?;
+        crate::fsops::record!(crate::fsops::trace::Event::Write(self.inode.path.clone(), off, data.to_vec()));
+        Ok(())
     }
 
     /// Reads into `buf` from `off` run by run (see `Inode::over`), stopping at a short
@@ -174,7 +179,9 @@ impl File {
     /// (emulated direct) or `fdatasync` (cached), range by range if it has ranges of
     /// other modes.
     pub fn persist(&self, off: u64, len: u64) -> Result<()> {
-        self.inode.over(off, len, None, "persist", |v, o, n, _| v.persist(o, n).map(|()| true))
+        self.inode.over(off, len, None, "persist", |v, o, n, _| v.persist(o, n).map(|()| true))?;
+        crate::fsops::record!(crate::fsops::trace::Event::Persist(self.inode.path.clone(), off, len));
+        Ok(())
     }
 
     /// Sets `off..off+len` to zeros, extending the file if needed.
@@ -184,13 +191,17 @@ impl File {
             v.zero_range(o, n)?;
             grew(other, o + n);
             Ok(true)
-        })
+        })?;
+        crate::fsops::record!(crate::fsops::trace::Event::Write(self.inode.path.clone(), off, vec![0; len as usize]));
+        Ok(())
     }
 
     /// Truncates or extends the file. Shrinking below a live mapping guard's range is
     /// refused with [`Error::Busy`].
     pub fn set_len(&self, len: u64) -> Result<()> {
-        self.inode.set_len(len)
+        self.inode.set_len(len)?;
+        crate::fsops::record!(crate::fsops::trace::Event::SetLen(self.inode.path.clone(), len));
+        Ok(())
     }
 
     /// Current length.
@@ -206,11 +217,15 @@ impl File {
     /// Reserves blocks for `off..off+len` (`fallocate`), extending the file if needed.
     pub fn allocate(&self, off: u64, len: u64) -> Result<()> {
         let end = end(&self.inode.path, off, len)?;
+        #[cfg(feature = "crash-trace")]
+        let before = self.len()?;
         self.inode.over(off, len, Some(end), "allocate", |v, o, n, other| {
             v.allocate(o, n)?;
             grew(other, o + n);
             Ok(true)
-        })
+        })?;
+        crate::fsops::record!(crate::fsops::trace::Event::SetLen(self.inode.path.clone(), before.max(end)));
+        Ok(())
     }
 
     /// Access-pattern advice.
@@ -387,7 +402,13 @@ impl MapGuard {
 
     /// Stores `data` at `at` (relative to the guard). Not durable until [`MapGuard::persist`].
     pub fn write(&self, at: usize, data: &[u8]) -> Result<()> {
-        self.m().write(at, data).ctx(&self.inode.path, "write mapping")
+        self.m().write(at, data).ctx(&self.inode.path, "write mapping")?;
+        crate::fsops::record!(crate::fsops::trace::Event::Write(
+            self.inode.path.clone(),
+            self.off + at as u64,
+            data.to_vec()
+        ));
+        Ok(())
     }
 
     /// Stores `data` at `at` and makes it durable: non-temporal stores and a fence on
@@ -398,7 +419,12 @@ impl MapGuard {
             Persistence::CacheLineFlush(insn) => self.m().write_persist_nt(at, data, insn),
             _ => self.m().write(at, data).and_then(|()| self.m().msync(at, data.len())),
         };
-        r.ctx(&self.inode.path, "write and persist mapping")
+        r.ctx(&self.inode.path, "write and persist mapping")?;
+        let off = self.off + at as u64;
+        crate::fsops::record!(crate::fsops::trace::Event::Write(self.inode.path.clone(), off, data.to_vec()));
+        crate::fsops::record!(crate::fsops::trace::Event::Persist(self.inode.path.clone(), off, data.len() as u64));
+        let _ = off;
+        Ok(())
     }
 
     /// Makes `at..at+n` durable: cache-line flush and fence on a `MAP_SYNC` mapping,
@@ -408,7 +434,13 @@ impl MapGuard {
             Persistence::CacheLineFlush(insn) => self.m().flush(at, n, insn),
             _ => self.m().msync(at, n),
         };
-        r.ctx(&self.inode.path, "persist mapping")
+        r.ctx(&self.inode.path, "persist mapping")?;
+        crate::fsops::record!(crate::fsops::trace::Event::Persist(
+            self.inode.path.clone(),
+            self.off + at as u64,
+            n as u64
+        ));
+        Ok(())
     }
 
     /// Faults `at..at+n` of the mapping in, writable, now (`MADV_POPULATE_WRITE`; a

@@ -29,6 +29,7 @@ mod atomic_file;
 mod error;
 mod file;
 mod flags;
+mod fsops;
 mod inode;
 pub mod log;
 mod mode;
@@ -49,3 +50,8 @@ pub use probe::{probe, Probe};
 pub use ranges::RANGES_XATTR;
 pub use sys::{FlushInsn, FS_XFLAG_DAX, STATX_ATTR_DAX};
 pub use volume::{Volume, VOLUME_FILE};
+
+/// The crash trace (test-only feature `crash-trace`; see `tests/crash_model_log.rs`).
+#[cfg(feature = "crash-trace")]
+#[doc(hidden)]
+pub use fsops::trace;

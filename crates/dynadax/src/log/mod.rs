@@ -297,17 +297,16 @@ impl Log {
         if !read_only {
             for e in fs::read_dir(dir).ctx(dir, "list log directory")?.flatten() {
                 if e.file_name().to_string_lossy().starts_with(PREPARE_PREFIX) {
-                    let _ = fs::remove_file(e.path());
+                    let _ = crate::fsops::remove_file(&e.path());
                 }
             }
         }
-        let known: Vec<(Lsn, Lsn)> = loaded.as_ref().map_or_else(Vec::new, |m| m.damaged.clone());
-        let truncating = loaded.as_ref().and_then(|m| m.truncate_from);
+        let recorded = recovery::Recorded::of(loaded.as_ref());
         let files = segment::FileCache::new(read_only);
         let mut segments = if read_only {
-            recover_racing_writer(dir, &opts, &known, truncating, &mut report, &files)?
+            recover_racing_writer(dir, &opts, &recorded, &mut report, &files)?
         } else {
-            recovery::recover(dir, &opts, recovery::Apply::Write, &known, truncating, &mut report, &files)?
+            recovery::recover(dir, &opts, recovery::Apply::Write, &recorded, &mut report, &files)?
         };
         let meta_path = dir.join(META_FILE);
         let mut meta = match loaded {
@@ -329,7 +328,7 @@ impl Log {
                     let what = match &meta_damage {
                         Some(why) => {
                             let ev = dir.join(format!("{META_FILE}.cut-0"));
-                            fs::rename(&meta_path, &ev).ctx(&meta_path, "set aside damaged log metadata")?;
+                            crate::fsops::rename(&meta_path, &ev).ctx(&meta_path, "set aside damaged log metadata")?;
                             format!("damaged ({why}), kept as {}", ev.display())
                         }
                         None => "missing".into(),
@@ -412,10 +411,7 @@ impl Log {
             return Err(Error::Locked { path: dir.join(LOCK_FILE), holder: format!("process {}", holder.trim()) });
         }
         let meta = Meta::load(dir);
-        let (known, truncating) = match &meta {
-            Ok(Some(m)) => (m.damaged.clone(), m.truncate_from),
-            _ => (Vec::new(), None),
-        };
+        let recorded = recovery::Recorded::of(meta.as_ref().ok().and_then(|m| m.as_ref()));
         let mut report = RecoveryReport::default();
         if let Err(e) = &meta {
             if !matches!(recovery, RecoveryMode::PointInTime | RecoveryMode::SkipDamaged) {
@@ -424,7 +420,7 @@ impl Log {
             report.repairs.push(format!("{}: {e}: would be rebuilt from the segments", dir.join(META_FILE).display()));
         }
         let files = segment::FileCache::new(true);
-        let segs = recovery::recover(dir, &opts, recovery::Apply::DryRun, &known, truncating, &mut report, &files)?;
+        let segs = recovery::recover(dir, &opts, recovery::Apply::DryRun, &recorded, &mut report, &files)?;
         report.segments = segs.len();
         report.records = segs.iter().map(|s| s.count()).sum();
         Ok(report)
@@ -654,8 +650,7 @@ fn options_of(dir: &Path) -> Result<LogOptions> {
 fn recover_racing_writer(
     dir: &Path,
     opts: &LogOptions,
-    known: &[(Lsn, Lsn)],
-    truncating: Option<Lsn>,
+    recorded: &recovery::Recorded,
     report: &mut RecoveryReport,
     files: &Arc<segment::FileCache>,
 ) -> Result<Vec<Arc<Segment>>> {
@@ -674,7 +669,7 @@ fn recover_racing_writer(
     loop {
         let before = look();
         let mut r = RecoveryReport::default();
-        match recovery::recover(dir, opts, recovery::Apply::ReadOnly, known, truncating, &mut r, files) {
+        match recovery::recover(dir, opts, recovery::Apply::ReadOnly, recorded, &mut r, files) {
             Ok(segs) => {
                 report.bytes += r.bytes;
                 report.repairs.extend(r.repairs);

@@ -82,19 +82,40 @@ pub struct Hole {
     pub offset: u64,
 }
 
+/// What `log.meta` says that recovery must take into account.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Recorded {
+    /// Holes an earlier salvage kept (accepted as they are).
+    pub holes: Vec<(Lsn, Lsn)>,
+    /// The LSN of a suffix truncation a crash interrupted: records from it on are
+    /// being dropped, and their half-zeroed bytes are no damage.
+    pub truncating: Option<Lsn>,
+    /// Every LSN below this is purged (a restart past the end removes the segments
+    /// after it is recorded).
+    pub purged: Lsn,
+}
+
+impl Recorded {
+    pub fn of(m: Option<&super::meta::Meta>) -> Recorded {
+        m.map_or_else(Recorded::default, |m| Recorded {
+            holes: m.damaged.clone(),
+            truncating: m.truncate_from,
+            purged: m.purged_before,
+        })
+    }
+}
+
 /// Lists, checks and indexes the segments of `dir`, and repairs them as `apply` and
-/// `opts.recovery` allow. `known` are holes recorded by an earlier salvage;
-/// `truncating` the LSN of a suffix truncation a crash interrupted (records from it
-/// on are being dropped, and their half-zeroed bytes are no damage).
+/// `opts.recovery` allow, given what `log.meta` recorded.
 pub(crate) fn recover(
     dir: &Path,
     opts: &LogOptions,
     apply: Apply,
-    known: &[(Lsn, Lsn)],
-    truncating: Option<Lsn>,
+    recorded: &Recorded,
     report: &mut RecoveryReport,
     files: &Arc<FileCache>,
 ) -> Result<Vec<Arc<Segment>>> {
+    let (known, truncating, purged) = (&recorded.holes[..], recorded.truncating, recorded.purged);
     let names = list_segments(dir)?;
     let mut out: Vec<Arc<Segment>> = Vec::with_capacity(names.len());
     let mode = opts.recovery;
@@ -107,7 +128,7 @@ pub(crate) fn recover(
             // Wholly after an interrupted truncation's cut: it was to go.
             for (_, p) in names[i..].iter().rev() {
                 if apply.changes() {
-                    fs::remove_file(p).ctx(p, "remove truncated segment")?;
+                    crate::fsops::remove_file(p).ctx(p, "remove truncated segment")?;
                 }
                 report.repairs.push(format!("{}: after an interrupted truncation's cut: removed", p.display()));
             }
@@ -205,8 +226,11 @@ pub(crate) fn recover(
         // the tail again (a truncation) is given it back before the truncation's intent
         // is cleared: a shorter last segment was cut short, and acknowledged records
         // after its end may be gone without a trace.
+        // (Not when every record in it is purged: a restart past the end removes the
+        // later segments first, and this one goes next.)
         let file_len = file.len()?;
-        if is_last && holds_cut.is_none() && file_len < header.capacity && apply != Apply::ReadOnly {
+        let all_purged = base + scan.index.len() as u64 <= purged && purged > base;
+        if is_last && holds_cut.is_none() && !all_purged && file_len < header.capacity && apply != Apply::ReadOnly {
             let why = format!(
                 "the tail is {file_len} bytes, shorter than the {} it was made with: the file was truncated, and \
                  records after LSN {} may be lost",
@@ -613,7 +637,7 @@ fn set_aside(dir: &Path, segs: &[(Lsn, PathBuf)], apply: Apply, why: &str, repor
         let bytes = fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let ev = evidence_path(p, 0);
         if apply.changes() {
-            fs::rename(p, &ev).ctx(p, "set aside segment")?;
+            crate::fsops::rename(p, &ev).ctx(p, "set aside segment")?;
         }
         let lsns = segs.get(k + 1).map(|n| (*base, n.0));
         report.repairs.push(format!("{}: {why}: set aside as {}", p.display(), ev.display()));

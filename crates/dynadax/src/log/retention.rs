@@ -51,7 +51,7 @@ impl Log {
         // records are below it); the tail never goes.
         while segs.len() > 1 && segs[1].base() <= lsn {
             let s = segs.remove(0);
-            std::fs::remove_file(&s.path).ctx(&s.path, "remove purged segment")?;
+            crate::fsops::remove_file(&s.path).ctx(&s.path, "remove purged segment")?;
             removed += 1;
         }
         drop(segs);
@@ -195,7 +195,7 @@ impl Log {
             // Whole segments after the cut go, newest first.
             while segs.len() > 1 && segs.last().is_some_and(|s| s.base() >= keep_end) {
                 let s = segs.pop().expect("non-empty");
-                std::fs::remove_file(&s.path).ctx(&s.path, "remove truncated segment")?;
+                crate::fsops::remove_file(&s.path).ctx(&s.path, "remove truncated segment")?;
             }
             sync_dir(&inner.dir)?;
             let seg = segs.last().cloned().expect("a log keeps one segment");
@@ -241,7 +241,7 @@ impl Log {
 /// LSN chain), and empties the list.
 pub(crate) fn remove_newest_first(segs: &mut Vec<std::sync::Arc<super::segment::Segment>>) -> Result<()> {
     while let Some(s) = segs.pop() {
-        std::fs::remove_file(&s.path).ctx(&s.path, "remove segment")?;
+        crate::fsops::remove_file(&s.path).ctx(&s.path, "remove segment")?;
     }
     Ok(())
 }

@@ -10,9 +10,9 @@ use super::meta::sync_dir;
 use super::segment::{put_record, put_record_persisted, Media, Segment};
 use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, TailMode, PREPARE_PREFIX};
 use crate::error::{Error, IoContext, Result};
+use crate::fsops;
 use crate::{File, MapGuard, Mode, SwitchOptions};
 use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Condvar, Mutex, Weak};
@@ -152,7 +152,7 @@ pub(crate) fn tail_media(tail: &Arc<Segment>, opts: &LogOptions) -> Result<Arc<T
     let len = f.len()?.max(opts.segment_size).max(tail.header.capacity);
     if f.len()? < len {
         f.allocate(0, len)?;
-        fs::File::open(&tail.path).and_then(|f| f.sync_all()).ctx(&tail.path, "fsync segment size")?;
+        fsops::sync_path(&tail.path).ctx(&tail.path, "fsync segment size")?;
     }
     let direct = match opts.tail_mode {
         TailMode::Direct => true,
@@ -199,10 +199,10 @@ pub(crate) fn create_segment(
     let header = SegmentHeader { base_lsn: base, created_ns: now_ns(), capacity };
     {
         let f = fs::OpenOptions::new().write(true).open(&tmp).ctx(&tmp, "open prepared segment")?;
-        f.write_all_at(&header.encode(), 0).ctx(&tmp, "write segment header")?;
-        f.sync_data().ctx(&tmp, "fsync segment header")?;
+        fsops::write_all_at(&f, &tmp, &header.encode(), 0).ctx(&tmp, "write segment header")?;
+        fsops::sync_file(&f, &tmp).ctx(&tmp, "fsync segment header")?;
     }
-    fs::rename(&tmp, &final_path).ctx(&final_path, "rename prepared segment into place")?;
+    fsops::rename(&tmp, &final_path).ctx(&final_path, "rename prepared segment into place")?;
     sync_dir(dir)?;
     let file = File::open(&final_path)?;
     if file.status()?.physical != Mode::Direct {
@@ -238,12 +238,12 @@ fn prepare_file(dir: &Path, capacity: u64, zero_fill: bool) -> Result<PathBuf> {
             f.allocate(0, capacity)?;
         }
         drop(f);
-        fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(&tmp, "fsync prepared segment")
+        fsops::sync_path(&tmp).ctx(&tmp, "fsync prepared segment")
     })();
     match made {
         Ok(()) => Ok(tmp),
         Err(e) => {
-            let _ = fs::remove_file(&tmp);
+            let _ = fsops::remove_file(&tmp);
             Err(e)
         }
     }
@@ -275,7 +275,7 @@ impl Drop for Preparer {
         let mut n = self.next.0.lock().unwrap_or_else(|e| e.into_inner());
         n.closed = true;
         if let Some(p) = n.ready.take() {
-            let _ = fs::remove_file(p);
+            let _ = fsops::remove_file(&p);
         }
     }
 }
@@ -330,7 +330,7 @@ impl Preparer {
                             let mut n = next.0.lock().unwrap_or_else(|e| e.into_inner());
                             let stale = if n.closed { made } else { std::mem::replace(&mut n.ready, made) };
                             if let Some(p) = stale {
-                                let _ = fs::remove_file(p); // the log is closed (or a duplicate)
+                                let _ = fsops::remove_file(&p); // the log is closed (or a duplicate)
                             }
                             drop(n);
                             drop(done);
@@ -609,7 +609,7 @@ impl Log {
                 Ok(p) => files.push(p),
                 Err(e) => {
                     for p in files {
-                        let _ = fs::remove_file(p);
+                        let _ = fsops::remove_file(&p);
                     }
                     return Err(e);
                 }
@@ -627,7 +627,7 @@ struct Reserved(Vec<PathBuf>);
 impl Drop for Reserved {
     fn drop(&mut self) {
         for p in self.0.drain(..) {
-            let _ = fs::remove_file(p);
+            let _ = fsops::remove_file(&p);
         }
     }
 }
