@@ -585,6 +585,87 @@ sc_side_by_side() {
     done
 }
 
+# A log on a block device part of which reads as I/O errors: device-mapper's
+# `error` target (Debian's dmsetup, the lab kernel's dm-mod) under one 4 KiB block
+# inside a sealed segment. An I/O error is damage, never a torn write: `log
+# verify`, `log read` and a writer's reopen each fail naming the segment and the
+# byte offset, and nothing is cut: once the device reads again, every record is
+# there and the log verifies clean.
+config_io_errors() {
+    CFG=ext4-dm-error
+    _t0=$(uptime_s)
+    echo "=== configuration $CFG: ext4 on a device-mapper device over $NODAX; one block of a sealed segment made an error target"
+    : > "$FAILF"
+    if ! command -v dmsetup > /dev/null; then record log_io_errors FAIL "no dmsetup in the guest"; return; fi
+    if [ -z "$DYNADAX" ]; then
+        if [ "$LAB_REQUIRE_DYNADAX" = 1 ]; then record log_io_errors FAIL "no dynadax binary"; else record log_io_errors SKIP "no dynadax binary"; fi
+        return
+    fi
+    export DM_DISABLE_UDEV=1
+    _sz=$(cat /sys/block/${NODAX#/dev/}/size)
+    DMDEV=/dev/mapper/labdm
+    if ! dmsetup create labdm --noudevsync --table "0 $_sz linear $NODAX 0" 2>/tmp/dm.err; then
+        record log_io_errors FAIL "dmsetup create: $(cat /tmp/dm.err)"; return
+    fi
+    [ -b $DMDEV ] || dmsetup mknodes labdm 2>/dev/null
+    mkfs_dev ext4 $DMDEV > /tmp/mkfs.out 2>&1 || fail "mkfs.ext4 $DMDEV: $(head -n 1 /tmp/mkfs.out)"
+    mount -t ext4 $DMDEV "$MNT" 2>/tmp/mount.err || fail "mount $DMDEV: $(cat /tmp/mount.err)"
+    _log=$MNT/log
+    awk 'BEGIN { for (i = 0; i < 3000; i++) printf "record-%05d-%0100d\n", i, i }' \
+        | dd_run log append "$_log" --segment-size 64K --max-record 1K > /dev/null 2>/tmp/append.err \
+        || fail "log append: $(head -n 1 /tmp/append.err)"
+    _seg=$_log/00000000000000000000.dlog
+    _nseg=$(ls "$_log" | grep -c '\.dlog$')
+    log "$_nseg segments; the first, sealed: $(ls -l "$_seg" | awk '{print $5}') bytes"
+    [ "$_nseg" -ge 3 ] || fail "want at least 3 segments, got $_nseg"
+    sync
+    # Physical 512-byte sectors of the segment: "0: [0..127]: START..END".
+    _p=$(xfs_io -r -c fiemap "$_seg" | awk 'NR == 2 { split($3, a, "."); print a[1] }')
+    case "$_p" in ''|*[!0-9]*) fail "fiemap of $_seg: '$_p'"; _p=0 ;; esac
+    # The segment's second 4 KiB block (file bytes 4096..8191) reads as errors.
+    _a=$((_p + 8)); _b=$((_a + 8))
+    cd /; unmount "$MNT"
+    printf '0 %s linear %s 0\n%s 8 error\n%s %s linear %s %s\n' "$_a" "$NODAX" "$_a" "$_b" "$((_sz - _b))" "$NODAX" "$_b" > /tmp/dm.table
+    { dmsetup suspend labdm && dmsetup reload labdm --noudevsync /tmp/dm.table && dmsetup resume labdm --noudevsync; } 2>/tmp/dm.err \
+        || fail "dmsetup reload: $(cat /tmp/dm.err)"
+    log "device-mapper table: $(dmsetup table labdm | tr '\n' ';')"
+    mount -t ext4 $DMDEV "$MNT" 2>/tmp/mount.err || fail "remount: $(cat /tmp/mount.err)"
+    for _cmd in verify read append; do
+        if [ $_cmd = append ]; then
+            dd_run log append "$_log" < /dev/null > /tmp/io.out 2>&1; _rc=$?
+        else
+            dd_run log $_cmd "$_log" > /tmp/io.out 2>&1; _rc=$?
+        fi
+        _msg=$(grep -m 1 'dynadax:' /tmp/io.out)
+        log "log $_cmd: exit $_rc: $_msg"
+        expect "log $_cmd over an I/O error: exit status" "$_rc" 1
+        # The offset: where the read that failed began (the block itself, or the
+        # start of a read-ahead that covered it).
+        _off=$(echo "$_msg" | sed -n 's/.* at byte \([0-9]*\): Input\/output error.*/\1/p')
+        case "$_msg" in
+            *"$_seg"*"Input/output error"*) ;;
+            *) fail "log $_cmd: the error does not name $_seg and the I/O error: '$_msg'" ;;
+        esac
+        if [ -n "$_off" ] && [ "$_off" -le 4096 ]; then
+            echo "    ok: log $_cmd names the segment, the offset ($_off) and the I/O error"
+        else
+            fail "log $_cmd: no offset at or before the bad block (byte 4096) in '$_msg'"
+        fi
+    done
+    # The device reads again: nothing was cut.
+    cd /; unmount "$MNT"
+    { dmsetup suspend labdm && dmsetup reload labdm --noudevsync --table "0 $_sz linear $NODAX 0" && dmsetup resume labdm --noudevsync; } 2>/tmp/dm.err \
+        || fail "dmsetup restore: $(cat /tmp/dm.err)"
+    mount -t ext4 $DMDEV "$MNT" 2>/tmp/mount.err || fail "remount: $(cat /tmp/mount.err)"
+    dd_run log verify "$_log" > /tmp/io.out 2>&1 || fail "log verify after the device was restored: $(tail -n 1 /tmp/io.out)"
+    expect "records after the device was restored" "$(dd_run log read "$_log" | wc -l)" 3000
+    expect "record 40 after the device was restored" "$(dd_run log read "$_log" --from 40 --limit 1 | cut -f2 | cut -c1-12)" record-00040
+    cd /; unmount "$MNT"
+    dmsetup remove labdm --noudevsync 2>/dev/null
+    if [ -s "$FAILF" ]; then record log_io_errors FAIL "$(head -n 1 "$FAILF")"; else record log_io_errors PASS; fi
+    cfg_time "$_t0"
+}
+
 # ------------------------------------------------------------ main
 
 echo "=== DAX lab suite: kernel $(uname -r), xfs_io $(xfs_io -V | sed 's/.*version //')"
@@ -609,6 +690,7 @@ run_config ext4 inode  "$NODAX"
 run_config xfs  always "$NODAX"
 config_ext4_always_nodax
 config_side_by_side
+config_io_errors
 
 echo "$N_FAIL $N_PASS $N_SKIP" > /tmp/lab-counts
 echo "=== suite done: $N_PASS passed, $N_FAIL failed, $N_SKIP skipped"

@@ -174,11 +174,27 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dynadax: {e:#}");
+            eprintln!("dynadax: {}", one_line(&e));
             let busy = e.downcast_ref::<dynadax::Error>().is_some_and(|e| matches!(e, dynadax::Error::Busy { .. }));
             ExitCode::from(if busy { 3 } else { 1 })
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: dynadax's errors already
+/// end with the system's message, which anyhow would print again as the source.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut s = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
+            s.push_str(&c);
+        }
+    }
+    s
 }
 
 /// Output into a closed pipe (`dynadax log stat L | head -1`) ends the process

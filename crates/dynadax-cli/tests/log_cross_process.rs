@@ -102,6 +102,13 @@ fn other_process_sees_the_durable_point_move_back_on_truncation() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), want, "a reader saw records that are not durable");
 }
 
+/// A directory on tmpfs for a log, and options with a record persisted per append.
+fn each_log() -> (tempfile::TempDir, LogOptions) {
+    let opts =
+        LogOptions { segment_size: 1 << 20, max_record: 1024, durability: Durability::Each, ..Default::default() };
+    (tempfile::tempdir_in("/dev/shm").unwrap(), opts)
+}
+
 /// Lines a child prints, as they come.
 fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -122,10 +129,8 @@ fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
 /// from a stale offset in the middle of the new frames). It follows the cut now.
 #[test]
 fn a_tail_in_another_process_follows_a_truncation_inside_the_tail() {
-    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (d, opts) = each_log();
     let dir = d.path().join("log");
-    let opts =
-        LogOptions { segment_size: 1 << 20, max_record: 1024, durability: Durability::Each, ..Default::default() };
     let log = Log::open(&dir, opts).unwrap();
     for i in 0..20 {
         log.append(format!("old{i}-{}", "o".repeat(i * 7)).as_bytes()).unwrap();
@@ -165,10 +170,8 @@ fn waiters(dir: &std::path::Path) -> u32 {
 /// clears it, and appends make no more calls.
 #[test]
 fn a_reader_killed_while_waiting_leaves_no_waiter_behind() {
-    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (d, opts) = each_log();
     let dir = d.path().join("log");
-    let opts =
-        LogOptions { segment_size: 1 << 20, max_record: 1024, durability: Durability::Each, ..Default::default() };
     let log = Log::open(&dir, opts.clone()).unwrap();
     log.append(b"first").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dynadax"))

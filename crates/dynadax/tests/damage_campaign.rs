@@ -38,19 +38,6 @@ fn rec(i: u64) -> Vec<u8> {
     pattern(1 + (i as usize * 131) % 400, i, 11)
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 enum Damage {
     Flip,

@@ -581,3 +581,24 @@ fn crc32c_of(head: &[u8], payload: &[u8]) -> u32 {
     }
     !c
 }
+
+/// Once a log is closed nothing of it touches its directory: closed while the
+/// background preparer is still making the next segment, it waits for it (which
+/// removes that file), so the directory can be removed at once.
+#[test]
+fn a_log_closed_at_once_leaves_its_directory_alone() {
+    for i in 0..50 {
+        let d = tmpfs_dir();
+        let dir = d.path().join("log");
+        let log = Log::open(&dir, small(Durability::Each)).unwrap();
+        log.append(b"x").unwrap();
+        drop(log);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".prepare."))
+            .collect();
+        assert!(left.is_empty(), "round {i}: {left:?} left after close");
+        std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("round {i}: {e}"));
+    }
+}

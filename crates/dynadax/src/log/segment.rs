@@ -63,11 +63,15 @@ pub fn put_record(
     payload: &[u8],
     scratch: &mut Vec<u8>,
 ) -> Result<u64> {
-    let n = format::frame_len(payload.len());
-    scratch.resize(n, 0);
+    media.store(off, frame(lsn, acked, payload, scratch))?;
+    Ok(scratch.len() as u64)
+}
+
+/// The frame of record `lsn`, encoded in `scratch`.
+fn frame<'a>(lsn: u64, acked: u64, payload: &[u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    scratch.resize(format::frame_len(payload.len()), 0);
     format::encode_record(lsn, acked, payload, scratch);
-    media.store(off, scratch)?;
-    Ok(n as u64)
+    scratch
 }
 
 /// [`put_record`] and the persist that covers it, in one step (`Durability::Each`):
@@ -80,11 +84,8 @@ pub fn put_record_persisted(
     payload: &[u8],
     scratch: &mut Vec<u8>,
 ) -> Result<u64> {
-    let n = format::frame_len(payload.len());
-    scratch.resize(n, 0);
-    format::encode_record(lsn, acked, payload, scratch);
-    media.store_persist(off, scratch)?;
-    Ok(n as u64)
+    media.store_persist(off, frame(lsn, acked, payload, scratch))?;
+    Ok(scratch.len() as u64)
 }
 
 /// How a segment file is open.
@@ -138,7 +139,20 @@ impl SegFile {
 
     fn read_plain(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         match self {
-            SegFile::Dax(f) => f.read_at(buf, off).map_err(|e| e.at(off)),
+            // Until full or the end: a read cut short by an I/O error further on must
+            // come back as that error at its offset, never as the end of the file
+            // (a scan would take it for a torn tail).
+            SegFile::Dax(f) => {
+                let mut done = 0;
+                while done < buf.len() {
+                    match f.read_at(&mut buf[done..], off + done as u64) {
+                        Ok(0) => break,
+                        Ok(n) => done += n,
+                        Err(e) => return Err(e.at(off + done as u64)),
+                    }
+                }
+                Ok(done)
+            }
             SegFile::Plain(f, p) => {
                 use std::os::unix::fs::FileExt;
                 let mut done = 0;

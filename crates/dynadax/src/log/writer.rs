@@ -256,6 +256,8 @@ pub(crate) struct Preparer {
     /// The next segment file, and whether the background thread is preparing one.
     next: Arc<(Mutex<NextFile>, Condvar)>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The background thread, joined when the log closes.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -269,13 +271,21 @@ struct NextFile {
     closed: bool,
 }
 
-/// A closed log leaves no prepared file behind (a crash may: the next open removes it).
+/// A closed log leaves no prepared file behind (a crash may: the next open removes
+/// it), and nothing of it touches the directory once it is closed: the background
+/// thread finishes its job (a file it prepares now is removed) and is joined.
 impl Drop for Preparer {
     fn drop(&mut self) {
-        let mut n = self.next.0.lock().unwrap_or_else(|e| e.into_inner());
-        n.closed = true;
-        if let Some(p) = n.ready.take() {
-            let _ = fsops::remove_file(&p);
+        {
+            let mut n = self.next.0.lock().unwrap_or_else(|e| e.into_inner());
+            n.closed = true;
+            if let Some(p) = n.ready.take() {
+                let _ = fsops::remove_file(&p);
+            }
+        }
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
         }
     }
 }
@@ -339,8 +349,9 @@ impl Preparer {
                     }
                 }
             });
-            if spawned.is_err() {
-                return false; // No thread: everything happens synchronously instead.
+            match spawned {
+                Ok(h) => *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(h),
+                Err(_) => return false, // No thread: everything happens synchronously instead.
             }
             *tx = Some(t);
         }

@@ -79,3 +79,22 @@ pub fn patch_log_meta(dir: &Path, from: &str, to: &str) {
     assert_ne!(line.replace("\"format\":2", "\"format\":1"), patched, "{from:?} not in {line}");
     std::fs::write(&p, patched).unwrap();
 }
+
+/// A small deterministic generator (xorshift64) for tests that explore at random.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// A number in `0..n` (0 if `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn bit(&mut self) -> bool {
+        self.next() & 1 == 1
+    }
+}
