@@ -41,7 +41,15 @@ impl LoopExt4 {
 
 impl Drop for LoopExt4 {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.mnt.path()).status();
+        // A mapping of a closed log may still be being torn down on dynadax's reaper
+        // thread for a moment (the file is busy until then); detach it at worst.
+        for _ in 0..50 {
+            if Command::new("umount").arg(self.mnt.path()).status().is_ok_and(|s| s.success()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = Command::new("umount").arg("-l").arg(self.mnt.path()).status();
     }
 }
 
