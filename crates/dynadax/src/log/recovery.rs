@@ -116,6 +116,7 @@ pub(crate) fn recover(
     files: &Arc<FileCache>,
 ) -> Result<Vec<Arc<Segment>>> {
     let (known, truncating, purged) = (&recorded.holes[..], recorded.truncating, recorded.purged);
+    let writer_live = apply == Apply::ReadOnly && super::writer_alive(dir);
     let names = list_segments(dir)?;
     let mut out: Vec<Arc<Segment>> = Vec::with_capacity(names.len());
     let mode = opts.recovery;
@@ -278,7 +279,16 @@ pub(crate) fn recover(
         let mut stop_after = false;
         if let Some(finding) = classify(rest, frames, is_last) {
             let first = finding.first();
-            if let Finding::Torn { past_end, .. } = finding {
+            // A reader beside a live writer reads the tail while frames are being
+            // copied into it: a frame it caught half written, followed by frames it
+            // read a moment later, is the writer at work, not damage. What lies past
+            // it is not durable for this reader yet anyway; the writer's own recovery
+            // applies the rule.
+            let in_flight = is_last && writer_live;
+            if in_flight {
+                index.truncate((first.lsn - base) as usize);
+                end = first.at;
+            } else if let Finding::Torn { past_end, .. } = finding {
                 // A torn write (or stale bytes past the end) at the end of the log.
                 let what = if past_end { "non-zero bytes past the end of the records" } else { "torn tail" };
                 match (mode, apply) {
