@@ -200,3 +200,53 @@ fn a_reader_killed_while_waiting_leaves_no_waiter_behind() {
     assert_eq!(waiters(&dir), 0);
     log.append(b"third").unwrap();
 }
+
+/// Issue 11's scenario: `dynadax mode` on the live tail of a log another process is
+/// writing (through a mapping, or through the page cache) is refused, exit 3, naming
+/// the log's writer; the tail keeps its mode; once the writer is gone, it goes.
+#[test]
+fn mode_on_a_live_tail_in_another_process_is_refused_naming_the_writer() {
+    for tail_mode in ["direct", "cached"] {
+        let d = tempfile::tempdir_in("/dev/shm").unwrap();
+        let dir = d.path().join("log");
+        let mut writer = Command::new(env!("CARGO_BIN_EXE_dynadax"))
+            .args([
+                "log",
+                "append",
+                dir.to_str().unwrap(),
+                "--tail-mode",
+                tail_mode,
+                "--segment-size",
+                "1M",
+                "--max-record",
+                "4K",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let rx = lines_of(&mut writer);
+        {
+            use std::io::Write;
+            writeln!(writer.stdin.as_mut().unwrap(), "first").unwrap();
+        }
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "0");
+        let tail = dir.join("00000000000000000000.dlog");
+        let before = dynadax(&["stat", tail.to_str().unwrap(), "--json"]);
+        let before: serde_json::Value = serde_json::from_slice(&before.stdout).unwrap();
+        let other = if before["physical"] == "direct" { "cached" } else { "direct" };
+        let out = dynadax(&["mode", tail.to_str().unwrap(), other]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{tail_mode}: {err}");
+        assert!(err.contains("in another process") && err.contains(&format!("process {}", writer.id())), "{err}");
+        assert!(err.contains("the writer of the log"), "{err}");
+        let after: serde_json::Value =
+            serde_json::from_slice(&dynadax(&["stat", tail.to_str().unwrap(), "--json"]).stdout).unwrap();
+        assert_eq!(after["physical"], before["physical"], "{tail_mode}: the live tail's mode changed");
+        // The writer ends: the tail is free.
+        drop(writer.stdin.take());
+        assert!(writer.wait().unwrap().success());
+        let out = dynadax(&["mode", tail.to_str().unwrap(), other]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

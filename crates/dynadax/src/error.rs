@@ -59,18 +59,20 @@ pub enum Error {
     },
 
     /// A mode switch (or a shrink) was refused because mapping guards of the file are
-    /// alive: changing the operations vector under a live mapping is what the seed
-    /// thread's rule 2 forbids. Drop the guards, or ask the switch to wait.
-    #[error(
-        "{}: busy: {mappings} live mapping(s) of this file in this process; \
-         drop them (or wait) before switching its mode",
-        path.display()
-    )]
+    /// alive, in this process or in another one: changing the operations vector under
+    /// a live mapping is what the seed thread's rule 2 forbids, and cutting a file
+    /// another process maps would kill it with SIGBUS. Drop the guards, or ask the
+    /// switch to wait.
+    #[error("{}: busy: {}", path.display(), busy_text(*mappings, elsewhere.as_deref()))]
     Busy {
         /// The file being switched.
         path: PathBuf,
-        /// How many mapping guards were alive when the switch gave up.
+        /// How many mapping guards of this process were alive when it gave up (0 when
+        /// the mappings are in another process).
         mappings: usize,
+        /// The mappings are in another process: which, where the kernel tells
+        /// ("another process" when it cannot be found).
+        elsewhere: Option<String>,
     },
 
     /// The request itself is wrong for this path (bad range, wrong kind of file, ...).
@@ -124,6 +126,17 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+}
+
+fn busy_text(mappings: usize, elsewhere: Option<&str>) -> String {
+    match elsewhere {
+        Some(who) => {
+            format!("mapped (or its mode held) in another process: {who}; it must let go first (or this must wait)")
+        }
+        None => format!(
+            "{mappings} live mapping(s) of this file in this process; drop them (or wait) before switching its mode"
+        ),
+    }
 }
 
 impl Error {

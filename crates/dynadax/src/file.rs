@@ -253,8 +253,20 @@ impl File {
     /// Maps `off..off+len` (inside the file) for loads and stores. While the guard
     /// lives, the file's mode cannot be switched and the file cannot shrink below it.
     pub fn map(&self, off: u64, len: usize, writable: bool) -> Result<MapGuard> {
-        let (id, map, persistence) = self.inode.map(off, len, writable)?;
-        Ok(MapGuard { inode: self.inode.clone(), id, map: Some(map), off, persistence })
+        let (id, map, persistence, lock) = self.inode.map(off, len, writable)?;
+        Ok(MapGuard { inode: self.inode.clone(), id, map: Some(map), off, persistence, lock })
+    }
+
+    /// Holds the mode of `off..off+len` (`len` `None`: to the end, whatever the file
+    /// grows to) without mapping it: while the [`Hold`] lives, a switch of an
+    /// overlapping range is refused (or waits) as for a mapping, in this process and
+    /// in every other dynadax process, and so is a shrink under it. For writers that
+    /// go through the vector but need the mode to stay what they chose (the log's
+    /// cached tail).
+    pub fn hold(&self, off: u64, len: Option<u64>) -> Result<Hold> {
+        let len = len.unwrap_or(u64::MAX - off);
+        let (id, lock) = self.inode.hold(off, len)?;
+        Ok(Hold { inode: self.inode.clone(), id, lock })
     }
 
     /// Switches the file's mode: records the physical mode and swaps the operations
@@ -349,6 +361,26 @@ fn end(path: &Path, off: u64, len: u64) -> Result<u64> {
     off.checked_add(len).ok_or_else(|| Error::invalid(path, format!("offset {off} + length {len} overflows")))
 }
 
+/// A hold on the mode of part of a file (see [`File::hold`]): counted as a mapping by
+/// switches and shrinks, here and in other processes, until dropped.
+pub struct Hold {
+    inode: Arc<Inode>,
+    id: u64,
+    lock: Arc<std::fs::File>,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold").field("path", &self.inode.path).finish()
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.inode.maps.remove(&self.lock, self.id);
+    }
+}
+
 /// A live mapping of part of a file. While it lives the file's mode cannot change.
 /// Dropping it unmaps, then unregisters (so a waiting switch may proceed).
 pub struct MapGuard {
@@ -358,6 +390,8 @@ pub struct MapGuard {
     map: Option<Mapping>,
     off: u64,
     persistence: Persistence,
+    /// The descriptor the guard's cross-process lock is held through.
+    lock: Arc<std::fs::File>,
 }
 
 impl std::fmt::Debug for MapGuard {
@@ -467,12 +501,12 @@ impl Drop for MapGuard {
         if self.inode.kernel_switches() {
             // The kernel re-decides DAX only once nothing maps the file: unmap first.
             drop(map);
-            self.inode.maps.remove(self.id);
+            self.inode.maps.remove(&self.lock, self.id);
         } else {
             // Nothing can use the mapping once the guard is gone, so the switch may
             // proceed now; tearing down the page tables of a large populated mapping
             // costs time in proportion to its pages and happens off this thread.
-            self.inode.maps.remove(self.id);
+            self.inode.maps.remove(&self.lock, self.id);
             crate::inode::retire(Box::new(map));
         }
     }

@@ -102,15 +102,50 @@ impl Maps {
 }
 
 impl MapRegistry {
-    fn add(&self, off: u64, len: u64) -> u64 {
+    /// Registers a guard of `off..off+len`, first taking the cross-process shared lock
+    /// of its range through `file` (see `xproc.rs`). Another process switching part
+    /// of that range is waited for, a little; then the mapping is refused as busy.
+    fn add(&self, path: &Path, file: &fs::File, off: u64, len: u64) -> Result<u64> {
         let mut g = unpoison(self.live.lock());
+        let end = off.saturating_add(len);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !crate::xproc::share(file, off, end).ctx(path, "lock mapped range")? {
+            if Instant::now() >= deadline {
+                let elsewhere = crate::xproc::holders(path, file, off, end).or(Some("another process".into()));
+                return Err(Error::Busy { path: path.to_path_buf(), mappings: 0, elsewhere });
+            }
+            drop(g);
+            std::thread::sleep(Duration::from_millis(1));
+            g = unpoison(self.live.lock());
+        }
         g.next_id += 1;
         let id = g.next_id;
         g.ranges.insert(id, (off, len));
-        id
+        Ok(id)
     }
-    pub(crate) fn remove(&self, id: u64) {
-        unpoison(self.live.lock()).ranges.remove(&id);
+
+    /// Unregisters a guard, dropping the cross-process lock of the parts of its range
+    /// no other guard of this process covers (a process's locks through one
+    /// descriptor merge, so what it holds must stay the union of its guards).
+    pub(crate) fn remove(&self, file: &fs::File, id: u64) {
+        let mut g = unpoison(self.live.lock());
+        if let Some((off, len)) = g.ranges.remove(&id) {
+            let mut others: Vec<(u64, u64)> = g
+                .ranges
+                .values()
+                .map(|&(o, l)| (o, o.saturating_add(l)))
+                .filter(|&(s, e)| s < off.saturating_add(len) && e > off)
+                .collect();
+            others.sort_unstable();
+            let mut at = off;
+            for (s, e) in others.into_iter().chain([(off.saturating_add(len), u64::MAX)]) {
+                if s > at {
+                    crate::xproc::release(file, at, s.min(off.saturating_add(len)));
+                }
+                at = at.max(e);
+            }
+        }
+        drop(g);
         self.changed.notify_all();
     }
     pub(crate) fn count(&self) -> usize {
@@ -385,14 +420,34 @@ impl Inode {
         loop {
             let mut st = unpoison(self.ops.write());
             if self.maps.overlapping(start, end) == 0 {
-                return f(&mut st);
+                // Then no other process may map the range either (see `xproc.rs`): the
+                // exclusive lock for the switch's duration, no descriptor kept beyond it
+                // (a kernel switch closes the file so the kernel can evict the inode;
+                // its lock goes with it, once the flag is set).
+                let file = st.file.clone().ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
+                if !crate::xproc::exclude(&file, start, end).ctx(&self.path, "lock range to switch")? {
+                    drop(st);
+                    if deadline.is_some_and(|d| Instant::now() < d) {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                    let elsewhere =
+                        crate::xproc::holders(&self.path, &file, start, end).or(Some("another process".into()));
+                    return Err(Error::Busy { path: self.path.clone(), mappings: 0, elsewhere });
+                }
+                drop(file);
+                let r = f(&mut st);
+                if let Some(file) = &st.file {
+                    crate::xproc::release(file, start, end);
+                }
+                return r;
             }
             drop(st);
             match deadline {
                 Some(d) if self.maps.drain(start, end, d) => continue,
                 _ => {
                     let mappings = self.maps.overlapping(start, end).max(1);
-                    return Err(Error::Busy { path: self.path.clone(), mappings });
+                    return Err(Error::Busy { path: self.path.clone(), mappings, elsewhere: None });
                 }
             }
         }
@@ -570,15 +625,40 @@ impl Inode {
         let st = unpoison(self.ops.write());
         let end = self.maps.max_end();
         if end > len {
-            return Err(Error::Busy { path: self.path.clone(), mappings: self.maps.count() });
+            return Err(Error::Busy { path: self.path.clone(), mappings: self.maps.count(), elsewhere: None });
         }
         st.vector(&self.path)?;
-        both(&st).ctx(&self.path, "truncate")
+        // A shrink under another process's mapping would kill it with SIGBUS.
+        let file = st.file.clone().ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
+        if !crate::xproc::exclude(&file, len, u64::MAX).ctx(&self.path, "lock range to truncate")? {
+            let elsewhere = crate::xproc::holders(&self.path, &file, len, u64::MAX).or(Some("another process".into()));
+            return Err(Error::Busy { path: self.path.clone(), mappings: 0, elsewhere });
+        }
+        let r = both(&st).ctx(&self.path, "truncate");
+        crate::xproc::release(&file, len, u64::MAX);
+        r
+    }
+
+    /// Registers a hold of `off..off+len` (counted as a mapping), under the read side.
+    pub(crate) fn hold(&self, off: u64, len: u64) -> Result<(u64, Arc<fs::File>)> {
+        self.maps.wait_no_drain(off, off.saturating_add(len));
+        let st = unpoison(self.ops.read());
+        st.vector(&self.path)?;
+        let file = st.file.clone().ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
+        let id = self.maps.add(&self.path, &file, off, len)?;
+        Ok((id, file))
     }
 
     /// Registers a mapping guard of `off..off+len` and makes its mapping, under the
     /// read side so a switch cannot slip in between.
-    pub(crate) fn map(&self, off: u64, len: usize, writable: bool) -> Result<(u64, sys::Mapping, crate::Persistence)> {
+    /// The guard keeps the descriptor its cross-process lock was taken through.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn map(
+        &self,
+        off: u64,
+        len: usize,
+        writable: bool,
+    ) -> Result<(u64, sys::Mapping, crate::Persistence, Arc<fs::File>)> {
         if writable && !self.writable {
             return Err(Error::invalid(&self.path, "cannot map writable: file is open read-only"));
         }
@@ -608,8 +688,15 @@ impl Inode {
                 v = alt;
             }
         }
-        let mapping = v.map(off, len, writable).ctx(&self.path, "mmap")?;
-        let id = self.maps.add(off, len as u64);
-        Ok((id, mapping, v.persistence()))
+        let file = st.file.clone().ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
+        let id = self.maps.add(&self.path, &file, off, len as u64)?;
+        let mapping = match v.map(off, len, writable).ctx(&self.path, "mmap") {
+            Ok(m) => m,
+            Err(e) => {
+                self.maps.remove(&file, id);
+                return Err(e);
+            }
+        };
+        Ok((id, mapping, v.persistence(), file))
     }
 }

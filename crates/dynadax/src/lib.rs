@@ -39,10 +39,11 @@ mod ranges;
 mod sync;
 mod sys;
 mod volume;
+mod xproc;
 
 pub use aops::{Advice, CacheStats, Extent, Persistence};
 pub use error::{Error, Result};
-pub use file::{create_dir, set_mode, stat, File, Kind, MapGuard, RangeStatus, Status};
+pub use file::{create_dir, set_mode, stat, File, Hold, Kind, MapGuard, RangeStatus, Status};
 pub use flags::{FlagStore, MODE_XATTR, SIDECAR_NAME};
 pub use inode::SwitchOptions;
 pub use mode::{Backing, Mode, MountDax, Policy};

@@ -88,6 +88,8 @@ pub fn set_xflag_dax(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 /// `kill -9` included: a dead holder can never leave one behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeLock {
+    /// Many holders at once (`F_RDLCK`).
+    Shared,
     /// One holder (`F_WRLCK`).
     Exclusive,
 }
@@ -96,6 +98,7 @@ fn flock_of(kind: Option<RangeLock>, off: u64, len: u64) -> libc::flock {
     // SAFETY: `flock` is a plain C struct; all zeros is a valid value.
     let mut l: libc::flock = unsafe { std::mem::zeroed() };
     l.l_type = match kind {
+        Some(RangeLock::Shared) => libc::F_RDLCK,
         Some(RangeLock::Exclusive) => libc::F_WRLCK,
         None => libc::F_UNLCK,
     } as libc::c_short;

@@ -73,7 +73,7 @@ fn a_direct_tail_after_cached_parts_in_one_file() {
         // A switch over the live mapping is refused, and changes nothing.
         let err = f.set_range_mode(3 * MIB, Some(MIB), Mode::Cached, SwitchOptions::default()).unwrap_err();
         match &err {
-            Error::Busy { path, mappings } => assert_eq!((path, *mappings), (&p, 1)),
+            Error::Busy { path, mappings, .. } => assert_eq!((path, *mappings), (&p, 1)),
             e => panic!("expected Busy, got {e}"),
         }
         assert_eq!(ranges_xattr(&p).as_deref(), Some("v1 3145728+=direct"));

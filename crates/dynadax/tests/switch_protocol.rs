@@ -25,7 +25,7 @@ fn busy_while_mapped_then_succeeds_and_data_survives_both_ways() {
         assert_eq!(f.live_mappings(), 1);
         let err = f.set_mode(Mode::Direct, SwitchOptions::default()).unwrap_err();
         match &err {
-            Error::Busy { path, mappings } => {
+            Error::Busy { path, mappings, .. } => {
                 assert_eq!(path, &p);
                 assert_eq!(*mappings, 1);
             }

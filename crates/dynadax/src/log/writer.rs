@@ -82,8 +82,9 @@ pub(crate) enum TailMedia {
     /// (kernel DAX) or `msync`: no system call per append on kernel DAX. The live
     /// guard also keeps the tail's mode from being switched under the writer.
     Mapped { guard: MapGuard, frontier: Frontier },
-    /// `pwrite` and `fdatasync` through the tail's cached vector.
-    Cached(File),
+    /// `pwrite` and `fdatasync` through the tail's cached vector, with a hold on its
+    /// mode (no other process may switch or trim the live tail, as for a mapping).
+    Cached { file: File, _hold: crate::Hold },
 }
 
 impl Media for TailMedia {
@@ -93,7 +94,7 @@ impl Media for TailMedia {
                 self.prepare_upto(off + data.len() as u64);
                 guard.store(off, data)
             }
-            TailMedia::Cached(f) => f.write_at(data, off),
+            TailMedia::Cached { file: f, .. } => f.write_at(data, off),
         }
     }
     fn store_persist(&self, off: u64, data: &[u8]) -> Result<()> {
@@ -102,7 +103,7 @@ impl Media for TailMedia {
                 self.prepare_upto(off + data.len() as u64);
                 guard.store_persist(off, data)
             }
-            TailMedia::Cached(f) => {
+            TailMedia::Cached { file: f, .. } => {
                 f.write_at(data, off)?;
                 f.persist(off, data.len() as u64)
             }
@@ -111,7 +112,7 @@ impl Media for TailMedia {
     fn persist(&self, off: u64, len: u64) -> Result<()> {
         match self {
             TailMedia::Mapped { guard, .. } => Media::persist(guard, off, len),
-            TailMedia::Cached(f) => f.persist(off, len),
+            TailMedia::Cached { file: f, .. } => f.persist(off, len),
         }
     }
 }
@@ -166,7 +167,7 @@ pub(crate) fn tail_media(tail: &Arc<Segment>, opts: &LogOptions) -> Result<Arc<T
     Ok(Arc::new(if direct {
         TailMedia::Mapped { guard: f.map(0, len as usize, true)?, frontier: Frontier::new(len) }
     } else {
-        TailMedia::Cached(f.clone())
+        TailMedia::Cached { file: f.clone(), _hold: f.hold(0, None)? }
     }))
 }
 
