@@ -105,6 +105,13 @@ impl FlagStore {
             }
             FlagStore::Sidecar => {
                 let (file, key) = sidecar_of(path, is_dir)?;
+                // One read-modify-write at a time per directory, across processes: an
+                // exclusive flock of the directory (another process setting the mode of
+                // another file here would otherwise lose this change, or this its).
+                let dir = file.parent().unwrap_or(Path::new("."));
+                let lock = fs::File::open(dir).ctx(dir, "open directory to lock its mode sidecar")?;
+                rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+                    .ctx(dir, "lock the mode sidecar")?;
                 let mut records = read_sidecar(&file)?;
                 records.retain(|(k, _)| *k != key);
                 if mode == Mode::Direct {
@@ -251,5 +258,34 @@ mod tests {
         fs::write(dir.path().join(SIDECAR_NAME), "bogus line\n").unwrap();
         let err = s.get(&f, fd.as_fd(), false).unwrap_err().to_string();
         assert!(err.contains(SIDECAR_NAME) && err.contains("line 1"), "{err}");
+    }
+
+    /// Issue 11, item 4: setters of different files of one directory at once (each
+    /// thread with its own open of the directory, as processes have) lose nothing:
+    /// every file ends with the mode its setter gave it last, and the sidecar parses.
+    #[test]
+    fn concurrent_sidecar_setters_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<PathBuf> = (0..4).map(|i| dir.path().join(format!("f{i}"))).collect();
+        for n in &names {
+            fs::write(n, b"x").unwrap();
+        }
+        std::thread::scope(|s| {
+            for n in &names {
+                s.spawn(move || {
+                    let fd = fs::File::open(n).unwrap();
+                    for k in 0..60 {
+                        let m = if k % 2 == 0 { Mode::Direct } else { Mode::Cached };
+                        FlagStore::Sidecar.set(n, fd.as_fd(), false, m).unwrap();
+                    }
+                    // The last: direct.
+                    FlagStore::Sidecar.set(n, fd.as_fd(), false, Mode::Direct).unwrap();
+                });
+            }
+        });
+        for n in &names {
+            let fd = fs::File::open(n).unwrap();
+            assert_eq!(FlagStore::Sidecar.get(n, fd.as_fd(), false).unwrap(), Mode::Direct, "{} lost", n.display());
+        }
     }
 }

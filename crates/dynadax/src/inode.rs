@@ -212,6 +212,26 @@ pub(crate) fn retire(old: Box<dyn Send>) {
     drop(old);
 }
 
+/// The lock of a file's recorded modes (physical and ranges) across processes: an
+/// exclusive `flock` of the file, held for one read-modify-write of what the store
+/// keeps, so two processes setting modes of one file at once leave the result of one
+/// after the other. Only mode setters take it, and hold no other lock they wait for
+/// while they do.
+struct MetaLock<'a>(&'a fs::File);
+
+impl<'a> MetaLock<'a> {
+    fn take(path: &Path, file: &'a fs::File) -> Result<MetaLock<'a>> {
+        rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive).ctx(path, "lock the recorded modes")?;
+        Ok(MetaLock(file))
+    }
+}
+
+impl Drop for MetaLock<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(self.0, rustix::fs::FlockOperation::Unlock);
+    }
+}
+
 /// How a switch behaves when mappings are alive.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SwitchOptions {
@@ -460,11 +480,15 @@ impl Inode {
         let deadline = opts.wait.map(|w| Instant::now() + w);
         let old = self.unmapped(0, u64::MAX, deadline, |st| {
             let file = st.file.clone().ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
-            if !st.ranges.is_empty() {
-                self.store.set_ranges(&self.path, file.as_fd(), &RangeMap::default())?;
+            {
+                let _meta = MetaLock::take(&self.path, &file)?;
+                // Another process may have set ranges meanwhile: clear what is recorded.
+                if !self.store.get_ranges(&self.path, file.as_fd())?.is_empty() {
+                    self.store.set_ranges(&self.path, file.as_fd(), &RangeMap::default())?;
+                }
                 st.ranges = RangeMap::default();
+                self.store.set(&self.path, file.as_fd(), false, mode)?;
             }
-            self.store.set(&self.path, file.as_fd(), false, mode)?;
             st.physical = mode;
             if self.kernel_switches() {
                 drop(file);
@@ -517,25 +541,45 @@ impl Inode {
         let deadline = opts.wait.map(|w| Instant::now() + w);
         let old = self.unmapped(off, end, deadline, |st| {
             let file = st.file.clone().ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
-            let mut next = st.ranges.clone();
-            next.set(off, end, mode, st.physical);
-            if next == st.ranges {
-                return Ok(None);
+            // The change is made to what is recorded now, not to this process's view,
+            // which another process may have changed meanwhile (else one of two
+            // setters' changes would be lost).
+            let (physical, next) = {
+                let _meta = MetaLock::take(&self.path, &file)?;
+                let physical = self.store.get(&self.path, file.as_fd(), false)?;
+                let mut recorded = self.store.get_ranges(&self.path, file.as_fd())?;
+                recorded.normalize(physical);
+                let mut next = recorded.clone();
+                next.set(off, end, mode, physical);
+                if next != recorded {
+                    self.store.set_ranges(&self.path, file.as_fd(), &next)?;
+                }
+                (physical, next)
+            };
+            if physical == st.physical && next == st.ranges {
+                return Ok(Vec::new());
             }
-            self.store.set_ranges(&self.path, file.as_fd(), &next)?;
             if let Some(a) = &st.alt {
                 a.forget(off, end - off);
+            }
+            if physical != st.physical {
+                // The file's own mode was switched by another process: both vectors anew.
+                st.physical = physical;
+                st.ranges = next;
+                let old: Vec<Box<dyn Aops>> = st.alt.take().into_iter().chain(st.vector.take()).collect();
+                Self::build(&self.path, &self.fs, self.policy, self.writable, st, file)?;
+                return Ok(old);
             }
             let toggled = st.ranges.is_empty() != next.is_empty();
             st.ranges = next;
             if !toggled {
-                return Ok(None);
+                return Ok(Vec::new());
             }
-            let old = st.alt.take();
+            let old: Vec<Box<dyn Aops>> = st.alt.take().into_iter().collect();
             Self::build_alt(&self.path, self.policy, self.writable, st)?;
             Ok(old)
         })?;
-        if let Some(old) = old {
+        if !old.is_empty() {
             retire(Box::new(old));
         }
         Ok(())

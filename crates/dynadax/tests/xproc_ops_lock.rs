@@ -16,6 +16,19 @@ use std::time::{Duration, Instant};
 /// mapping when told "unmap" on stdin, says so, then waits for the end of its input.
 #[test]
 fn child() {
+    if let Ok(spec) = std::env::var("DYNADAX_XPROC_TOGGLE") {
+        // Toggles the mode of one page at OFF, N times, ending direct.
+        let mut it = spec.splitn(3, ' ');
+        let off: u64 = it.next().unwrap().parse().unwrap();
+        let n: usize = it.next().unwrap().parse().unwrap();
+        let f = File::open(it.next().unwrap()).unwrap();
+        for k in 0..n {
+            let m = if k % 2 == 0 { Mode::Cached } else { Mode::Direct };
+            f.set_range_mode(off, Some(4096), m, SwitchOptions { wait: Some(Duration::from_secs(30)) }).unwrap();
+        }
+        println!("XPROC-TOGGLED");
+        return;
+    }
     let Ok(spec) = std::env::var("DYNADAX_XPROC_CHILD") else { return };
     let mut it = spec.splitn(3, ' ');
     let off: u64 = it.next().unwrap().parse().unwrap();
@@ -187,4 +200,31 @@ fn a_processs_own_overlapping_mappings_keep_their_union_locked() {
     assert!(conflict(300 << 10, 4096), "the part the live guard covers was unlocked");
     drop(g2);
     assert!(!conflict(0, 1 << 20), "locks left after the last guard");
+}
+
+/// Issue 11, item 4: two processes setting range modes of one file at once, on pages
+/// of their own, lose neither's changes: the recorded ranges end as both left them
+/// (each change is made to what is recorded then, under the file's mode lock).
+#[test]
+fn two_processes_setting_ranges_of_one_file_lose_neither_change() {
+    let d = tmpfs_dir();
+    let p = d.path().join("f");
+    File::create(&p).unwrap().set_len(1 << 20).unwrap();
+    let toggler = |off: u64| {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env("DYNADAX_XPROC_TOGGLE", format!("{off} 150 {}", p.display()))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (toggler(0), toggler(64 << 10));
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("XPROC-TOGGLED"));
+    }
+    let st = File::open(&p).unwrap().status().unwrap();
+    let direct: Vec<u64> = st.ranges.iter().filter(|r| r.physical == Mode::Direct).map(|r| r.offset).collect();
+    assert_eq!(direct, vec![0, 64 << 10], "a setter's change was lost: {:?}", st.ranges);
+    assert!(st.ranges.iter().all(|r| r.len == Some(4096)), "{:?}", st.ranges);
 }
