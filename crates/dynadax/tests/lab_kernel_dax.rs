@@ -282,3 +282,134 @@ fn ranges_of_one_dax_file_a_mapped_tail_and_dram_cached_sealed_parts() {
     assert_eq!(&disk[(2 * MIB) as usize..(2 * MIB) as usize + 20], b"tail record and more");
     assert_eq!(&disk[..4096], &sealed[..4096]);
 }
+
+/// Process A for the cross-process tests below: this binary run again with
+/// `DYNADAX_LAB_CHILD` (`map OFF LEN PATH`: maps it, with MAP_SYNC on kernel DAX;
+/// `dram OFF PATH`: reads the page at OFF through the file's DRAM cache, twice per
+/// line it is sent), printing what it did, until its input ends. Not a test without
+/// the variable.
+#[test]
+fn lab_child() {
+    use std::io::{BufRead, Write};
+    let Ok(spec) = std::env::var("DYNADAX_LAB_CHILD") else { return };
+    let w: Vec<&str> = spec.split(' ').collect();
+    let mut out = std::io::stdout();
+    match w[0] {
+        "map" => {
+            let f = File::open(w[3]).unwrap();
+            let g = f.map(w[1].parse().unwrap(), w[2].parse().unwrap(), true).unwrap();
+            writeln!(out, "LAB-CHILD mapped {}", sync_mappings_of(Path::new(w[3]))).unwrap();
+            out.flush().unwrap();
+            for _ in std::io::stdin().lock().lines() {}
+            drop(g);
+        }
+        "dram" => {
+            let f = File::open(w[2]).unwrap();
+            let off: u64 = w[1].parse().unwrap();
+            for _ in std::io::stdin().lock().lines() {
+                let mut b = [0u8; 16];
+                f.read_at(&mut b, off).unwrap();
+                f.read_at(&mut b, off).unwrap();
+                let c = f.status().unwrap().cache.unwrap();
+                writeln!(out, "LAB-CHILD read {} hits {}", String::from_utf8_lossy(&b), c.hits).unwrap();
+                out.flush().unwrap();
+            }
+        }
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+struct LabChild {
+    child: Child,
+    out: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl LabChild {
+    fn start(spec: String) -> LabChild {
+        use std::io::BufRead;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "lab_child", "--nocapture", "--test-threads=1"])
+            .env("DYNADAX_LAB_CHILD", spec)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        LabChild { child, out }
+    }
+    /// The next line the child prints of its own.
+    fn said(&mut self) -> String {
+        let l = self.out.find(|l| l.as_ref().is_ok_and(|l| l.contains("LAB-CHILD"))).expect("the child said nothing");
+        let l = l.unwrap();
+        l[l.find("LAB-CHILD").unwrap() + 10..].to_string()
+    }
+    fn tell(&mut self, s: &str) {
+        use std::io::Write;
+        writeln!(self.child.stdin.as_mut().unwrap(), "{s}").unwrap();
+    }
+}
+
+impl Drop for LabChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 11 on kernel DAX: a real MAP_SYNC mapping in another process refuses a switch
+/// of the file and of its range and a shrink under it, not a range switch of the
+/// head; once that process is killed, the switch goes through at once.
+#[test]
+#[ignore = "needs a kernel DAX file system (dax=inode): run by lab/run"]
+fn another_processs_map_sync_mapping_refuses_switches_over_it() {
+    const MIB: u64 = 1 << 20;
+    let dir = lab_dir("xproc");
+    dynadax::set_mode(&dir, Mode::Direct, SwitchOptions::default()).unwrap();
+    let p = dir.join("f");
+    let f = File::create(&p).unwrap();
+    f.set_len(4 * MIB).unwrap();
+    assert!(kernel_dax(&p));
+    let mut a = LabChild::start(format!("map {} {} {}", 2 * MIB, 2 * MIB, p.display()));
+    let said = a.said();
+    assert!(said.starts_with("mapped") && !said.ends_with(" 0"), "the child's mapping is not MAP_SYNC: {said}");
+    let pid = a.child.id();
+    let named = |r: dynadax::Result<dynadax::Status>| match r {
+        Err(Error::Busy { mappings: 0, elsewhere: Some(w), .. }) => {
+            assert!(w.contains(&format!("process {pid}")), "{w}")
+        }
+        other => panic!("expected Busy naming process {pid}, got {other:?}"),
+    };
+    named(f.set_mode(Mode::Cached, SwitchOptions::default()));
+    named(f.set_range_mode(2 * MIB, None, Mode::Cached, SwitchOptions::default()));
+    assert!(matches!(f.set_len(3 * MIB), Err(Error::Busy { mappings: 0, .. })));
+    let st = f.set_range_mode(0, Some(2 * MIB), Mode::Cached, SwitchOptions::default()).unwrap();
+    assert_eq!(st.ranges[0].backing, Backing::DramCache);
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    f.set_range_mode(2 * MIB, None, Mode::Cached, SwitchOptions::default()).unwrap();
+    f.set_mode(Mode::Direct, SwitchOptions::default()).unwrap();
+}
+
+/// Issue 11, item 3 on kernel DAX: a cached range process A serves from its DRAM
+/// cache is never served stale after process B writes it through dynadax.
+#[test]
+#[ignore = "needs a kernel DAX file system (dax=inode): run by lab/run"]
+fn a_dram_cached_range_is_not_stale_after_another_process_writes_it() {
+    const MIB: u64 = 1 << 20;
+    let dir = lab_dir("xdram");
+    dynadax::set_mode(&dir, Mode::Direct, SwitchOptions::default()).unwrap();
+    let p = dir.join("f");
+    let f = File::create(&p).unwrap();
+    f.write_at(b"old contents....", 8192).unwrap();
+    f.set_len(2 * MIB).unwrap();
+    f.set_range_mode(0, Some(MIB), Mode::Cached, SwitchOptions::default()).unwrap();
+    let mut a = LabChild::start(format!("dram 8192 {}", p.display()));
+    a.tell("read");
+    let first = a.said();
+    assert!(first.starts_with("read old contents...."), "{first}");
+    assert!(!first.ends_with("hits 0"), "A's second read was not a hit: {first}");
+    f.write_at(b"NEW contents....", 8192).unwrap();
+    a.tell("read");
+    let second = a.said();
+    assert!(second.starts_with("read NEW contents...."), "A served its stale copy: {second}");
+}

@@ -24,6 +24,11 @@ impl CachedOps {
         CachedOps { file, path, writable, odirect: OnceLock::new() }
     }
 
+    /// The file it reads and writes.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
     fn odirect(&self) -> io::Result<&File> {
         let r = self.odirect.get_or_init(|| {
             std::fs::OpenOptions::new()

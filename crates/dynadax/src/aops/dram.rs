@@ -11,8 +11,23 @@
 //! pages it touches, before and after it reaches the file, with a generation count
 //! that keeps a read that overlapped the write from caching what it read. A writable
 //! mapping would store behind the cache's back, so one is refused; read-only mappings
-//! see the file, which the write-through cache never differs from. Other processes'
-//! writes to the file are not seen by the cache (as with any user-space cache).
+//! see the file, which the write-through cache never differs from.
+//!
+//! Across processes: every process that serves a range of the file from its DRAM
+//! cache maps one shared word for the file, its *shared generation*
+//! (`/dev/shm/.dynadax-dram.{dev}.{ino}`, 4 KiB; in the temporary directory where
+//! there is no `/dev/shm`), and every write through such a vector
+//! bumps it before and after reaching the file. Each cached read first compares it
+//! with the value this cache last saw (one atomic load, no system call): if another
+//! process wrote meanwhile, the whole cache is dropped; and a page read from the file
+//! is kept only if no write anywhere moved the word while it was read. So a range one
+//! process caches and another writes through dynadax is never served stale. (Writes
+//! by programs that do not use dynadax are not seen, as with any user-space cache.)
+//! Where no shared word can be made at all, nothing is cached: every read goes to the
+//! file, slower but never stale.
+//! Why a word and not a lock: reads of sealed data are the path this cache exists
+//! for, and a shared load costs nothing there, while a lock would cost a system call
+//! per read; a write to a cached range is rare and already a `pwrite`.
 
 use super::{Advice, Aops, CachedOps, Extent, Persistence};
 use crate::mode::{Backing, Mode};
@@ -32,6 +47,10 @@ pub(crate) struct DramOps {
     cache: Mutex<Cache>,
     /// Bumped (under `cache`) before and after every write reaches the file.
     generation: AtomicU64,
+    /// The file's generation shared with other processes (`None` where it cannot be
+    /// made: no `/dev/shm`), and the value of it this cache is good for (under `cache`).
+    shared: Option<SharedGen>,
+    shared_seen: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -70,10 +89,14 @@ pub struct CacheStats {
 impl DramOps {
     pub(crate) fn new(inner: CachedOps, capacity_bytes: u64) -> DramOps {
         let capacity = (capacity_bytes / PAGE).max(1) as usize;
+        let shared = SharedGen::open(inner.file());
+        let shared_seen = AtomicU64::new(shared.as_ref().map_or(0, SharedGen::get));
         DramOps {
             inner,
             cache: Mutex::new(Cache { index: HashMap::new(), slots: Vec::new(), capacity, hand: 0 }),
             generation: AtomicU64::new(0),
+            shared,
+            shared_seen,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -109,17 +132,46 @@ impl DramOps {
         }
     }
 
-    /// Runs a write-like `op` on the file between two invalidations of its range.
+    /// Runs a write-like `op` on the file between two invalidations of its range,
+    /// here and (the shared generation) in every other process caching the file.
     fn write_through(&self, off: u64, len: u64, op: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        self.bump_shared();
         self.invalidate(off, len);
         let r = op();
+        self.bump_shared();
         self.invalidate(off, len);
         r
+    }
+
+    /// Moves the shared generation on for a write of this process: this cache stays
+    /// good (its own invalidation covers the write) unless another process had moved
+    /// it since this cache last looked.
+    fn bump_shared(&self) {
+        if let Some(s) = &self.shared {
+            let _c = self.cache();
+            let was = s.bump();
+            let _ = self.shared_seen.compare_exchange(was, was + 1, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// The shared generation now, after dropping the whole cache if another process
+    /// wrote since this cache last looked.
+    fn sync_shared(&self) -> u64 {
+        let Some(s) = &self.shared else { return 0 };
+        let now = s.get();
+        if now != self.shared_seen.load(Ordering::Acquire) {
+            let mut c = self.cache();
+            c.index.clear();
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.shared_seen.store(now, Ordering::Release);
+        }
+        now
     }
 
     /// Copies page `page` into `out` from the cache, or reads it from the file and
     /// caches it. `Ok(false)` if the page is not whole inside the file (not cached).
     fn read_page(&self, page: u64, out: &mut [u8]) -> io::Result<bool> {
+        let shared = self.sync_shared();
         {
             let mut c = self.cache();
             if let Some(&i) = c.index.get(&page) {
@@ -136,12 +188,51 @@ impl DramOps {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let mut c = self.cache();
-        // A write that overlapped the read moved the generation: what was read may
-        // be older than the file, so it is not kept.
-        if self.generation.load(Ordering::Acquire) == seen && !c.index.contains_key(&page) {
+        // A write that overlapped the read moved the generation (here, or the shared
+        // one, in another process): what was read may be older than the file, so it
+        // is not kept; nor is anything without a shared word (see the module comment).
+        let unmoved = self.shared.as_ref().is_some_and(|s| s.get() == shared);
+        if self.generation.load(Ordering::Acquire) == seen && unmoved && !c.index.contains_key(&page) {
             c.insert(page, out);
         }
         Ok(true)
+    }
+}
+
+/// A file's shared generation: one word in a 4 KiB file in `/dev/shm` named by the
+/// file's device and inode, mapped shared by every process caching the file.
+struct SharedGen {
+    map: sys::Mapping,
+}
+
+impl SharedGen {
+    fn open(file: &std::fs::File) -> Option<SharedGen> {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        let name = format!(".dynadax-dram.{}.{}", m.dev(), m.ino());
+        let open = |dir: &std::path::Path| {
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(&name))
+        };
+        let f = open(std::path::Path::new("/dev/shm")).or_else(|_| open(&std::env::temp_dir())).ok()?;
+        if f.metadata().ok()?.len() < PAGE {
+            f.set_len(PAGE).ok()?;
+        }
+        // SAFETY: dynadax never shrinks these files, and only touches the word
+        // through an atomic.
+        let map = unsafe { sys::Mapping::new(f.as_fd(), 0, PAGE as usize, true, sys::MapKind::Shared) }.ok()?;
+        map.atomic_u64(0).ok()?;
+        Some(SharedGen { map })
+    }
+    fn word(&self) -> &AtomicU64 {
+        self.map.atomic_u64(0).expect("in bounds, aligned")
+    }
+    fn get(&self) -> u64 {
+        self.word().load(Ordering::Acquire)
+    }
+    /// The value before.
+    fn bump(&self) -> u64 {
+        self.word().fetch_add(1, Ordering::AcqRel)
     }
 }
 
@@ -337,6 +428,28 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::Unsupported);
         assert!(err.to_string().contains("DRAM cache"), "{err}");
         assert!(v.map(0, PAGE as usize, false).is_ok());
+    }
+
+    /// Two caches of one file, as two processes have (each maps the shared generation
+    /// on its own): a page one caches is never served stale after the other writes it.
+    #[test]
+    fn a_write_through_another_cache_of_the_file_is_seen() {
+        let (d, f, a) = ops(4, 8);
+        let p = d.path().join("f");
+        let b = DramOps::new(CachedOps::new(f.clone(), Arc::new(p), true), 8 * PAGE);
+        let mut buf = vec![0u8; PAGE as usize];
+        a.read_at(&mut buf, PAGE).unwrap();
+        a.read_at(&mut buf, PAGE).unwrap();
+        assert_eq!(a.stats().hits, 1, "A caches the page");
+        b.write_at(b"written by B", PAGE + 7).unwrap();
+        a.read_at(&mut buf, PAGE).unwrap();
+        assert_eq!(&buf[7..19], b"written by B", "A served its stale copy");
+        // A's own writes do not drop A's cache.
+        a.read_at(&mut buf, 2 * PAGE).unwrap();
+        a.write_at(b"A", 0).unwrap();
+        let hits = a.stats().hits;
+        a.read_at(&mut buf, 2 * PAGE).unwrap();
+        assert_eq!(a.stats().hits, hits + 1, "A's own write dropped its cache");
     }
 
     /// Readers racing a writer on the same pages never leave a stale page cached:
