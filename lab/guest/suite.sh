@@ -492,6 +492,42 @@ sc_dynadax_probe() {
 }
 
 # The Rust lab tests (a cargo test binary) on this mount.
+# Issue 11: `dynadax mode` on the live tail of a log another process writes
+# (through a MAP_SYNC mapping on kernel DAX) is refused with exit 3 naming the
+# writer, and changes nothing; once the writer ends, it goes through.
+sc_dynadax_live_tail() {
+    need_dynadax || return
+    mkfifo in
+    "$DYNADAX" log append L --tail-mode direct --segment-size 1M --max-record 4K < in > out 2> err &
+    _w=$!
+    exec 3> in
+    echo first >&3
+    _i=0
+    while [ "$(cat out)" != 0 ]; do
+        _i=$((_i + 1)); [ $_i -gt 200 ] && { fail "the writer never acknowledged its append: $(cat err)"; break; }
+        sleep 0.05
+    done
+    _t=L/00000000000000000000.dlog
+    _sf=$(awk -v f="$PWD/$_t" '/^[0-9a-f]+-[0-9a-f]+ /{m = ($NF == f)} m && /^VmFlags:/ && / sf/{n++} END{print n+0}' "/proc/$_w/smaps")
+    if [ "$(edax $_t)" = 1 ]; then
+        [ "$_sf" -gt 0 ] || fail "the writer has no MAP_SYNC mapping of its kernel-DAX tail"
+    fi
+    log "writer $_w: $_sf MAP_SYNC mapping(s) of $_t"
+    _phys=$(dd_run stat $_t --json | jget physical)
+    _other=direct; [ "$_phys" = direct ] && _other=cached
+    dd_run mode $_t $_other > /dev/null 2> /tmp/mode.err; _rc=$?
+    log "dynadax mode $_t $_other: $(cat /tmp/mode.err)"
+    expect "exit status of dynadax mode on the live tail" "$_rc" 3
+    grep -q "process $_w" /tmp/mode.err || fail "the refusal does not name the writer's process $_w"
+    grep -q "the writer of the log" /tmp/mode.err || fail "the refusal does not say it is the log's writer"
+    expect "physical mode of the live tail after the refusal" "$(dd_run stat $_t --json | jget physical)" "$_phys"
+    exec 3>&-
+    wait $_w; _rc=$?
+    expect "exit status of the writer" "$_rc" 0
+    dd_run mode $_t $_other > /dev/null || fail "dynadax mode $_t $_other after the writer ended failed"
+    expect "records after the switch" "$(dd_run log read L | wc -l)" 1
+}
+
 sc_dynadax_labtests() {
     if [ -z "$LABTESTS" ]; then skip "no dynadax-labtests binary in the initramfs"; return; fi
     mkdir -p work
@@ -536,6 +572,7 @@ run_config() {
     scenario dynadax_stat
     scenario dynadax_probe
     scenario dynadax_volume
+    scenario dynadax_live_tail
     if [ "$MODE" = inode ] && [ "$DEVDAX" = 1 ]; then scenario dynadax_labtests; fi
     cd /
     unmount "$MNT" || record umount FAIL "umount $MNT: $(cat /tmp/umount.err)"

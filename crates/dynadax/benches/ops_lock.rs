@@ -8,9 +8,15 @@
 //! The file (1 MiB on tmpfs) stays in the CPU caches, so fixed costs show at their
 //! most visible.
 //!
+//! And the cost of the cross-process side of the ops lock, which is paid at `map` and
+//! at unmap only: `map(64 KiB)` + drop through dynadax (`dynadax`; with
+//! `--features bench-no-xproc`, which takes no OFD lock, `dynadax-no-xproc`), against
+//! `memmap2` map + unmap of the same range (`unlocked-memmap2`).
+//!
 //! ```text
 //! cargo bench -p dynadax --bench ops_lock
 //! cargo bench -p dynadax --bench ops_lock --features bench-no-lock
+//! cargo bench -p dynadax --bench ops_lock --features bench-no-xproc -- map
 //! ```
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -110,5 +116,41 @@ fn bench_reads(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_reads);
+fn bench_map(c: &mut Criterion) {
+    const LEN: usize = 64 << 10;
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let path = dir.path().join("maps");
+    std::fs::write(&path, vec![0x5au8; FILE as usize]).unwrap();
+    let raw = std::fs::File::options().read(true).write(true).open(&path).unwrap();
+    let f = File::open(&path).unwrap();
+    let me = if cfg!(feature = "bench-no-xproc") { "dynadax-no-xproc" } else { "dynadax" };
+    let mut g = c.benchmark_group("map-unmap-64k");
+    g.sample_size(40).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
+    for mode in [Mode::Cached, Mode::Direct] {
+        f.set_mode(mode, SwitchOptions::default()).unwrap();
+        if !cfg!(feature = "bench-no-xproc") && !cfg!(feature = "bench-no-lock") {
+            g.bench_function(BenchmarkId::new(format!("{mode}/unlocked-memmap2"), 1), |b| {
+                let mut i = 0u64;
+                b.iter(|| {
+                    i += 1;
+                    let off = (i % (FILE / LEN as u64)) * LEN as u64;
+                    // SAFETY (bench): the file is not truncated while mapped.
+                    let m = unsafe { memmap2::MmapOptions::new().offset(off).len(LEN).map_mut(&raw).unwrap() };
+                    black_box(&m);
+                })
+            });
+        }
+        g.bench_function(BenchmarkId::new(format!("{mode}/{me}"), 1), |b| {
+            let mut i = 0u64;
+            b.iter(|| {
+                i += 1;
+                let off = (i % (FILE / LEN as u64)) * LEN as u64;
+                black_box(f.map(off, LEN, true).unwrap());
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_reads, bench_map);
 criterion_main!(benches);

@@ -103,6 +103,15 @@ impl File {
         Ok(File { inode: Inode::get(path.as_ref())? })
     }
 
+    /// Test only (feature `shuttle`): opens the file as another process would, with
+    /// its own ops lock, mapping registry and open file description, so that one
+    /// model can run two "processes" of the two-level ops lock. Not for use.
+    #[cfg(feature = "shuttle")]
+    #[doc(hidden)]
+    pub fn open_as_another_process(path: impl AsRef<Path>) -> Result<File> {
+        Ok(File { inode: Inode::get_as_another_process(path.as_ref())? })
+    }
+
     /// Opens `path`, creating it empty if it does not exist. A new file inherits its
     /// parent directory's physical mode (the kernel does it for `fs-xflag`; dynadax
     /// does it for the other stores).

@@ -115,7 +115,7 @@ impl MapRegistry {
                 return Err(Error::Busy { path: path.to_path_buf(), mappings: 0, elsewhere });
             }
             drop(g);
-            std::thread::sleep(Duration::from_millis(1));
+            crate::sync::backoff(Duration::from_millis(1));
             g = unpoison(self.live.lock());
         }
         g.next_id += 1;
@@ -294,6 +294,15 @@ impl Inode {
         Ok(inode)
     }
 
+    /// Test only: the file as another process opening it would have it (its own ops
+    /// lock, mapping registry and descriptor, outside this process's inode cache),
+    /// so between it and the other opens stands only the cross-process lock.
+    #[cfg(feature = "shuttle")]
+    pub(crate) fn get_as_another_process(path: &Path) -> Result<Arc<Inode>> {
+        let meta = fs::metadata(path).ctx(path, "stat")?;
+        Ok(Arc::new(Inode::instantiate(path, (meta.dev(), meta.ino()))?))
+    }
+
     /// The live inode of `path`, if this process has it open.
     pub(crate) fn cached(path: &Path) -> Option<Arc<Inode>> {
         let meta = fs::metadata(path).ok()?;
@@ -448,7 +457,7 @@ impl Inode {
                 if !crate::xproc::exclude(&file, start, end).ctx(&self.path, "lock range to switch")? {
                     drop(st);
                     if deadline.is_some_and(|d| Instant::now() < d) {
-                        std::thread::sleep(Duration::from_millis(2));
+                        crate::sync::backoff(Duration::from_millis(2));
                         continue;
                     }
                     let elsewhere =

@@ -23,3 +23,15 @@ pub(crate) use shuttle::sync::{Condvar, Mutex, RwLock};
 pub(crate) fn unpoison<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
     r.unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Backs off before polling a cross-process lock again: a short sleep; under shuttle
+/// a yield, so the model's other threads (its other "processes") run meanwhile.
+pub(crate) fn backoff(d: std::time::Duration) {
+    #[cfg(feature = "shuttle")]
+    {
+        let _ = d;
+        shuttle::thread::yield_now();
+    }
+    #[cfg(not(feature = "shuttle"))]
+    std::thread::sleep(d);
+}
