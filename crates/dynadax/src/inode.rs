@@ -145,8 +145,13 @@ impl MapRegistry {
                 at = at.max(e);
             }
         }
+        // Only switches draining guards (and mappings held back by them) wait on
+        // `changed`: with none, an unmap makes no futex call.
+        let waiters = !g.draining.is_empty();
         drop(g);
-        self.changed.notify_all();
+        if waiters {
+            self.changed.notify_all();
+        }
     }
     pub(crate) fn count(&self) -> usize {
         unpoison(self.live.lock()).ranges.len()
