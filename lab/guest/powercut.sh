@@ -169,6 +169,11 @@ log_boot() {
             awk -v mode=gen -v cycle="$CYCLE" -v start="$NEXT" -f $AWKF \
                 | dynadax log append $LOGDIR --durability none $WOPTS $TM > /dev/null 2>/tmp/pre.err &
             APID=$!
+            # Killed once it has made the log (on the first cycle, the log is new: a
+            # slow emulated machine may take longer than the pause to create it) and
+            # written for a moment.
+            _w=0
+            while [ ! -e $LOGDIR/log.meta ] && [ $_w -lt 200 ]; do sleep 0.05; _w=$((_w + 1)); done
             sleep 0.5
             kill -9 $APID 2>/dev/null
             wait $APID 2>/dev/null

@@ -1,7 +1,8 @@
 //! The `dynadax` command line: argument parsing, dispatch, exit codes.
 //!
 //! Exit codes: 0 success, 1 an error (one line on stderr naming the path and what is
-//! wrong), 2 a usage error (from clap), 3 busy (a switch refused while mapped).
+//! wrong), 2 a usage error (from clap), 3 busy (a switch refused while mapped), 4 a
+//! single-file log is full (purge to make room).
 
 mod demo;
 mod log_bench;
@@ -25,7 +26,7 @@ use std::time::Duration;
 /// physical modes, like the kernel's dax= mount option.
 #[derive(Parser, Debug)]
 #[command(name = "dynadax", version, propagate_version = true, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 busy (file is mapped).\n\
+#[command(after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 busy (file is mapped), 4 log full.\n\
 Start with `dynadax demo` to see it all on a scratch directory, or `dynadax probe .`.")]
 pub struct Cli {
     #[command(subcommand)]
@@ -175,8 +176,11 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dynadax: {}", one_line(&e));
-            let busy = e.downcast_ref::<dynadax::Error>().is_some_and(|e| matches!(e, dynadax::Error::Busy { .. }));
-            ExitCode::from(if busy { 3 } else { 1 })
+            ExitCode::from(match e.downcast_ref::<dynadax::Error>() {
+                Some(dynadax::Error::Busy { .. }) => 3,
+                Some(dynadax::Error::Full { .. }) => 4,
+                _ => 1,
+            })
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
-use dynadax::log::{Durability, Log, LogOptions, RecoveryMode, TailMode};
+use dynadax::log::{Durability, Layout, Log, LogOptions, RecoveryMode, TailMode};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -55,6 +55,22 @@ pub enum LogCommand {
     Stat {
         /// The log directory.
         dir: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Purge every record below an LSN: the sealed segments wholly below it go (a
+    /// single-file log's slots are freed for new segments).
+    ///
+    /// Refused while another process is the log's writer (exit 1, naming it).
+    #[command(after_help = "Example:
+  dynadax log purge data/wal --before 30000 --json")]
+    Purge {
+        /// The log directory.
+        dir: PathBuf,
+        /// Every record below this LSN goes.
+        #[arg(long)]
+        before: u64,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -116,12 +132,14 @@ pub struct WriteOpts {
     /// appends share a persist), none (only at end of input and every 4096 records).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Group)]
     pub durability: DurabilityArg,
-    /// Bytes per segment (suffixes K, M, G).
-    #[arg(long, default_value = "64M", value_parser = parse_size)]
-    pub segment_size: u64,
-    /// Largest record in bytes (suffixes K, M, G).
-    #[arg(long, default_value = "1M", value_parser = parse_size)]
-    pub max_record: u64,
+    /// Bytes per segment (suffixes K, M, G) [default for a new log: 64M; an existing
+    /// log keeps its own unless this is given].
+    #[arg(long, value_parser = parse_size)]
+    pub segment_size: Option<u64>,
+    /// Largest record in bytes (suffixes K, M, G) [default for a new log: 1M; for an
+    /// existing one, the largest its segments hold, unless this is given].
+    #[arg(long, value_parser = parse_size)]
+    pub max_record: Option<u64>,
     /// First LSN of a new log.
     #[arg(long, default_value_t = 0)]
     pub first_lsn: u64,
@@ -135,6 +153,23 @@ pub struct WriteOpts {
     /// cached on block devices without DAX), direct (through a mapping), cached.
     #[arg(long, value_enum, default_value_t = TailArg::Auto)]
     pub tail_mode: TailArg,
+    /// How a new log keeps its segments: files (one file per segment), or
+    /// single-file (every segment a range of one preallocated data file, log.data,
+    /// of --capacity bytes, reused as a ring: the tail range is written through its
+    /// mapping and sealed by a range switch while the next one stays mapped). An
+    /// existing log keeps its own.
+    #[arg(long, value_enum, default_value_t = LayoutArg::Files)]
+    pub layout: LayoutArg,
+    /// Bytes of a single-file log's data file (suffixes K, M, G): at least two
+    /// segments and a 4 KiB superblock.
+    #[arg(long, value_parser = parse_size, required_if_eq("layout", "single-file"))]
+    pub capacity: Option<u64>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutArg {
+    Files,
+    SingleFile,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -172,10 +207,14 @@ pub enum RepairArg {
 }
 
 impl WriteOpts {
-    pub fn log_options(&self) -> LogOptions {
+    /// The options to open `dir` with: what was given, else the log's own (an existing
+    /// log), else the defaults for a new one.
+    pub fn log_options(&self, dir: &std::path::Path) -> LogOptions {
+        let own = LogOptions::of(dir).ok();
+        let (segment, record) = own.map_or((64 << 20, 1 << 20), |o| (o.segment_size, o.max_record as u64));
         LogOptions {
-            segment_size: self.segment_size,
-            max_record: self.max_record as usize,
+            segment_size: self.segment_size.unwrap_or(segment),
+            max_record: self.max_record.unwrap_or(record.min(1 << 20)) as usize,
             durability: match self.durability {
                 DurabilityArg::Each => Durability::Each,
                 DurabilityArg::Group => Durability::Group,
@@ -193,6 +232,10 @@ impl WriteOpts {
                 TailArg::Auto => TailMode::Auto,
                 TailArg::Direct => TailMode::Direct,
                 TailArg::Cached => TailMode::Cached,
+            },
+            layout: match (self.layout, self.capacity) {
+                (LayoutArg::SingleFile, Some(capacity)) => Layout::SingleFile { capacity },
+                _ => Layout::Files,
             },
         }
     }
@@ -268,6 +311,7 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
         }
         LogCommand::Stat { dir, json } => stat(&dir, json),
         LogCommand::Verify { dir, json } => verify(&dir, json),
+        LogCommand::Purge { dir, before, json } => purge(&dir, before, json),
         LogCommand::Repair { dir, recovery, dry_run, json } => repair(&dir, recovery, dry_run, json),
         LogCommand::Bench(args) => crate::log_bench::run(&args),
     }
@@ -280,7 +324,9 @@ fn write_record(out: &mut impl Write, lsn: u64, rec: &[u8]) -> std::io::Result<(
 }
 
 fn append(dir: &std::path::Path, opts: &WriteOpts) -> anyhow::Result<()> {
-    let log = Log::open(dir, opts.log_options())?;
+    let log_opts = opts.log_options(dir);
+    let max_record = log_opts.max_record;
+    let log = Log::open(dir, log_opts)?;
     let report = log.recovery_report();
     for r in &report.repairs {
         eprintln!("dynadax: recovery: {r}");
@@ -301,7 +347,7 @@ fn append(dir: &std::path::Path, opts: &WriteOpts) -> anyhow::Result<()> {
             line.pop();
         }
         if line.is_empty() {
-            bail!("{}: input line {n} is empty: a record is 1 to {} bytes", dir.display(), opts.max_record);
+            bail!("{}: input line {n} is empty: a record is 1 to {max_record} bytes", dir.display());
         }
         let lsn = log.append(&line)?;
         if none {
@@ -341,6 +387,7 @@ fn stat(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
             "durable_lsn": log.durable_lsn(),
             "records": records,
             "bytes": bytes,
+            "layout": log.layout(),
             "segments": segs,
         });
         println!("{v}");
@@ -360,7 +407,14 @@ fn stat(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
     for s in &segs {
         println!(
             "{:<26} {:>12} {:>12} {:>9} {:>11} {:>11}  {:<8} {:<8} {}",
-            s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            {
+                let name = s.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if s.path.ends_with(dynadax::log::DATA_FILE) {
+                    format!("{name}@{}", s.offset)
+                } else {
+                    name
+                }
+            },
             s.first_lsn,
             s.last_lsn.map_or("-".into(), |l| l.to_string()),
             s.records,
@@ -370,6 +424,17 @@ fn stat(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
             s.effective.map_or("-".into(), |m| format!("{m}")),
             if s.sealed { "sealed" } else { "tail" }
         );
+    }
+    Ok(())
+}
+
+fn purge(dir: &std::path::Path, before: u64, json: bool) -> anyhow::Result<()> {
+    let log = Log::open(dir, LogOptions::of(dir)?)?;
+    let removed = log.purge_before(before)?;
+    if json {
+        println!("{}", serde_json::json!({"dir": dir, "first_lsn": log.first_lsn(), "segments_removed": removed}));
+    } else {
+        println!("{}: log starts at LSN {}; {removed} segment(s) removed", dir.display(), log.first_lsn());
     }
     Ok(())
 }

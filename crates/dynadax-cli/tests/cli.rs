@@ -338,3 +338,72 @@ fn damage_is_refused_verified_and_repaired_from_the_command_line() {
     assert!(String::from_utf8_lossy(&read.stderr).contains("record 100 at byte 4064 is damaged"));
     assert_eq!(read.status.code(), Some(1), "a read that skipped a record says so");
 }
+
+/// Appends `lines` records to `dir` through `dynadax log append ARGS`; the output.
+fn append_lines(dir: &Path, lines: std::ops::Range<u32>, args: &[&str]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynadax"))
+        .args(["log", "append", p(dir)])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = String::new();
+    for i in lines {
+        input.push_str(&format!("record {i} {}\n", "x".repeat((i % 300) as usize)));
+    }
+    // A child that stops (a full log) closes its input: what it acknowledged counts.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+/// The single-file layout from the command line: one data file holds the segments
+/// (`log stat --json` gives each one's offset in it, and the layout); a full ring is
+/// exit 4 with a message naming the log and what frees it, nothing acknowledged is
+/// lost; `log purge` frees slots and appends resume; `log verify` and `log read` agree.
+#[test]
+fn a_single_file_log_from_the_command_line_fills_purges_and_resumes() {
+    let d = tempfile::tempdir_in("/dev/shm").unwrap();
+    let dir = d.path().join("log");
+    let args = ["--layout", "single-file", "--capacity", "260K", "--segment-size", "64K", "--max-record", "4K"];
+    // 4 slots of 64 KiB: about 4 x 340 of these records.
+    let out = append_lines(&dir, 0..1000, &args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.contains(&"log.data".to_string()) && !names.iter().any(|n| n.ends_with(".dlog")), "{names:?}");
+    let st = json(&dynadax(&["log", "stat", p(&dir), "--json"]));
+    assert_eq!(st["layout"]["layout"], "single-file");
+    let segs = st["segments"].as_array().unwrap();
+    assert!(segs.len() >= 2, "{st}");
+    for (k, s) in segs.iter().enumerate() {
+        assert_eq!(s["offset"].as_u64().unwrap(), 4096 + k as u64 * (64 << 10), "{s}");
+        assert!(s["path"].as_str().unwrap().ends_with("log.data"));
+        for key in ["first_lsn", "last_lsn", "records", "bytes", "sealed"] {
+            assert!(s.get(key).is_some(), "{key} missing from {s}");
+        }
+    }
+    // Fill the ring: refused with exit 4, everything acknowledged kept.
+    let out = append_lines(&dir, 1000..5000, &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(p(&dir)) && err.contains("log is full") && err.contains("purge"), "{err}");
+    let acked = String::from_utf8_lossy(&out.stdout).lines().count() as u64;
+    let total = 1000 + acked;
+    let read = dynadax(&["log", "read", p(&dir)]);
+    assert_eq!(String::from_utf8_lossy(&read.stdout).lines().count() as u64, total);
+    assert!(dynadax(&["log", "verify", p(&dir)]).status.success());
+    // Purge half: appends resume.
+    let out = dynadax(&["log", "purge", p(&dir), "--before", &(total / 2).to_string(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(json(&out)["segments_removed"].as_u64().unwrap() >= 1);
+    let out = append_lines(&dir, 5000..5200, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read = dynadax(&["log", "read", p(&dir)]);
+    let lines: Vec<String> = String::from_utf8_lossy(&read.stdout).lines().map(String::from).collect();
+    assert_eq!(lines.first().unwrap().split('\t').next().unwrap(), (total / 2).to_string());
+    assert!(lines.last().unwrap().contains("record 5199"), "{:?}", lines.last());
+    assert!(dynadax(&["log", "verify", p(&dir)]).status.success());
+}

@@ -4,7 +4,10 @@
 //! each kill the log is recovered and every acknowledged record must be there, intact
 //! and in order, and nothing may be returned that was not written.
 
+#[path = "../../dynadax/tests/common/layout.rs"]
+mod layout;
 use dynadax::log::{Log, LogOptions};
+use layout::layout;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -18,7 +21,7 @@ fn line(cycle: u32, i: u64) -> Vec<u8> {
 }
 
 fn opts() -> LogOptions {
-    LogOptions { segment_size: 256 << 10, max_record: 4096, ..LogOptions::default() }
+    LogOptions { segment_size: 256 << 10, max_record: 4096, layout: layout(256 << 10), ..LogOptions::default() }
 }
 
 /// Runs `cycles` kill cycles on a log in `dir`; returns (acknowledged, recovered) totals.
@@ -125,6 +128,8 @@ fn kill9(parent: &str, label: &str, durability: &str, env: &[(&str, &str)]) {
     let d = tempfile::tempdir_in(parent).unwrap();
     let cycles = 100;
     let (acked, recovered) = kill_cycles(&d.path().join("log"), cycles, durability, env);
+    let single = matches!(layout(1), dynadax::log::Layout::SingleFile { .. });
+    assert_eq!(d.path().join("log").join(dynadax::log::DATA_FILE).exists(), single, "not the layout under test");
     eprintln!("{label}: {acked} acknowledged, {recovered} recovered over {cycles} kills");
     // `none` acknowledges only at its syncs (every 4,096 records).
     let least = if durability == "none" { 1 } else { 100 };

@@ -7,8 +7,11 @@
 //! hold every acknowledged vote, entry and purge, each entry exactly as written, with
 //! no hole and nothing that was never written.
 
+#[path = "../../dynadax/tests/common/layout.rs"]
+mod layout;
 use dynadax::log::LogOptions;
 use dynadax_raft::LogStore;
+use layout::layout;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 type Store = LogStore<TypeConfig>;
 
 fn opts() -> LogOptions {
-    LogOptions { segment_size: 64 << 10, max_record: 4096, ..LogOptions::default() }
+    LogOptions { segment_size: 64 << 10, max_record: 4096, layout: layout(64 << 10), ..LogOptions::default() }
 }
 
 /// What entry `index` written in term `term` holds.

@@ -3,8 +3,11 @@
 //! `fdatasync`), paired with openraft-memstore's state machine so only the log store
 //! is under test.
 
+#[path = "../../dynadax/tests/common/layout.rs"]
+mod layout;
 use dynadax::log::LogOptions;
 use dynadax_raft::LogStore;
+use layout::layout;
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::TypeConfigExt;
 use openraft::StorageError;
@@ -26,7 +29,7 @@ impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, Arc<MemStateMachine>, tempfi
         }
         let td = tempfile::tempdir_in(&self.under).map_err(err)?;
         // Small segments, so the suite's entries span sealed segments too.
-        let opts = LogOptions { segment_size: 4096, max_record: 1024, ..LogOptions::default() };
+        let opts = LogOptions { segment_size: 4096, max_record: 1024, layout: layout(4096), ..LogOptions::default() };
         let store = LogStore::open(td.path().join("log"), opts).map_err(err)?;
         let sm = Arc::new(MemStateMachine::new(BlockConfig::default()));
         Ok((td, store, sm))

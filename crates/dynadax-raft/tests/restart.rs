@@ -3,8 +3,11 @@
 //! cut by a crash is finished; holes and damage are refused with errors naming the
 //! log.
 
+#[path = "../../dynadax/tests/common/layout.rs"]
+mod layout;
 use dynadax::log::LogOptions;
 use dynadax_raft::LogStore;
+use layout::layout;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
@@ -17,7 +20,7 @@ type Store = LogStore<TypeConfig>;
 
 fn opts() -> LogOptions {
     // Small segments: the entries below span several, sealed and tail.
-    LogOptions { segment_size: 4096, max_record: 1024, ..LogOptions::default() }
+    LogOptions { segment_size: 4096, max_record: 1024, layout: layout(4096), ..LogOptions::default() }
 }
 
 fn open(dir: &Path) -> Store {

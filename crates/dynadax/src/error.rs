@@ -107,6 +107,17 @@ pub enum Error {
         why: String,
     },
 
+    /// A single-file log's data file has no free segment left: the slot after the
+    /// tail still holds records. Nothing was written; purge records (or let
+    /// retention drop them) and appends resume.
+    #[error("{}: log is full: {why}", path.display())]
+    Full {
+        /// The log directory.
+        path: PathBuf,
+        /// Which segment is in the way, and what frees it.
+        why: String,
+    },
+
     /// Another process (or another `Log` in this one) is the log's writer.
     #[error("{}: log is locked by another writer ({holder}); open it read-only to read", path.display())]
     Locked {

@@ -18,7 +18,7 @@ fn rec(i: u64) -> Vec<u8> {
 }
 
 fn opts(recovery: RecoveryMode) -> LogOptions {
-    LogOptions { segment_size: 64 << 20, max_record: 4096, recovery, ..LogOptions::default() }
+    LogOptions { segment_size: 64 << 20, max_record: 4096, recovery, layout: layout(64 << 20), ..LogOptions::default() }
 }
 
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -48,8 +48,9 @@ fn big_tail(dir: &Path) -> (PathBuf, Vec<u64>) {
     let tail = log.segments().unwrap().pop().unwrap();
     assert_eq!(tail.records, 30_000);
     // Offsets from the frame lengths (24-byte header, 8-byte alignment).
+    // (In the file: a slot of the single-file layout starts inside it.)
     let mut offs = Vec::new();
-    let mut at = 64u64;
+    let mut at = tail.offset + 64;
     for i in 0..30_000 {
         offs.push(at);
         at += (24 + rec(i).len() as u64).div_ceil(8) * 8;
@@ -176,7 +177,7 @@ fn damage_in_a_sealed_segment_is_salvaged_or_set_aside() {
     assert!(segs.len() >= 4);
     let victim = segs[1].first_lsn + 3;
     // The 4th record of segment 1: skip 3 frames.
-    let mut at = 64u64;
+    let mut at = segs[1].offset + 64;
     for l in segs[1].first_lsn..victim {
         at += (24 + rec(l).len() as u64).div_ceil(8) * 8;
     }
@@ -204,10 +205,12 @@ fn damage_in_a_sealed_segment_is_salvaged_or_set_aside() {
     }
     let log = Log::open(&dir2, o(RecoveryMode::PointInTime)).unwrap();
     assert_eq!(log.next_lsn(), victim);
-    let later: Vec<_> = segs[2..].iter().map(|s| dir2.join(s.path.file_name().unwrap())).collect();
-    for p in &later {
-        assert!(!p.exists());
-        assert!(PathBuf::from(format!("{}.cut-0", p.display())).exists(), "{} not set aside", p.display());
+    for s in &segs[2..] {
+        let p = dir2.join(s.path.file_name().unwrap());
+        // A segment file is renamed; a slot is copied out, then freed.
+        let ev = PathBuf::from(format!("{}.cut-{}", p.display(), s.offset));
+        assert!(ev.exists(), "{} not set aside", ev.display());
+        assert!(segment_gone(&dynadax::log::SegmentInfo { path: p, ..s.clone() }));
     }
     assert_eq!(log.append(b"new").unwrap(), victim);
 }
@@ -230,7 +233,7 @@ fn damage_to_headers_and_metadata_is_named() {
     assert!(log.recovery_report().repairs.iter().any(|r| r.contains("tail.state") && r.contains("rebuilt")));
     drop(log);
     // A sealed segment's header.
-    flip(&segs[1].path, 20);
+    flip(&segs[1].path, segs[1].offset + 20);
     let err = Log::open(&dir, o(RecoveryMode::TolerateTornTail)).err().unwrap().to_string();
     assert!(err.contains(&*segs[1].path.to_string_lossy()) && err.contains("header"), "{err}");
     let log = Log::open(&dir, o(RecoveryMode::SkipDamaged)).unwrap();

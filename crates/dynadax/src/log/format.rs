@@ -25,6 +25,20 @@
 //! (version 1 frames have no `acked`: a 16-byte header, the CRC over lsn ++ len ++ payload)
 //! ```
 //!
+//! The single-file layout keeps every segment in one data file, `log.data`, as
+//! fixed-size slots after a superblock, each slot laid out exactly as a segment file
+//! (header at its start, records after it; an all-zero header is a free slot):
+//!
+//! ```text
+//! log.data superblock, one page at offset 0, little-endian:
+//!   0  magic       8  b"DYNXDAT\0"
+//!   8  version     4  1
+//!  12  reserved    4  zero
+//!  16  slot        8  bytes per slot (a multiple of 4096): the segment size
+//!  24  slots       8  number of slots; slot i starts at 4096 + i * slot
+//!  32  crc         4  CRC32C of bytes 0..32
+//! ```
+//!
 //! A record is valid only if its length is in range, it fits in the file, its LSN is
 //! the next expected one and its CRC matches: a torn write (any subset of its 8-byte
 //! pieces reaching the media) fails at least one of these checks, barring a CRC
@@ -50,6 +64,67 @@ const HEADER_CRC_AT: usize = 60;
 pub const FRAME_HEADER: usize = 24;
 /// Records start on multiples of this.
 pub const ALIGN: usize = 8;
+
+/// First bytes of a single-file log's data file.
+pub const DATA_MAGIC: [u8; 8] = *b"DYNXDAT\0";
+/// The data file's superblock size: slots start here (page-aligned, so each slot is
+/// a range whose mode can be switched).
+pub const SUPER_LEN: u64 = 4096;
+
+/// The superblock of a single-file log's data file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSuper {
+    /// Bytes per slot.
+    pub slot: u64,
+    /// Number of slots.
+    pub slots: u64,
+}
+
+impl DataSuper {
+    /// The superblock's bytes (the rest of its page is zero).
+    pub fn encode(&self) -> [u8; 36] {
+        let mut b = [0u8; 36];
+        b[0..8].copy_from_slice(&DATA_MAGIC);
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        b[16..24].copy_from_slice(&self.slot.to_le_bytes());
+        b[24..32].copy_from_slice(&self.slots.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..32]);
+        b[32..36].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parses and checks a superblock; the error says what is wrong.
+    pub fn decode(b: &[u8]) -> Result<DataSuper, String> {
+        if b.len() < 36 {
+            return Err(format!("superblock is {} bytes, expected 36", b.len()));
+        }
+        if b[0..8] != DATA_MAGIC {
+            return Err("bad magic: not a dynadax log data file".into());
+        }
+        let (stored, crc) = (u32_at(b, 32), crc32c::crc32c(&b[..32]));
+        if stored != crc {
+            return Err(format!("superblock checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"));
+        }
+        if u32_at(b, 8) != 1 {
+            return Err(format!("data file version {} is not supported (1)", u32_at(b, 8)));
+        }
+        let s = DataSuper { slot: u64_at(b, 16), slots: u64_at(b, 24) };
+        if s.slot < 4096 || s.slot % 4096 != 0 || s.slots < 2 {
+            return Err(format!("superblock says {} slots of {} bytes: not a valid layout", s.slots, s.slot));
+        }
+        Ok(s)
+    }
+
+    /// Where slot `i` starts in the data file.
+    pub fn offset(&self, i: u64) -> u64 {
+        SUPER_LEN + i * self.slot
+    }
+
+    /// The data file's size.
+    pub fn file_len(&self) -> u64 {
+        self.offset(self.slots)
+    }
+}
 
 /// A segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,6 +380,19 @@ mod tests {
         assert_eq!(decode_record(&buf, 0, 9, 500), Decoded::Record { len: 500, acked: 9 });
         buf[100] ^= 1;
         assert!(matches!(decode_record(&buf, 0, 9, 100), Decoded::Invalid(_)), "a damaged big frame is damage");
+    }
+
+    #[test]
+    fn data_superblock_round_trips_and_damage_is_named() {
+        let s = DataSuper { slot: 1 << 20, slots: 16 };
+        let mut b = s.encode().to_vec();
+        assert_eq!(DataSuper::decode(&b), Ok(s));
+        assert_eq!(s.offset(2), 4096 + (2 << 20));
+        b[20] ^= 1;
+        assert!(DataSuper::decode(&b).unwrap_err().contains("checksum"));
+        assert!(DataSuper::decode(&[0u8; 36]).unwrap_err().contains("magic"));
+        let tiny = DataSuper { slot: 4096, slots: 1 }.encode();
+        assert!(DataSuper::decode(&tiny).unwrap_err().contains("not a valid layout"));
     }
 
     #[test]

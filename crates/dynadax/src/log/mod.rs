@@ -5,12 +5,14 @@
 //! by a scan and repairs a torn tail.
 //!
 //! Files in a log directory (whose physical mode is `direct`, so segments inherit it):
-//! `{base_lsn:020}.dlog` segments (format in `format.rs` and `docs/log-format.md`),
+//! `{base_lsn:020}.dlog` segments (format in `format.rs` and `docs/log-format.md`), or
+//! with the single-file layout one `log.data` holding every segment (`layout.rs`),
 //! `log.meta` (the durable metadata record), `LOCK` (one writer at a time, `flock`),
 //! and `.prepare.N.tmp` (the next segment, preallocated in the background).
 
 mod format;
 mod frontier;
+mod layout;
 mod meta;
 mod reader;
 mod recovery;
@@ -21,8 +23,10 @@ mod verify;
 mod writer;
 
 pub use format::{
-    decode_record, encode_record, frame_len, Decoded, Frames, SegmentHeader, FRAME_HEADER, HEADER_LEN, VERSION,
+    decode_record, encode_record, frame_len, DataSuper, Decoded, Frames, SegmentHeader, FRAME_HEADER, HEADER_LEN,
+    SUPER_LEN, VERSION,
 };
+pub use layout::{Layout, DATA_FILE};
 pub use meta::META_FILE;
 pub use reader::{Iter, Tailer};
 pub use recovery::{lsn_span, recover_tail_image, Dropped, Hole};
@@ -127,6 +131,8 @@ pub struct LogOptions {
     pub max_segment_age: Option<Duration>,
     /// How the tail is written.
     pub tail_mode: TailMode,
+    /// Where the segments live, for a new log (an existing one keeps its own).
+    pub layout: Layout,
 }
 
 impl Default for LogOptions {
@@ -139,15 +145,26 @@ impl Default for LogOptions {
             first_lsn: 0,
             max_segment_age: None,
             tail_mode: TailMode::Auto,
+            layout: Layout::Files,
         }
+    }
+}
+
+impl LogOptions {
+    /// The options to open the existing log in `dir` with, as it was made: its
+    /// segment size (from its segments), the largest record that fits one.
+    pub fn of(dir: impl AsRef<Path>) -> Result<LogOptions> {
+        options_of(dir.as_ref())
     }
 }
 
 /// One segment, as `Log::segments` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SegmentInfo {
-    /// The segment file.
+    /// The segment file (with the single-file layout, the data file).
     pub path: PathBuf,
+    /// Where the segment starts in it (0 for a segment file).
+    pub offset: u64,
     /// LSN of its first record.
     pub first_lsn: Lsn,
     /// LSN of its last record, if it has any.
@@ -156,13 +173,14 @@ pub struct SegmentInfo {
     pub records: u64,
     /// Bytes of records and header.
     pub bytes: u64,
-    /// File size (the preallocated capacity for the tail).
+    /// File size (the preallocated capacity for the tail); with the single-file
+    /// layout, the size of its slot.
     pub file_size: u64,
     /// Sealed (immutable, cached) or the tail.
     pub sealed: bool,
-    /// Physical mode of the file.
+    /// Physical mode of the file (of its slot, with the single-file layout).
     pub physical: Mode,
-    /// Effective mode of the file.
+    /// Effective mode of the file (of its slot).
     pub effective: Option<Mode>,
     /// What backs it.
     pub backing: Option<Backing>,
@@ -199,6 +217,8 @@ pub struct Log {
 pub(crate) struct Inner {
     dir: PathBuf,
     opts: LogOptions,
+    /// Where the segments live (see `layout.rs`).
+    store: layout::Store,
     read_only: bool,
     /// Held for the life of the log: the `flock` that makes this the one writer.
     _lock: Option<fs::File>,
@@ -247,7 +267,7 @@ impl Log {
         Self::open_inner(dir.as_ref(), opts, true)
     }
 
-    fn open_inner(dir: &Path, opts: LogOptions, read_only: bool) -> Result<Log> {
+    fn open_inner(dir: &Path, mut opts: LogOptions, read_only: bool) -> Result<Log> {
         if !read_only && opts.segment_size < (HEADER_LEN + frame_len(opts.max_record)) as u64 {
             return Err(Error::invalid(
                 dir,
@@ -275,6 +295,21 @@ impl Log {
         if !read_only && crate::stat(dir)?.physical != Mode::Direct {
             // New segments inherit the directory's mode.
             crate::set_mode(dir, Mode::Direct, SwitchOptions::default())?;
+        }
+        let store = layout::Store::open(dir, opts.layout, opts.segment_size, !read_only)?;
+        if let Some(slot) = store.slot_size() {
+            // A single-file log's segments are its slots.
+            opts.segment_size = slot;
+            opts.layout = store.layout();
+            if !read_only && slot < (HEADER_LEN + frame_len(opts.max_record)) as u64 {
+                return Err(Error::invalid(
+                    dir,
+                    format!(
+                        "its segments are {slot} bytes and cannot hold a record of the maximum size {}",
+                        opts.max_record
+                    ),
+                ));
+            }
         }
         let started = Instant::now();
         let mut report = RecoveryReport::default();
@@ -304,9 +339,9 @@ impl Log {
         let recorded = recovery::Recorded::of(loaded.as_ref());
         let files = segment::FileCache::new(read_only);
         let mut segments = if read_only {
-            recover_racing_writer(dir, &opts, &recorded, &mut report, &files)?
+            recover_racing_writer(dir, &store, &opts, &recorded, &mut report, &files)?
         } else {
-            recovery::recover(dir, &opts, recovery::Apply::Write, &recorded, &mut report, &files)?
+            recovery::recover(dir, &store, &opts, recovery::Apply::Write, &recorded, &mut report, &files)?
         };
         let meta_path = dir.join(META_FILE);
         let mut meta = match loaded {
@@ -364,8 +399,8 @@ impl Log {
         if segments.last().is_some_and(|s| s.end_lsn() < meta.purged_before) {
             if !read_only {
                 let n = segments.len();
-                retention::remove_newest_first(&mut segments)?;
-                sync_dir(dir)?;
+                retention::remove_newest_first(&store, &mut segments)?;
+                store.synced()?;
                 report.repairs.push(format!(
                     "finished a restart at LSN {}: removed {n} segment(s) wholly below it",
                     meta.purged_before
@@ -380,8 +415,9 @@ impl Log {
             meta.damaged.sort_unstable();
             Meta { truncate_from: pending_truncation, ..meta.clone() }.store(dir)?;
         }
-        let inner =
-            Inner::assemble(dir, opts, read_only, lock, segments, meta, report, started, shared, cut_epoch, files)?;
+        let inner = Inner::assemble(
+            dir, opts, store, read_only, lock, segments, meta, report, started, shared, cut_epoch, files,
+        )?;
         let log = Log { inner: Arc::new(inner) };
         if !read_only {
             if let Some(from) = pending_truncation {
@@ -420,7 +456,8 @@ impl Log {
             report.repairs.push(format!("{}: {e}: would be rebuilt from the segments", dir.join(META_FILE).display()));
         }
         let files = segment::FileCache::new(true);
-        let segs = recovery::recover(dir, &opts, recovery::Apply::DryRun, &recorded, &mut report, &files)?;
+        let store = layout::Store::open(dir, Layout::Files, opts.segment_size, false)?;
+        let segs = recovery::recover(dir, &store, &opts, recovery::Apply::DryRun, &recorded, &mut report, &files)?;
         report.segments = segs.len();
         report.records = segs.iter().map(|s| s.count()).sum();
         Ok(report)
@@ -433,6 +470,11 @@ impl Log {
         let dir = dir.as_ref();
         let log = Log::open(dir, LogOptions { recovery, ..options_of(dir)? })?;
         Ok(log.recovery_report())
+    }
+
+    /// How the log keeps its segments.
+    pub fn layout(&self) -> Layout {
+        self.inner.store.layout()
     }
 
     /// The log's directory.
@@ -469,18 +511,24 @@ impl Log {
             .map(|s| {
                 let file = s.file()?;
                 let st = file.status()?;
+                // A slot's modes are those of its range of the data file.
+                let (physical, effective, backing) = match layout::range_at(&st, s.offset) {
+                    Some(r) if file.is_slot() => (r.physical, Some(r.effective), Some(r.backing)),
+                    _ => (st.physical, st.effective, st.backing),
+                };
                 let records = s.count();
                 Ok(SegmentInfo {
                     path: s.path.clone(),
+                    offset: s.offset,
                     first_lsn: s.base(),
                     last_lsn: (records > 0).then(|| s.base() + records - 1),
                     records,
                     bytes: s.end.load(Ordering::Acquire),
                     file_size: file.len()?,
                     sealed: s.sealed.load(Ordering::Acquire),
-                    physical: st.physical,
-                    effective: st.effective,
-                    backing: st.backing,
+                    physical,
+                    effective,
+                    backing,
                     created_ns: s.header.created_ns,
                 })
             })
@@ -509,6 +557,7 @@ impl Inner {
     fn assemble(
         dir: &Path,
         opts: LogOptions,
+        store: layout::Store,
         read_only: bool,
         lock: Option<fs::File>,
         mut segments: Vec<Arc<Segment>>,
@@ -521,7 +570,7 @@ impl Inner {
     ) -> Result<Inner> {
         if segments.is_empty() && !read_only {
             // A new log (`purged_before` is `first_lsn` then) or a finished restart.
-            segments.push(writer::create_segment(dir, meta.purged_before, opts.segment_size, None, &files)?);
+            segments.push(store.create(meta.purged_before, opts.segment_size, None, &[], &files)?);
         }
         let next_lsn = segments.last().map_or(meta.purged_before, |s| s.end_lsn());
         report.segments = segments.len();
@@ -547,6 +596,7 @@ impl Inner {
         Ok(Inner {
             dir: dir.to_path_buf(),
             opts,
+            store,
             read_only,
             _lock: lock,
             segments: RwLock::new(segments),
@@ -630,12 +680,15 @@ fn options_of(dir: &Path) -> Result<LogOptions> {
     if !dir.is_dir() {
         return Err(Error::NotFound { path: dir.to_path_buf() });
     }
-    let names = recovery::list_segments(dir)?;
-    let capacity = names.iter().rev().find_map(|(_, p)| {
-        let mut head = [0u8; HEADER_LEN];
-        let n = fs::File::open(p).ok()?.read_at(&mut head, 0).ok()?;
-        SegmentHeader::decode(&head[..n]).ok().map(|h| h.capacity)
-    });
+    let store = layout::Store::open(dir, Layout::Files, 0, false)?;
+    let capacity = match store.slot_size() {
+        Some(slot) => Some(slot),
+        None => store.list()?.0.iter().rev().find_map(|f| {
+            let mut head = [0u8; HEADER_LEN];
+            let n = fs::File::open(&f.path).ok()?.read_at(&mut head, 0).ok()?;
+            SegmentHeader::decode(&head[..n]).ok().map(|h| h.capacity)
+        }),
+    };
     let Some(segment_size) = capacity.filter(|&c| c >= 4096) else {
         return Err(Error::invalid(dir, "not a dynadax log, or no segment header can be read to size it"));
     };
@@ -649,27 +702,18 @@ fn options_of(dir: &Path) -> Result<LogOptions> {
 /// reported.
 fn recover_racing_writer(
     dir: &Path,
+    store: &layout::Store,
     opts: &LogOptions,
     recorded: &recovery::Recorded,
     report: &mut RecoveryReport,
     files: &Arc<segment::FileCache>,
 ) -> Result<Vec<Arc<Segment>>> {
-    let look = || -> Vec<(PathBuf, u64)> {
-        let mut v: Vec<(PathBuf, u64)> = fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| format::parse_segment_name(&e.path()).is_some())
-            .map(|e| (e.path(), e.metadata().map_or(u64::MAX, |m| m.len())))
-            .collect();
-        v.sort();
-        v
-    };
+    let look = || store.picture();
     let mut tries = 0;
     loop {
         let before = look();
         let mut r = RecoveryReport::default();
-        match recovery::recover(dir, opts, recovery::Apply::ReadOnly, recorded, &mut r, files) {
+        match recovery::recover(dir, store, opts, recovery::Apply::ReadOnly, recorded, &mut r, files) {
             Ok(segs) => {
                 report.bytes += r.bytes;
                 report.repairs.extend(r.repairs);

@@ -66,7 +66,7 @@ impl Inner {
             }
             self.cut_epoch.store(epoch, Ordering::SeqCst);
         }
-        if segs.last().is_some_and(|s| !s.path.exists()) || segs.is_empty() {
+        if segs.last().is_some_and(|s| !self.store.holds(s)) || segs.is_empty() {
             // The writer removed the tail this reader knew (a truncation into an
             // earlier segment, or a restart past the end): start over from what the
             // directory holds now, and from the purge point recorded now.
@@ -76,7 +76,7 @@ impl Inner {
             }
         }
         // Purged segments are gone from the front.
-        while segs.len() > 1 && !segs[0].path.exists() {
+        while segs.len() > 1 && !self.store.holds(&segs[0]) {
             segs.remove(0);
         }
         if let Some(last) = segs.last() {
@@ -84,19 +84,14 @@ impl Inner {
         }
         // Segments the writer created since.
         let last_base = segs.last().map(|s| s.base());
-        let mut fresh: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&self.dir)
-            .map_err(|e| Error::io(&self.dir, "list log directory", e))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| super::format::parse_segment_name(&e.path()).map(|b| (b, e.path())))
-            .filter(|(b, _)| last_base.is_none_or(|l| *b > l))
-            .collect();
-        fresh.sort();
-        for (base, path) in fresh {
+        let fresh = self.store.list()?.0.into_iter().filter(|f| last_base.is_none_or(|l| f.base > l));
+        for found in fresh {
+            let base = found.base;
             let expect = segs.last().map_or(base, |s| s.base() + s.count());
             if base != expect {
                 break; // The writer is mid-rotation or truncated: look again later.
             }
-            let file = match super::segment::SegFile::open(&path, true) {
+            let file = match found.open(true) {
                 Ok(f) => f,
                 Err(Error::NotFound { .. }) => break, // Purged or truncated meanwhile: look again later.
                 Err(e) => return Err(e),
@@ -105,7 +100,9 @@ impl Inner {
             let n = file.read_at(&mut head, 0)?;
             let Ok((header, frames)) = super::SegmentHeader::decode_version(&head[..n]) else { break };
             let seg = super::segment::Segment::new(
-                path,
+                found.path,
+                found.offset,
+                found.span,
                 header,
                 frames,
                 file,

@@ -22,13 +22,12 @@
 //! could still be wanted. Damaged LSNs kept as holes (`SkipDamaged`) are recorded in
 //! `log.meta`, so later opens in any mode accept exactly those and no others.
 
-use super::format::{self, Frames, SegmentHeader, HEADER_LEN};
+use super::format::{Frames, SegmentHeader, HEADER_LEN};
+use super::layout::{Found, Store};
 use super::meta::sync_dir;
-use super::segment::{self, nonzero_extent, FileCache, Gap, Scan, SegFile, Segment, HOLE};
+use super::segment::{nonzero_extent, FileCache, Gap, Scan, SegFile, Segment, HOLE};
 use super::{LogOptions, Lsn, RecoveryMode, RecoveryReport};
 use crate::error::{Error, IoContext, Result};
-use crate::mode::Mode;
-use crate::SwitchOptions;
 use serde::Serialize;
 use std::fs;
 use std::ops::Range;
@@ -107,8 +106,10 @@ impl Recorded {
 
 /// Lists, checks and indexes the segments of `dir`, and repairs them as `apply` and
 /// `opts.recovery` allow, given what `log.meta` recorded.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn recover(
     dir: &Path,
+    store: &Store,
     opts: &LogOptions,
     apply: Apply,
     recorded: &Recorded,
@@ -117,30 +118,45 @@ pub(crate) fn recover(
 ) -> Result<Vec<Arc<Segment>>> {
     let (known, truncating, purged) = (&recorded.holes[..], recorded.truncating, recorded.purged);
     let writer_live = apply == Apply::ReadOnly && super::writer_alive(dir);
-    let names = list_segments(dir)?;
+    let (names, bad) = store.list()?;
+    check_bad_slots(store, &names, &bad, opts.recovery, apply, report)?;
     let mut out: Vec<Arc<Segment>> = Vec::with_capacity(names.len());
     let mode = opts.recovery;
     let known_hole = |r: Range<Lsn>| r.is_empty() || known.iter().any(|&(a, b)| a <= r.start && r.end <= b);
     let mut i = 0;
     while i < names.len() {
-        let (base, path) = &names[i];
-        let (base, is_last) = (*base, i + 1 == names.len());
+        let found = &names[i];
+        let (base, path) = (found.base, &found.path);
+        let is_last = i + 1 == names.len();
         if truncating.is_some_and(|t| base >= t) && i > 0 {
             // Wholly after an interrupted truncation's cut: it was to go.
-            for (_, p) in names[i..].iter().rev() {
+            for f in names[i..].iter().rev() {
                 if apply.changes() {
-                    crate::fsops::remove_file(p).ctx(p, "remove truncated segment")?;
+                    store.remove(&f.path, f.offset)?;
                 }
-                report.repairs.push(format!("{}: after an interrupted truncation's cut: removed", p.display()));
+                report.repairs.push(format!("{}: after an interrupted truncation's cut: removed", label(f)));
             }
             if apply.changes() {
-                sync_dir(dir)?;
+                store.synced()?;
             }
             break;
         }
-        let file = SegFile::open(path, apply != Apply::Write)?;
+        let file = found.open(apply != Apply::Write)?;
+        // Offsets in messages are the file's (a slot of the single-file layout
+        // starts inside it).
+        let at = |o: u64| found.offset + o;
         let mut head = [0u8; HEADER_LEN];
         let n = file.read_at(&mut head, 0)?;
+        // A reader beside a live writer: a slot it listed that was freed or reused
+        // since (no header, or another segment's) was purged meanwhile, as a file
+        // that is gone would be; at the front of what it found, it is skipped.
+        if apply == Apply::ReadOnly && found.span != u64::MAX && out.is_empty() {
+            let now = SegmentHeader::decode(&head[..n]).ok().map(|h| h.base_lsn);
+            if now != Some(base) && (now.is_some() || head[..n].iter().all(|&b| b == 0)) {
+                i += 1;
+                continue;
+            }
+        }
         let header = SegmentHeader::decode_version(&head[..n]).and_then(|(h, f)| {
             if h.base_lsn == base {
                 Ok((h, f))
@@ -148,7 +164,7 @@ pub(crate) fn recover(
                 Err(format!("header says base LSN {} but the name says {base}", h.base_lsn))
             }
         });
-        let next_base = names.get(i + 1).map(|n| n.0);
+        let next_base = names.get(i + 1).map(|n| n.base);
         let expect = out.last().map(|p| p.end_lsn());
         // The LSN chain: this segment starts where the previous one ended.
         if let Some(e) = expect.filter(|&e| e != base) {
@@ -161,15 +177,15 @@ pub(crate) fn recover(
             match mode {
                 _ if holey => hole_bridge(&mut out, base),
                 RecoveryMode::SkipDamaged if base > e => {
-                    report.repairs.push(format!("{}: {why}: LSNs {e}..{base} kept as a hole", path.display()));
-                    report.holes.push(Hole { lsns: (e, base), path: path.clone(), offset: 0 });
+                    report.repairs.push(format!("{}: {why}: LSNs {e}..{base} kept as a hole", label(found)));
+                    report.holes.push(Hole { lsns: (e, base), path: path.clone(), offset: at(0) });
                     hole_bridge(&mut out, base);
                 }
                 RecoveryMode::PointInTime => {
-                    set_aside(dir, &names[i..], apply, &why, report)?;
+                    set_aside(store, &names[i..], apply, &why, report)?;
                     break;
                 }
-                _ => return Err(segment::corrupt(path, 16, why)),
+                _ => return Err(file.corrupt(16, why)),
             }
         }
         let (header, frames) = match header {
@@ -181,17 +197,17 @@ pub(crate) fn recover(
                     (RecoveryMode::SkipDamaged, Some(next)) => {
                         report.repairs.push(format!(
                             "{}: damaged header ({why}): LSNs {base}..{next} kept as a hole, the file set aside",
-                            path.display()
+                            label(found)
                         ));
-                        report.holes.push(Hole { lsns: (base, next), path: path.clone(), offset: 0 });
-                        set_aside(dir, &names[i..i + 1], apply, &why, report)?;
+                        report.holes.push(Hole { lsns: (base, next), path: path.clone(), offset: at(0) });
+                        set_aside(store, &names[i..i + 1], apply, &why, report)?;
                         // The next segment follows the hole.
                         i += 1;
                         hole_bridge(&mut out, next);
                         continue;
                     }
                     (RecoveryMode::PointInTime, _) => {
-                        set_aside(dir, &names[i..], apply, &why, report)?;
+                        set_aside(store, &names[i..], apply, &why, report)?;
                         break;
                     }
                     _ => {
@@ -200,18 +216,19 @@ pub(crate) fn recover(
                         } else {
                             "; RecoveryMode::PointInTime drops it and what follows, SkipDamaged (if it is not the tail) keeps its LSNs as a hole"
                         };
-                        return Err(segment::corrupt(path, 0, format!("{why}{hint}")));
+                        return Err(file.corrupt(0, format!("{why}{hint}")));
                     }
                 }
             }
         };
-        let mut scan = segment::scan(&file, &header, frames, opts.max_record)?;
-        if let Some((at, lsn, len)) = scan.too_large {
+        let mut scan = super::segment::scan(&file, &header, frames, opts.max_record)?;
+        if let Some((o, lsn, len)) = scan.too_large {
             return Err(Error::invalid(
                 path,
                 format!(
-                    "record {lsn} at byte {at} is {len} bytes, more than the maximum record size {} asked for: \
+                    "record {lsn} at byte {} is {len} bytes, more than the maximum record size {} asked for: \
                      it is whole (written with a larger limit); open with a maximum of at least {len}",
+                    at(o),
                     opts.max_record
                 ),
             ));
@@ -240,8 +257,7 @@ pub(crate) fn recover(
             );
             match mode {
                 RecoveryMode::Strict | RecoveryMode::TolerateTornTail => {
-                    return Err(segment::corrupt(
-                        path,
+                    return Err(file.corrupt(
                         file_len,
                         format!(
                             "{why}; nothing was changed (RecoveryMode::SkipDamaged or PointInTime accepts what is \
@@ -251,10 +267,10 @@ pub(crate) fn recover(
                 }
                 _ => {
                     let from = base + scan.index.len() as u64;
-                    report.repairs.push(format!("{}: {why}: accepted as it is", path.display()));
+                    report.repairs.push(format!("{}: {why}: accepted as it is", label(found)));
                     report.dropped.push(Dropped {
                         path: path.clone(),
-                        offset: file_len,
+                        offset: at(file_len),
                         bytes: 0,
                         lsns: Some((from, u64::MAX)),
                         evidence: None,
@@ -293,8 +309,7 @@ pub(crate) fn recover(
                 let what = if past_end { "non-zero bytes past the end of the records" } else { "torn tail" };
                 match (mode, apply) {
                     (RecoveryMode::Strict, _) => {
-                        return Err(segment::corrupt(
-                            path,
+                        return Err(file.corrupt(
                             first.at,
                             format!("{what} ({}) at LSN {}: Strict recovery changes nothing", first.why, first.lsn),
                         ));
@@ -307,7 +322,7 @@ pub(crate) fn recover(
                             .rev()
                             .find_map(|g| g.run.as_ref())
                             .map_or(u64::MAX, |r| r.first_lsn + r.offsets.len() as u64);
-                        cut(&file, path, first.at, Some((first.lsn, end)), what, &first.why, apply, report)?;
+                        cut(&file, first.at, Some((first.lsn, end)), what, &first.why, apply, report)?;
                     }
                 }
             } else {
@@ -316,8 +331,7 @@ pub(crate) fn recover(
                 let desc = damage_text(first, following, later, is_last);
                 match mode {
                     RecoveryMode::Strict | RecoveryMode::TolerateTornTail => {
-                        return Err(segment::corrupt(
-                            path,
+                        return Err(file.corrupt(
                             first.at,
                             format!(
                                 "{desc}: not a torn write, so nothing was changed; RecoveryMode::SkipDamaged \
@@ -335,17 +349,8 @@ pub(crate) fn recover(
                                 .map_or(first.lsn, |r| r.first_lsn + r.offsets.len() as u64)
                         });
                         if apply != Apply::ReadOnly {
-                            cut(
-                                &file,
-                                path,
-                                first.at,
-                                Some((first.lsn, lost_end)),
-                                "damage",
-                                &first.why,
-                                apply,
-                                report,
-                            )?;
-                            set_aside(dir, &names[i + 1..], apply, "after damage (point-in-time recovery)", report)?;
+                            cut(&file, first.at, Some((first.lsn, lost_end)), "damage", &first.why, apply, report)?;
+                            set_aside(store, &names[i + 1..], apply, "after damage (point-in-time recovery)", report)?;
                         }
                         stop_after = true;
                     }
@@ -358,12 +363,12 @@ pub(crate) fn recover(
                                     report.holes.push(Hole {
                                         lsns: (g.lsn, run.first_lsn),
                                         path: path.clone(),
-                                        offset: g.at,
+                                        offset: at(g.at),
                                     });
                                     report.repairs.push(format!(
                                         "{}: damage at byte {} ({}): LSNs {}..{} kept as a hole",
                                         path.display(),
-                                        g.at,
+                                        at(g.at),
                                         g.why,
                                         g.lsn,
                                         run.first_lsn
@@ -375,7 +380,6 @@ pub(crate) fn recover(
                                     if apply != Apply::ReadOnly {
                                         cut(
                                             &file,
-                                            path,
                                             g.at,
                                             Some((g.lsn, u64::MAX)),
                                             "torn tail (after salvaged damage)",
@@ -388,11 +392,15 @@ pub(crate) fn recover(
                                 None => {
                                     let next = next_base.expect("not the last segment");
                                     push_hole(&mut index, &mut holes, base, g, next);
-                                    report.holes.push(Hole { lsns: (g.lsn, next), path: path.clone(), offset: g.at });
+                                    report.holes.push(Hole {
+                                        lsns: (g.lsn, next),
+                                        path: path.clone(),
+                                        offset: at(g.at),
+                                    });
                                     report.repairs.push(format!(
                                         "{}: damage at byte {} ({}): LSNs {}..{next} kept as a hole",
                                         path.display(),
-                                        g.at,
+                                        at(g.at),
                                         g.why,
                                         g.lsn
                                     ));
@@ -411,18 +419,14 @@ pub(crate) fn recover(
                 index.truncate((first.lsn - base) as usize);
             }
         }
-        if holds_cut.is_some() && apply.changes() && rest.is_empty() {
-            let f = file.dax();
-            let len = f.len()?;
-            if nonzero_extent(&file, end)? > end {
-                f.zero_range(end, len - end)?;
-                f.persist(end, len - end)?;
-            }
+        if holds_cut.is_some() && apply.changes() && rest.is_empty() && nonzero_extent(&file, end)? > end {
+            file.zero_from(end)?;
         }
-        let seg = Segment::new(path.clone(), header, frames, file, index, end, !is_last && !stop_after, files);
+        let sealed = !is_last && !stop_after;
+        let seg = Segment::new(path.clone(), found.offset, found.span, header, frames, file, index, end, sealed, files);
         seg.index.write().unwrap_or_else(|e| e.into_inner()).holes = holes;
-        if apply.changes() && !is_last && !stop_after {
-            finish_seal(&seg, sealed_trim_ok, report)?;
+        if apply.changes() && sealed {
+            report.repairs.extend(store.finish_seal(&seg, sealed_trim_ok)?);
         }
         out.push(seg);
         if stop_after {
@@ -483,7 +487,7 @@ pub(crate) fn classify(rest: &[Gap], frames: Frames, is_last: bool) -> Option<Fi
 /// why it refuses the image as damage. The crash-model tests judge crash images with
 /// it, so they recover exactly as `Log::open` does.
 pub fn recover_tail_image(img: &[u8], base_lsn: Lsn, max: usize) -> std::result::Result<Vec<u32>, String> {
-    let scan = segment::scan_bytes(img, base_lsn, max);
+    let scan = super::segment::scan_bytes(img, base_lsn, max);
     if let Some((at, lsn, len)) = scan.too_large {
         return Err(format!("record {lsn} at byte {at} is {len} bytes, over the limit"));
     }
@@ -565,7 +569,6 @@ fn damage_text(first: &Gap, following: u64, later: usize, is_last: bool) -> Stri
 #[allow(clippy::too_many_arguments)]
 fn cut(
     file: &SegFile,
-    path: &Path,
     at: u64,
     lsns: Option<(Lsn, Lsn)>,
     what: &str,
@@ -573,30 +576,28 @@ fn cut(
     apply: Apply,
     report: &mut RecoveryReport,
 ) -> Result<()> {
+    let path = file.path();
     let extent = nonzero_extent(file, at)?;
     let bytes = extent.saturating_sub(at);
-    let evidence = (bytes > 0).then(|| evidence_path(path, at));
+    // Named by the file's own offset (a slot of the single-file layout starts inside it).
+    let abs = file.base() + at;
+    let evidence = (bytes > 0).then(|| evidence_path(path, abs));
     if apply.changes() {
         if let Some(ev) = &evidence {
             keep_evidence(file, at, bytes, ev)?;
         }
-        let f = file.dax();
-        let len = f.len()?;
-        if len > at {
-            f.zero_range(at, len - at)?;
-            f.persist(at, len - at)?;
-        }
+        file.zero_from(at)?;
     }
     let lost = lsns.map_or_else(|| "no record".to_string(), lsn_span);
     report.repairs.push(format!(
-        "{}: {what} at byte {at} ({why}): cut there, {lost}; {bytes} bytes {}",
+        "{}: {what} at byte {abs} ({why}): cut there, {lost}; {bytes} bytes {}",
         path.display(),
         match &evidence {
             Some(ev) => format!("kept in {}", ev.display()),
             None => "(all zero)".into(),
         }
     ));
-    report.dropped.push(Dropped { path: path.to_path_buf(), offset: at, bytes, lsns, evidence, why: what.into() });
+    report.dropped.push(Dropped { path: path.to_path_buf(), offset: abs, bytes, lsns, evidence, why: what.into() });
     Ok(())
 }
 
@@ -640,20 +641,27 @@ fn keep_evidence(file: &SegFile, at: u64, bytes: u64, ev: &Path) -> Result<()> {
     sync_dir(ev.parent().unwrap_or(Path::new(".")))
 }
 
-/// Sets aside whole segments (newest first): each renamed to `{segment}.cut-0`, so
-/// its bytes stay for an operator, then the directory is synced.
-fn set_aside(dir: &Path, segs: &[(Lsn, PathBuf)], apply: Apply, why: &str, report: &mut RecoveryReport) -> Result<()> {
-    for (k, (base, p)) in segs.iter().enumerate().rev() {
-        let bytes = fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-        let ev = evidence_path(p, 0);
+/// Sets aside whole segments (newest first), so their bytes stay for an operator:
+/// a segment file is renamed to `{segment}.cut-0`; a slot of the single-file layout
+/// is copied to `log.data.cut-{offset}` and then freed. Then the removals are synced.
+fn set_aside(store: &Store, segs: &[Found], apply: Apply, why: &str, report: &mut RecoveryReport) -> Result<()> {
+    for (k, f) in segs.iter().enumerate().rev() {
+        let file = f.open(true)?;
+        let bytes = file.len().unwrap_or(0);
+        let ev = evidence_path(&f.path, f.offset);
         if apply.changes() {
-            crate::fsops::rename(p, &ev).ctx(p, "set aside segment")?;
+            if f.span == u64::MAX {
+                crate::fsops::rename(&f.path, &ev).ctx(&f.path, "set aside segment")?;
+            } else {
+                keep_evidence(&file, 0, bytes, &ev)?;
+                store.remove(&f.path, f.offset)?;
+            }
         }
-        let lsns = segs.get(k + 1).map(|n| (*base, n.0));
-        report.repairs.push(format!("{}: {why}: set aside as {}", p.display(), ev.display()));
+        let lsns = segs.get(k + 1).map(|n| (f.base, n.base));
+        report.repairs.push(format!("{}: {why}: set aside as {}", label(f), ev.display()));
         report.dropped.push(Dropped {
-            path: p.clone(),
-            offset: 0,
+            path: f.path.clone(),
+            offset: f.offset,
             bytes,
             lsns,
             evidence: Some(ev),
@@ -661,36 +669,78 @@ fn set_aside(dir: &Path, segs: &[(Lsn, PathBuf)], apply: Apply, why: &str, repor
         });
     }
     if apply.changes() && !segs.is_empty() {
-        sync_dir(dir)?;
+        store.synced()?;
     }
     Ok(())
 }
 
-/// A sealed segment is cached and trimmed: a crash may have come after the next
-/// segment was created and before this one's seal finished. Trimmed only if it is
-/// whole: bytes after a salvaged segment's records are its damaged ones, kept.
-fn finish_seal(s: &Arc<Segment>, trim: bool, report: &mut RecoveryReport) -> Result<()> {
-    let f = s.file()?;
-    let f = f.dax();
-    if f.status()?.physical != Mode::Cached {
-        f.set_mode(Mode::Cached, SwitchOptions::default())?;
+/// How a segment is named in a report: its file, or its slot in the data file.
+fn label(f: &Found) -> String {
+    if f.span == u64::MAX {
+        f.path.display().to_string()
+    } else {
+        format!("{} (segment at byte {})", f.path.display(), f.offset)
     }
-    let end = s.end.load(Ordering::Acquire);
-    if trim && f.len()? > end {
-        report.repairs.push(format!("{}: unfinished seal: trimmed to {end} bytes", s.path.display()));
-        f.set_len(end)?;
-        f.persist(0, end)?;
-    }
-    Ok(())
 }
 
-/// The segment files of `dir`, sorted by base LSN.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>> {
-    let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
-        .ctx(dir, "list log directory")?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| format::parse_segment_name(&e.path()).map(|b| (b, e.path())))
-        .collect();
-    names.sort();
-    Ok(names)
+/// Slots of the single-file layout whose header is neither free nor valid. The one
+/// after the newest segment, with nothing but zeros after its header, is a segment
+/// whose creation a crash cut while its header was written (the slot is zeroed
+/// durably before): freed again. Any other is damage: refused, or with
+/// `PointInTime`/`SkipDamaged` set aside (copied to `log.data.cut-{offset}`, then
+/// freed), which leaves a gap in the LSN chain between its neighbours that the chain
+/// rule below then treats as that mode says (a hole, or the end of the log).
+fn check_bad_slots(
+    store: &Store,
+    found: &[Found],
+    bad: &[(u64, String)],
+    mode: RecoveryMode,
+    apply: Apply,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let Store::Slots { data, sup, .. } = store else { return Ok(()) };
+    for (offset, why) in bad {
+        let torn_creation = match found.last() {
+            Some(last) => store.follows(last.offset, *offset),
+            None => *offset == sup.offset(0),
+        };
+        let slot = SegFile::open_at(data, *offset, sup.slot, true)?;
+        if torn_creation && nonzero_extent(&slot, HEADER_LEN as u64)? <= HEADER_LEN as u64 {
+            if apply.changes() {
+                store.remove(data, *offset)?;
+            }
+            report.repairs.push(format!(
+                "{}: segment at byte {offset}: half-written header of a new segment ({why}): freed",
+                data.display()
+            ));
+            continue;
+        }
+        if matches!(mode, RecoveryMode::PointInTime | RecoveryMode::SkipDamaged) && apply != Apply::ReadOnly {
+            let f = Found { base: 0, path: data.clone(), offset: *offset, span: sup.slot };
+            let bytes = nonzero_extent(&slot, 0)?;
+            let ev = evidence_path(data, *offset);
+            if apply.changes() {
+                keep_evidence(&slot, 0, bytes, &ev)?;
+                store.remove(data, *offset)?;
+            }
+            report.repairs.push(format!("{}: damaged header ({why}): set aside as {}", label(&f), ev.display()));
+            report.dropped.push(Dropped {
+                path: data.clone(),
+                offset: *offset,
+                bytes,
+                lsns: None,
+                evidence: Some(ev),
+                why: format!("segment with a damaged header set aside ({why})"),
+            });
+            continue;
+        }
+        return Err(slot.corrupt(
+            0,
+            format!(
+                "segment header damaged ({why}): the records of this segment cannot be placed without it; \
+                 RecoveryMode::SkipDamaged keeps its LSNs as a hole, PointInTime drops it and what follows"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -2,9 +2,9 @@
 //! suffix truncation.
 
 use super::format::HEADER_LEN;
-use super::meta::{sync_dir, Meta};
+use super::meta::Meta;
 use super::{Log, Lsn};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -51,12 +51,12 @@ impl Log {
         // records are below it); the tail never goes.
         while segs.len() > 1 && segs[1].base() <= lsn {
             let s = segs.remove(0);
-            crate::fsops::remove_file(&s.path).ctx(&s.path, "remove purged segment")?;
+            inner.store.remove(&s.path, s.offset)?;
             removed += 1;
         }
         drop(segs);
         if removed > 0 {
-            sync_dir(&inner.dir)?;
+            inner.store.synced()?;
         }
         Ok(removed)
     }
@@ -94,12 +94,12 @@ impl Log {
             let removed = {
                 let mut segs = inner.segments.write().unwrap_or_else(|e| e.into_inner());
                 let n = segs.len();
-                remove_newest_first(&mut segs)?;
+                remove_newest_first(&inner.store, &mut segs)?;
                 n
             };
-            sync_dir(&inner.dir)?;
+            inner.store.synced()?;
             let prepared = inner.prep.take();
-            let seg = super::writer::create_segment(&inner.dir, lsn, inner.opts.segment_size, prepared, &inner.files)?;
+            let seg = inner.store.create(lsn, inner.opts.segment_size, prepared, &[], &inner.files)?;
             inner.segments.write().unwrap_or_else(|e| e.into_inner()).push(seg.clone());
             w.open_tail(seg, lsn, &inner.opts)?;
             if let Some(s) = &inner.shared {
@@ -195,9 +195,9 @@ impl Log {
             // Whole segments after the cut go, newest first.
             while segs.len() > 1 && segs.last().is_some_and(|s| s.base() >= keep_end) {
                 let s = segs.pop().expect("non-empty");
-                crate::fsops::remove_file(&s.path).ctx(&s.path, "remove truncated segment")?;
+                inner.store.remove(&s.path, s.offset)?;
             }
-            sync_dir(&inner.dir)?;
+            inner.store.synced()?;
             let seg = segs.last().cloned().expect("a log keeps one segment");
             drop(segs);
             let kept = keep_end.saturating_sub(seg.base());
@@ -210,12 +210,7 @@ impl Log {
             w.guard = None;
             seg.sealed.store(false, Ordering::Release);
             seg.pin(true);
-            let file = seg.file()?;
-            let len = file.len()?;
-            if len > cut_at {
-                file.dax().zero_range(cut_at, len - cut_at)?;
-                file.dax().persist(cut_at, len - cut_at)?;
-            }
+            seg.file()?.zero_from(cut_at)?;
             seg.truncate_index(kept, cut_at.max(HEADER_LEN as u64));
             w.open_tail(seg, keep_end, &inner.opts)?;
             let durable = keep_end.min(inner.durable.load(Ordering::SeqCst));
@@ -239,9 +234,12 @@ impl Log {
 
 /// Removes every segment in `segs`, newest first (a crash never leaves a hole in the
 /// LSN chain), and empties the list.
-pub(crate) fn remove_newest_first(segs: &mut Vec<std::sync::Arc<super::segment::Segment>>) -> Result<()> {
+pub(crate) fn remove_newest_first(
+    store: &super::layout::Store,
+    segs: &mut Vec<std::sync::Arc<super::segment::Segment>>,
+) -> Result<()> {
     while let Some(s) = segs.pop() {
-        crate::fsops::remove_file(&s.path).ctx(&s.path, "remove segment")?;
+        store.remove(&s.path, s.offset)?;
     }
     Ok(())
 }

@@ -88,8 +88,20 @@ pub fn put_record_persisted(
     Ok(scratch.len() as u64)
 }
 
-/// How a segment file is open.
-pub(crate) enum SegFile {
+/// A segment's bytes: a whole segment file (the files layout), or a slot of the
+/// single-file layout's data file (`offset..offset + span`). Every offset the log
+/// uses within a segment is relative to its start; errors name the file and the
+/// absolute offset, so an operator finds the bytes.
+pub(crate) struct SegFile {
+    io: SegIo,
+    /// Where the segment starts in the file.
+    base: u64,
+    /// Its length in the file (`u64::MAX`: to the end of the file).
+    span: u64,
+}
+
+/// How a segment's file is open.
+enum SegIo {
     /// Through dynadax, by the log's writer: the tail direct, sealed segments cached.
     Dax(File),
     /// Plain `pread`s, by a read-only log in another process than the writer. Such a
@@ -99,27 +111,49 @@ pub(crate) enum SegFile {
 }
 
 impl SegFile {
-    pub fn open(path: &Path, read_only: bool) -> Result<SegFile> {
-        if read_only {
+    /// The segment at `base..base + span` of the file at `path`.
+    pub fn open_at(path: &Path, base: u64, span: u64, read_only: bool) -> Result<SegFile> {
+        let io = if read_only {
             let f = std::fs::File::open(path).map_err(|e| Error::io(path, "open segment", e))?;
-            Ok(SegFile::Plain(f, path.to_path_buf()))
+            SegIo::Plain(f, path.to_path_buf())
         } else {
-            Ok(SegFile::Dax(File::open(path)?))
-        }
+            SegIo::Dax(File::open(path)?)
+        };
+        Ok(SegFile { io, base, span })
     }
 
-    /// The dynadax file of a writer's segment. Only the writer's paths call this,
-    /// and a writer opens every segment through dynadax.
+    /// A writer's segment file opened through dynadax.
+    pub fn of_dax(file: File, base: u64, span: u64) -> SegFile {
+        SegFile { io: SegIo::Dax(file), base, span }
+    }
+
+    /// The dynadax file of a writer's segment (offsets in it are the file's, see
+    /// [`SegFile::base`]). Only the writer's paths call this, and a writer opens
+    /// every segment through dynadax.
     pub fn dax(&self) -> &File {
-        match self {
-            SegFile::Dax(f) => f,
-            SegFile::Plain(_, p) => unreachable!("{}: read-only segment used for writing", p.display()),
+        match &self.io {
+            SegIo::Dax(f) => f,
+            SegIo::Plain(_, p) => unreachable!("{}: read-only segment used for writing", p.display()),
         }
     }
 
-    /// Reads at `off` until `buf` is full or the file ends; the count read. An I/O
+    /// Where the segment starts in its file.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Whether the segment is a slot of a larger file (the single-file layout).
+    pub fn is_slot(&self) -> bool {
+        self.span != u64::MAX
+    }
+
+    /// Reads at `off` until `buf` is full or the segment ends; the count read. An I/O
     /// error (a bad sector, poisoned persistent memory) names the file and offset.
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        let room = self.span.saturating_sub(off);
+        let n = (buf.len() as u64).min(room) as usize;
+        let buf = &mut buf[..n];
+        let off = self.base + off;
         #[cfg(feature = "failpoints")]
         fail::fail_point!("log-read", |at: Option<String>| {
             let at: u64 = at.and_then(|a| a.parse().ok()).unwrap_or(0);
@@ -137,12 +171,13 @@ impl SegFile {
         self.read_plain(buf, off)
     }
 
+    /// Reads at the file's offset `off`.
     fn read_plain(&self, buf: &mut [u8], off: u64) -> Result<usize> {
-        match self {
+        match &self.io {
             // Until full or the end: a read cut short by an I/O error further on must
             // come back as that error at its offset, never as the end of the file
             // (a scan would take it for a torn tail).
-            SegFile::Dax(f) => {
+            SegIo::Dax(f) => {
                 let mut done = 0;
                 while done < buf.len() {
                     match f.read_at(&mut buf[done..], off + done as u64) {
@@ -153,7 +188,7 @@ impl SegFile {
                 }
                 Ok(done)
             }
-            SegFile::Plain(f, p) => {
+            SegIo::Plain(f, p) => {
                 use std::os::unix::fs::FileExt;
                 let mut done = 0;
                 while done < buf.len() {
@@ -176,26 +211,46 @@ impl SegFile {
         }
     }
 
-    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
     pub fn path(&self) -> &Path {
-        match self {
-            SegFile::Dax(f) => f.path(),
-            SegFile::Plain(_, p) => p,
+        match &self.io {
+            SegIo::Dax(f) => f.path(),
+            SegIo::Plain(_, p) => p,
         }
     }
 
+    /// The segment's length: its file's, or as much of its slot as the file holds.
     pub fn len(&self) -> Result<u64> {
-        match self {
-            SegFile::Dax(f) => f.len(),
-            SegFile::Plain(f, p) => f.metadata().map(|m| m.len()).map_err(|e| Error::io(p, "stat segment", e)),
+        let file_len = match &self.io {
+            SegIo::Dax(f) => f.len()?,
+            SegIo::Plain(f, p) => f.metadata().map(|m| m.len()).map_err(|e| Error::io(p, "stat segment", e))?,
+        };
+        Ok(file_len.saturating_sub(self.base).min(self.span))
+    }
+
+    /// The status of its file (a slot's own modes are in its `ranges`).
+    pub fn status(&self) -> Result<crate::Status> {
+        match &self.io {
+            SegIo::Dax(f) => f.status(),
+            SegIo::Plain(_, p) => crate::stat(p),
         }
     }
 
-    pub fn status(&self) -> Result<crate::Status> {
-        match self {
-            SegFile::Dax(f) => f.status(),
-            SegFile::Plain(_, p) => crate::stat(p),
+    /// Zeroes the segment from `at` to its end, durably: a cut, so that nothing stale
+    /// after the new end can ever be read as a record.
+    pub fn zero_from(&self, at: u64) -> Result<()> {
+        let len = self.len()?;
+        if len > at {
+            let f = self.dax();
+            f.zero_range(self.base + at, len - at)?;
+            f.persist(self.base + at, len - at)?;
         }
+        Ok(())
+    }
+
+    /// A `Corrupt` error at the segment's offset `off`, naming the file and where in
+    /// it the bytes are.
+    pub fn corrupt(&self, off: u64, why: String) -> Error {
+        corrupt(self.path(), self.base + off, why)
     }
 }
 
@@ -244,7 +299,12 @@ impl FileCache {
 
 /// A segment of the log.
 pub(crate) struct Segment {
+    /// Its file: the segment file, or the single-file layout's data file.
     pub path: PathBuf,
+    /// Where it starts in that file (0 for a segment file), and how long its slot
+    /// is (`u64::MAX` for a segment file).
+    pub offset: u64,
+    pub span: u64,
     pub header: SegmentHeader,
     /// Its record framing (format version 1 or 2).
     pub frames: Frames,
@@ -288,6 +348,8 @@ impl Segment {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         path: PathBuf,
+        offset: u64,
+        span: u64,
         header: SegmentHeader,
         frames: Frames,
         file: SegFile,
@@ -298,6 +360,8 @@ impl Segment {
     ) -> Arc<Segment> {
         let seg = Arc::new(Segment {
             path,
+            offset,
+            span,
             header,
             frames,
             file: Mutex::new(Some(Arc::new(file))),
@@ -320,7 +384,7 @@ impl Segment {
         if let Some(f) = &*slot {
             return Ok(f.clone());
         }
-        let f = Arc::new(SegFile::open(&self.path, self.cache.read_only)?);
+        let f = Arc::new(SegFile::open_at(&self.path, self.offset, self.span, self.cache.read_only)?);
         *slot = Some(f.clone());
         drop(slot);
         self.cache.admit(self);
@@ -384,7 +448,7 @@ impl Segment {
 
     fn hole(&self, idx: &Index, lsn: u64) -> Error {
         let offset = idx.holes.iter().find(|(r, _)| r.contains(&lsn)).map_or(0, |h| h.1);
-        Error::Damaged { lsn, path: self.path.clone(), offset }
+        Error::Damaged { lsn, path: self.path.clone(), offset: self.offset + offset }
     }
 
     /// Forgets records from the `keep`-th on (suffix truncation).
@@ -431,7 +495,7 @@ impl Segment {
     }
 
     pub fn corrupt(&self, off: u64, why: String) -> Error {
-        corrupt(&self.path, off, why)
+        corrupt(&self.path, self.offset + off, why)
     }
 }
 
@@ -792,7 +856,7 @@ mod tests {
             let whole = scan_bytes(&img, 9, 4096);
             let mut f = tempfile::NamedTempFile::new().unwrap();
             std::io::Write::write_all(&mut f, &img).unwrap();
-            let sf = SegFile::open(f.path(), true).unwrap();
+            let sf = SegFile::open_at(f.path(), 0, u64::MAX, true).unwrap();
             let windowed = scan_source(&sf, 9, Frames::V2, 4096, window).unwrap();
             prop_assert_eq!(windowed, whole);
         }

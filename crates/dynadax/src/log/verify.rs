@@ -4,11 +4,12 @@
 //! recovery treats differently (see `recovery.rs`): a torn tail (recovery cuts it),
 //! damage (recovery refuses), and non-zero bytes past the end of the records.
 
-use super::format::{parse_segment_name, SegmentHeader, HEADER_LEN};
+use super::format::{SegmentHeader, HEADER_LEN};
+use super::layout::{Found, Layout, Store};
 use super::meta::Meta;
 use super::recovery::{classify, Finding};
-use super::segment::{scan, SegFile};
-use crate::error::{Error, IoContext, Result};
+use super::segment::scan;
+use crate::error::{Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -69,20 +70,28 @@ pub fn verify(dir: &Path, max_record: usize, progress: &mut dyn FnMut(u64, u64))
     if !dir.is_dir() {
         return Err(Error::NotFound { path: dir.to_path_buf() });
     }
-    let mut segs: Vec<(u64, PathBuf, u64)> = std::fs::read_dir(dir)
-        .ctx(dir, "list log directory")?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let p = e.path();
-            let len = e.metadata().ok()?.len();
-            parse_segment_name(&p).map(|b| (b, p, len))
+    let store = Store::open(dir, Layout::Files, 0, false)?;
+    let (found, bad) = store.list()?;
+    let mut segs = Vec::with_capacity(found.len());
+    for f in found {
+        let len = f.open(true)?.len()?;
+        segs.push((f, len));
+    }
+    let bad: Vec<Problem> = bad
+        .into_iter()
+        .map(|(offset, why)| Problem {
+            path: dir.join(super::DATA_FILE),
+            offset,
+            kind: ProblemKind::Structure,
+            lsn: None,
+            intact_after: 0,
+            what: format!("segment header damaged: {why}"),
         })
         .collect();
-    segs.sort();
     let known = match Meta::load(dir) {
         Ok(m) => m.map(|m| m.damaged).unwrap_or_default(),
         Err(e) => {
-            let mut rep = VerifyReport { segments: segs.len(), ..VerifyReport::default() };
+            let mut rep = VerifyReport { segments: segs.len(), problems: bad, ..VerifyReport::default() };
             rep.problems.push(Problem {
                 path: dir.join(super::META_FILE),
                 offset: 0,
@@ -94,28 +103,31 @@ pub fn verify(dir: &Path, max_record: usize, progress: &mut dyn FnMut(u64, u64))
             return verify_segments(segs, max_record, progress, rep, &[]);
         }
     };
-    let rep = VerifyReport { segments: segs.len(), known_holes: known.clone(), ..VerifyReport::default() };
+    let rep =
+        VerifyReport { segments: segs.len(), problems: bad, known_holes: known.clone(), ..VerifyReport::default() };
     verify_segments(segs, max_record, progress, rep, &known)
 }
 
 fn verify_segments(
-    segs: Vec<(u64, PathBuf, u64)>,
+    segs: Vec<(Found, u64)>,
     max_record: usize,
     progress: &mut dyn FnMut(u64, u64),
     mut rep: VerifyReport,
     known: &[(u64, u64)],
 ) -> Result<VerifyReport> {
-    let total: u64 = segs.iter().map(|s| s.2).sum();
+    let total: u64 = segs.iter().map(|s| s.1).sum();
     let known_hole = |a: u64, b: u64| a >= b || known.iter().any(|&(x, y)| x <= a && b <= y);
     let mut expect: Option<u64> = None;
     let n = segs.len();
-    for (i, (base, path, len)) in segs.into_iter().enumerate() {
+    for (i, (found, len)) in segs.into_iter().enumerate() {
         rep.bytes += len;
         progress(rep.bytes, total);
+        let (base, path, at) = (found.base, found.path.clone(), found.offset);
+        // Offsets are the file's (a slot of the single-file layout starts inside it).
         let mut problem = |offset: u64, kind: ProblemKind, lsn: Option<u64>, intact_after: u64, what: String| {
-            rep.problems.push(Problem { path: path.clone(), offset, kind, lsn, intact_after, what })
+            rep.problems.push(Problem { path: path.clone(), offset: at + offset, kind, lsn, intact_after, what })
         };
-        let file = SegFile::open(&path, true)?;
+        let file = found.open(true)?;
         let mut head = [0u8; HEADER_LEN];
         let got = file.read_at(&mut head, 0)?;
         let (header, frames) = match SegmentHeader::decode_version(&head[..got]) {

@@ -4,15 +4,13 @@
 //! state) before `Inner::segments`. An append holds `writer` only to copy its frame;
 //! with `Durability::Group` it persists afterwards as or behind a leader.
 
-use super::format::{self, SegmentHeader, HEADER_LEN};
+use super::format::{self, HEADER_LEN};
 use super::frontier::Frontier;
-use super::meta::sync_dir;
 use super::segment::{put_record, put_record_persisted, Media, Segment};
-use super::{now_ns, Durability, Inner, Log, LogOptions, Lsn, TailMode, PREPARE_PREFIX};
+use super::{Durability, Inner, Log, LogOptions, Lsn, TailMode, PREPARE_PREFIX};
 use crate::error::{Error, IoContext, Result};
 use crate::fsops;
 use crate::{File, MapGuard, Mode, SwitchOptions};
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Condvar, Mutex, Weak};
@@ -84,7 +82,7 @@ pub(crate) enum TailMedia {
     Mapped { guard: MapGuard, frontier: Frontier },
     /// `pwrite` and `fdatasync` through the tail's cached vector, with a hold on its
     /// mode (no other process may switch or trim the live tail, as for a mapping).
-    Cached { file: File, _hold: crate::Hold },
+    Cached { file: File, base: u64, _hold: crate::Hold },
 }
 
 impl Media for TailMedia {
@@ -94,7 +92,7 @@ impl Media for TailMedia {
                 self.prepare_upto(off + data.len() as u64);
                 guard.store(off, data)
             }
-            TailMedia::Cached { file: f, .. } => f.write_at(data, off),
+            TailMedia::Cached { file: f, base, .. } => f.write_at(data, base + off),
         }
     }
     fn store_persist(&self, off: u64, data: &[u8]) -> Result<()> {
@@ -103,16 +101,16 @@ impl Media for TailMedia {
                 self.prepare_upto(off + data.len() as u64);
                 guard.store_persist(off, data)
             }
-            TailMedia::Cached { file: f, .. } => {
-                f.write_at(data, off)?;
-                f.persist(off, data.len() as u64)
+            TailMedia::Cached { file: f, base, .. } => {
+                f.write_at(data, base + off)?;
+                f.persist(base + off, data.len() as u64)
             }
         }
     }
     fn persist(&self, off: u64, len: u64) -> Result<()> {
         match self {
             TailMedia::Mapped { guard, .. } => Media::persist(guard, off, len),
-            TailMedia::Cached { file: f, .. } => f.persist(off, len),
+            TailMedia::Cached { file: f, base, .. } => f.persist(base + off, len),
         }
     }
 }
@@ -148,10 +146,12 @@ impl TailMedia {
 pub(crate) fn tail_media(tail: &Arc<Segment>, opts: &LogOptions) -> Result<Arc<TailMedia>> {
     let file = tail.file()?;
     let f = file.dax();
+    let (base, slot) = (file.base(), file.is_slot());
     // Its capacity back (a sealed segment that became the tail is trimmed), durably:
-    // a last segment shorter than its capacity is a truncated one to recovery.
-    let len = f.len()?.max(opts.segment_size).max(tail.header.capacity);
-    if f.len()? < len {
+    // a last segment shorter than its capacity is a truncated one to recovery. (A
+    // slot of the single-file layout is never trimmed.)
+    let len = if slot { tail.span } else { f.len()?.max(opts.segment_size).max(tail.header.capacity) };
+    if !slot && f.len()? < len {
         f.allocate(0, len)?;
         fsops::sync_path(&tail.path).ctx(&tail.path, "fsync segment size")?;
     }
@@ -161,13 +161,19 @@ pub(crate) fn tail_media(tail: &Arc<Segment>, opts: &LogOptions) -> Result<Arc<T
         TailMode::Auto => auto_direct(&tail.path)?,
     };
     let want = if direct { Mode::Direct } else { Mode::Cached };
-    if f.status()?.physical != want {
+    if slot {
+        // The tail's own slot: a range switch, which the mappings of other slots
+        // (none are left by the writer) would not stand in the way of.
+        if super::layout::range_physical(&f.status()?, base) != want {
+            f.set_range_mode(base, Some(len), want, SwitchOptions::default())?;
+        }
+    } else if f.status()?.physical != want {
         f.set_mode(want, SwitchOptions::default())?;
     }
     Ok(Arc::new(if direct {
-        TailMedia::Mapped { guard: f.map(0, len as usize, true)?, frontier: Frontier::new(len) }
+        TailMedia::Mapped { guard: f.map(base, len as usize, true)?, frontier: Frontier::new(len) }
     } else {
-        TailMedia::Cached { file: f.clone(), _hold: f.hold(0, None)? }
+        TailMedia::Cached { file: f.clone(), base, _hold: f.hold(base, if slot { Some(len) } else { None })? }
     }))
 }
 
@@ -182,40 +188,9 @@ fn auto_direct(path: &Path) -> Result<bool> {
     Ok(kernel_dax || p.device.is_none() || forced)
 }
 
-/// Creates segment `base` durably: a preallocated file (the prepared one if given)
-/// gets its header, is renamed into place, and the directory is synced. The tail is
-/// then opened through dynadax, in direct mode (inherited from the directory).
-pub(crate) fn create_segment(
-    dir: &Path,
-    base: Lsn,
-    capacity: u64,
-    prepared: Option<PathBuf>,
-    files: &Arc<super::segment::FileCache>,
-) -> Result<Arc<Segment>> {
-    let final_path = dir.join(format::segment_name(base));
-    let tmp = match prepared {
-        Some(p) => p,
-        None => prepare_file(dir, capacity, false)?,
-    };
-    let header = SegmentHeader { base_lsn: base, created_ns: now_ns(), capacity };
-    {
-        let f = fs::OpenOptions::new().write(true).open(&tmp).ctx(&tmp, "open prepared segment")?;
-        fsops::write_all_at(&f, &tmp, &header.encode(), 0).ctx(&tmp, "write segment header")?;
-        fsops::sync_file(&f, &tmp).ctx(&tmp, "fsync segment header")?;
-    }
-    fsops::rename(&tmp, &final_path).ctx(&final_path, "rename prepared segment into place")?;
-    sync_dir(dir)?;
-    let file = File::open(&final_path)?;
-    if file.status()?.physical != Mode::Direct {
-        file.set_mode(Mode::Direct, SwitchOptions::default())?;
-    }
-    let file = super::segment::SegFile::Dax(file);
-    Ok(Segment::new(final_path, header, format::Frames::V2, file, Vec::new(), HEADER_LEN as u64, false, files))
-}
-
 /// Makes a `.prepare.N.tmp`: created through dynadax (so it inherits the directory's
 /// mode), its whole capacity allocated, synced.
-fn prepare_file(dir: &Path, capacity: u64, zero_fill: bool) -> Result<PathBuf> {
+pub(crate) fn prepare_file(dir: &Path, capacity: u64, zero_fill: bool) -> Result<PathBuf> {
     // A unique name: the background preparer and a rotation that could not wait
     // for it may prepare at the same time.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -376,6 +351,9 @@ impl Preparer {
 
     /// Asks for the next segment file, unless one is ready or on its way.
     pub fn prepare_next(&self, inner: &Inner) {
+        if inner.store.slot_size().is_some() {
+            return; // The single-file layout's next segment is a slot of the data file.
+        }
         let (slot, _) = &*self.next;
         let mut n = slot.lock().unwrap_or_else(|e| e.into_inner());
         if n.ready.is_none() && !n.pending {
@@ -462,9 +440,9 @@ impl Log {
         for (i, r) in records.iter().enumerate() {
             let n = format::frame_len(r.len()) as u64;
             if w.write_off + n > inner.opts.segment_size || (i == 0 && aged) {
-                let file = prepared.0.pop().expect("a segment file reserved for each rotation");
+                let file = prepared.0.pop().expect("a segment reserved for each rotation");
                 // Records of this batch in the old tail are not published by the seal.
-                inner.rotate(&mut w, Some(file), first)?;
+                inner.rotate(&mut w, file, first)?;
             }
             // Split borrows of the writer's fields: no reference counting per append.
             let w = &mut *w;
@@ -556,8 +534,15 @@ impl Log {
             } else {
                 // Empty: a format-2 segment takes its place (by rename: atomic).
                 w.guard = None;
-                let seg =
-                    create_segment(&inner.dir, tail.base(), inner.opts.segment_size, inner.prep.take(), &inner.files)?;
+                let earlier = inner.segments.read().unwrap_or_else(|e| e.into_inner());
+                let earlier = earlier[..earlier.len() - 1].to_vec();
+                let seg = inner.store.create(
+                    tail.base(),
+                    inner.opts.segment_size,
+                    inner.prep.take(),
+                    &earlier,
+                    &inner.files,
+                )?;
                 *inner.segments.write().unwrap_or_else(|e| e.into_inner()).last_mut().expect("the tail") = seg.clone();
                 w.open_tail(seg, next, &inner.opts)?;
             }
@@ -611,6 +596,15 @@ impl Log {
     /// if the disk cannot hold them all.
     fn reserve_segments(&self, n: usize) -> Result<Reserved> {
         let inner = &self.inner;
+        if inner.store.slot_size().is_some() {
+            // Slots of the data file: the batch fails before it changed anything if
+            // the ring has not room for all of its rotations.
+            let live = inner.segments.read().unwrap_or_else(|e| e.into_inner());
+            if n > 0 {
+                inner.store.room(&live, n)?;
+            }
+            return Ok(Reserved(vec![None; n]));
+        }
         let mut files = Vec::with_capacity(n);
         for _ in 0..n {
             let next = match inner.prep.take() {
@@ -618,9 +612,9 @@ impl Log {
                 None => prepare_file(&inner.dir, inner.opts.segment_size, false),
             };
             match next {
-                Ok(p) => files.push(p),
+                Ok(p) => files.push(Some(p)),
                 Err(e) => {
-                    for p in files {
+                    for p in files.into_iter().flatten() {
                         let _ = fsops::remove_file(&p);
                     }
                     return Err(e);
@@ -633,12 +627,13 @@ impl Log {
     }
 }
 
-/// Segment files reserved for a batch; those it did not use (it failed) are removed.
-struct Reserved(Vec<PathBuf>);
+/// Segment files reserved for a batch (`None` for the single-file layout's slots);
+/// those it did not use (it failed) are removed.
+struct Reserved(Vec<Option<PathBuf>>);
 
 impl Drop for Reserved {
     fn drop(&mut self) {
-        for p in self.0.drain(..) {
+        for p in self.0.drain(..).flatten() {
             let _ = fsops::remove_file(&p);
         }
     }
@@ -703,9 +698,8 @@ impl Inner {
     /// below `publish` as durable; the rest (the first part of a batch spanning
     /// segments) become visible with their batch.
     ///
-    /// Order, for crash safety: persist everything written to the tail; trim it to its
-    /// records and switch it to cached (now sealed); then create the next segment
-    /// (header, rename, directory fsync). A crash at any point leaves a log whose
+    /// Order, for crash safety: persist everything written to the tail; create the next
+    /// segment (see `Store::create`); then seal the old one (`Store::seal`). A crash at any point leaves a log whose
     /// last segment is a valid tail.
     pub(crate) fn rotate(&self, w: &mut Writer, prepared: Option<PathBuf>, publish: Lsn) -> Result<()> {
         let old = w.tail.clone().expect("writable log has a tail");
@@ -717,9 +711,15 @@ impl Inner {
         // The next segment's space first: if the disk is full, this fails before
         // anything changed, and the log is not poisoned (appends fail with the disk
         // full error until space is freed).
-        let prepared = match prepared.or_else(|| self.prep.take()) {
-            Some(p) => p,
-            None => prepare_file(&self.dir, self.opts.segment_size, false)?,
+        let prepared = if self.store.slot_size().is_some() {
+            // A full ring fails here too, before anything changed.
+            self.store.room(&self.segments.read().unwrap_or_else(|e| e.into_inner()), 1)?;
+            None
+        } else {
+            Some(match prepared.or_else(|| self.prep.take()) {
+                Some(p) => p,
+                None => prepare_file(&self.dir, self.opts.segment_size, false)?,
+            })
         };
         let res = (|| {
             // Everything written is persisted before the mode changes: stores made
@@ -737,18 +737,13 @@ impl Inner {
             // page tables down, and a new mapping made after it would wait for all of
             // it. A crash from here to the end of the seal leaves the old segment
             // untrimmed and maybe direct; recovery finishes the seal.
-            let new = create_segment(&self.dir, w.next_lsn, self.opts.segment_size, Some(prepared), &self.files)?;
+            let live = self.segments.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let new = self.store.create(w.next_lsn, self.opts.segment_size, prepared, &live, &self.files)?;
             let guard = tail_media(&new, &self.opts)?;
             // The switch waits (bounded) for the mapping guard to be dropped by whoever
             // still holds a clone (a group-commit leader, the background populater).
             w.guard = None;
-            let file = old.file()?;
-            let f = file.dax();
-            f.set_mode(Mode::Cached, SwitchOptions { wait: Some(std::time::Duration::from_secs(10)) })?;
-            // Trim to the records (no mapping is left to cut), and make the new length
-            // durable (`fdatasync` in cached mode). No data is touched: constant time.
-            f.set_len(w.write_off)?;
-            f.persist(0, w.write_off)?;
+            self.store.seal(&old, w.write_off)?;
             old.sealed.store(true, Ordering::Release);
             old.pin(false);
             Ok::<_, Error>((new, guard))

@@ -98,3 +98,20 @@ impl Rng {
         self.next() & 1 == 1
     }
 }
+
+mod layout;
+#[allow(unused_imports)]
+pub use layout::{layout, single_file};
+
+/// Whether segment `s` (as `Log::segments` showed it) is gone from its log: its file
+/// removed, or its slot of the single-file layout's data file freed (a zero header)
+/// or holding another segment now (the header's base LSN, bytes 16..24, is another).
+pub fn segment_gone(s: &dynadax::log::SegmentInfo) -> bool {
+    use std::os::unix::fs::FileExt;
+    if !s.path.ends_with(dynadax::log::DATA_FILE) {
+        return !s.path.exists();
+    }
+    let mut head = [0u8; 64];
+    std::fs::File::open(&s.path).unwrap().read_exact_at(&mut head, s.offset).unwrap();
+    head.iter().all(|&b| b == 0) || u64::from_le_bytes(head[16..24].try_into().unwrap()) != s.first_lsn
+}
