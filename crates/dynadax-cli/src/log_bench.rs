@@ -8,10 +8,14 @@
 //! - read: sequential (iterator) and random (`read(lsn)`) reads of sealed segments;
 //! - recover: reopening the log, i.e. the scan that rebuilds the index (GB/s).
 //!
-//! Each result is one JSON object per line with `--json`.
+//! With `--layout single-file` every log is made with the single-file layout (a data
+//! file of a few segments reused as a ring: the appenders purge the sealed ones when
+//! it is full, as a user of a ring does), sealing is a range switch, and the
+//! sequential read is done twice (the second pass is warm: on kernel DAX, from the
+//! DRAM cache). Each result is one JSON object per line with `--json`.
 
 use anyhow::Context;
-use dynadax::log::{Durability, Log, LogOptions};
+use dynadax::log::{Durability, Layout, Log, LogOptions};
 use serde::Serialize;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -30,9 +34,38 @@ pub struct BenchArgs {
     /// Seconds per append measurement.
     #[arg(long, default_value_t = 2.0)]
     pub secs: f64,
+    /// Layout of the logs benchmarked (files: one file per segment; single-file:
+    /// the segments as ranges of one data file).
+    #[arg(long, value_enum, default_value_t = crate::log_cmd::LayoutArg::Files)]
+    pub layout: crate::log_cmd::LayoutArg,
     /// Print one JSON object per result.
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchArgs {
+    /// The layout for a log of `slots` segments of `segment_size`.
+    fn layout(&self, segment_size: u64, slots: u64) -> Layout {
+        match self.layout {
+            crate::log_cmd::LayoutArg::Files => Layout::Files,
+            crate::log_cmd::LayoutArg::SingleFile => {
+                Layout::SingleFile { capacity: dynadax::log::SUPER_LEN + slots * segment_size }
+            }
+        }
+    }
+}
+
+/// Appends `rec`; a full single-file ring first drops every sealed segment.
+fn append_or_purge(log: &Log, rec: &[u8]) -> dynadax::Result<u64> {
+    match log.append(rec) {
+        Err(dynadax::Error::Full { .. }) => {
+            if let Some(tail) = log.segments()?.pop() {
+                let _ = log.purge_before(tail.first_lsn.min(log.durable_lsn()));
+            }
+            log.append(rec)
+        }
+        r => r,
+    }
 }
 
 #[derive(Serialize)]
@@ -85,7 +118,13 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let dir = root.join(format!("append-{size}-{durability:?}-{writers}"));
         let log = Log::open(
             &dir,
-            LogOptions { segment_size: 256 << 20, max_record: 4096, durability, ..LogOptions::default() },
+            LogOptions {
+                segment_size: 256 << 20,
+                max_record: 4096,
+                durability,
+                layout: a.layout(256 << 20, 4),
+                ..LogOptions::default()
+            },
         )?;
         let tail = log.segments()?.pop().context("log has a tail")?;
         let backing = tail.backing.map_or("-".into(), |b| b.to_string());
@@ -103,7 +142,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
                         let mut n = 0u64;
                         while Instant::now() < deadline {
                             for _ in 0..64 {
-                                log.append(&rec).expect("append");
+                                append_or_purge(&log, &rec).expect("append");
                             }
                             n += 64;
                         }
@@ -135,8 +174,10 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             segment_size: size,
             max_record: a.fill_record.min(size as usize / 4),
             durability: Durability::None,
+            layout: a.layout(size, SEAL_REPS as u64 + 2),
             ..LogOptions::default()
         };
+        let single = matches!(opts.layout, Layout::SingleFile { .. });
         let rec_len = opts.max_record;
         let rec = vec![0xc3u8; rec_len];
         let per_seg = (size - 64) / dynadax::log::frame_len(rec_len) as u64;
@@ -164,13 +205,15 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             let t = Instant::now();
             log.seal()?;
             seals.push(t.elapsed());
-            let sealed = log.segments()?.into_iter().rev().nth(1).context("sealed segment")?;
-            let copy_to = root.join(format!("copy-{label}"));
-            let t = Instant::now();
-            std::fs::copy(&sealed.path, &copy_to)?;
-            std::fs::File::open(&copy_to)?.sync_all()?;
-            copies.push(t.elapsed());
-            std::fs::remove_file(&copy_to).ok();
+            if !single {
+                let sealed = log.segments()?.into_iter().rev().nth(1).context("sealed segment")?;
+                let copy_to = root.join(format!("copy-{label}"));
+                let t = Instant::now();
+                std::fs::copy(&sealed.path, &copy_to)?;
+                std::fs::File::open(&copy_to)?.sync_all()?;
+                copies.push(t.elapsed());
+                std::fs::remove_file(&copy_to).ok();
+            }
         }
         let sealed = log.segments()?.into_iter().next().context("sealed segment")?;
         emit(Row {
@@ -187,29 +230,33 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 median(&mut prep_waits).as_secs_f64() * 1e3
             ),
         });
-        emit(Row {
-            bench: "seal-by-copy",
-            case: label.clone(),
-            value: median(&mut copies).as_secs_f64() * 1e6,
-            unit: "µs",
-            detail: format!("median of {SEAL_REPS}: copy + fsync of {} bytes to a plain file", sealed.bytes),
-        });
+        if !single {
+            emit(Row {
+                bench: "seal-by-copy",
+                case: label.clone(),
+                value: median(&mut copies).as_secs_f64() * 1e6,
+                unit: "µs",
+                detail: format!("median of {SEAL_REPS}: copy + fsync of {} bytes to a plain file", sealed.bytes),
+            });
+        }
 
         step(&format!("read {label} sealed"));
         let n = sealed.records;
-        let t = Instant::now();
-        let mut bytes = 0u64;
-        for r in log.range(0, n) {
-            bytes += r?.1.len() as u64;
+        for pass in ["", "-warm"].iter().take(if single { 2 } else { 1 }) {
+            let t = Instant::now();
+            let mut bytes = 0u64;
+            for r in log.range(0, n) {
+                bytes += r?.1.len() as u64;
+            }
+            let seq = t.elapsed().as_secs_f64();
+            emit(Row {
+                bench: if pass.is_empty() { "read-seq" } else { "read-seq-warm" },
+                case: label.clone(),
+                value: bytes as f64 / seq / 1e9,
+                unit: "GB/s",
+                detail: format!("{n} records of {rec_len} B, {:.0} records/s", n as f64 / seq),
+            });
         }
-        let seq = t.elapsed().as_secs_f64();
-        emit(Row {
-            bench: "read-seq",
-            case: label.clone(),
-            value: bytes as f64 / seq / 1e9,
-            unit: "GB/s",
-            detail: format!("{n} records of {rec_len} B, {:.0} records/s", n as f64 / seq),
-        });
         let probes = n.clamp(1, 20_000);
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let t = Instant::now();

@@ -304,6 +304,12 @@ impl File {
         self.status()
     }
 
+    /// How a write in the file's own mode (not in a range of the other mode) is made
+    /// durable now: a cache-line flush on kernel DAX (or forced), `msync`, `fdatasync`.
+    pub fn persistence(&self) -> Result<Persistence> {
+        self.inode.with("persistence", |v| Ok(v.persistence()))
+    }
+
     /// The file's status now. If a kernel switch was pending and no mapping is alive,
     /// first gives the kernel the chance to apply it.
     pub fn status(&self) -> Result<Status> {

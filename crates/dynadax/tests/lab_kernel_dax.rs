@@ -52,6 +52,22 @@ fn raw_map_sync(p: &Path) -> bool {
     true
 }
 
+/// The address ranges of the `sf` (VM_SYNC) mappings of `p` in this process.
+fn sync_mapping_ranges(p: &Path) -> Vec<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = p.to_str().unwrap();
+    let (mut out, mut current) = (Vec::new(), None);
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            current = line.ends_with(name).then(|| first.to_string());
+        } else if line.starts_with("VmFlags:") && line.split_whitespace().any(|f| f == "sf") {
+            out.extend(current.take());
+        }
+    }
+    out
+}
+
 /// Number of `sf` (VM_SYNC) mappings of `p` in this process, from /proc/self/smaps.
 fn sync_mappings_of(p: &Path) -> usize {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
@@ -412,4 +428,82 @@ fn a_dram_cached_range_is_not_stale_after_another_process_writes_it() {
     a.tell("read");
     let second = a.said();
     assert!(second.starts_with("read NEW contents...."), "A served its stale copy: {second}");
+}
+
+/// Issue 12 on kernel DAX: a single-file log. Its data file is kernel DAX per statx
+/// for its whole life (ranges are dynadax's, the kernel decides per file); the tail
+/// slot is written through one MAP_SYNC mapping that stays the same across seals
+/// (/proc/self/smaps); sealed slots are cached ranges served
+/// from the DRAM cache (a second read of them hits it); the ring comes round (slots
+/// reused after a purge); every record survives a reopen.
+#[test]
+#[ignore = "needs a kernel DAX file system (dax=inode): run by lab/run"]
+fn a_single_file_log_stays_kernel_dax_and_serves_sealed_slots_from_dram() {
+    use dynadax::log::{Durability, Layout, Log, LogOptions, DATA_FILE};
+    let dir = lab_dir("log-single-file");
+    let seg = 256u64 << 10;
+    let opts = LogOptions {
+        segment_size: seg,
+        max_record: 4096,
+        durability: Durability::Each,
+        layout: Layout::SingleFile { capacity: 4096 + 8 * seg },
+        ..LogOptions::default()
+    };
+    let log = Log::open(&dir, opts.clone()).unwrap();
+    let data = dir.join(DATA_FILE);
+    assert!(kernel_dax(&data), "the new data file is not kernel DAX");
+    let rec = |i: u64| format!("event-{i:06}-{}", "s".repeat((i % 300) as usize)).into_bytes();
+    assert_eq!(log.append(&rec(0)).unwrap(), 0);
+    // The tail is written through the data file's window: one MAP_SYNC mapping, the
+    // same one (same addresses) across every seal.
+    let mapping = sync_mapping_ranges(&data);
+    assert_eq!(mapping.len(), 1, "one MAP_SYNC mapping of the data file: {mapping:?}");
+    let mut n = 1u64;
+    let mut seals = 0;
+    while seals < 5 {
+        assert_eq!(log.append(&rec(n)).unwrap(), n);
+        n += 1;
+        let now = log.segments().unwrap().len();
+        if now > seals + 1 {
+            seals = now - 1;
+            assert!(kernel_dax(&data), "the data file left kernel DAX after {seals} seal(s)");
+            assert_eq!(sync_mapping_ranges(&data), mapping, "the tail's mapping changed at seal {seals}");
+        }
+    }
+    let segs = log.segments().unwrap();
+    let tail = segs.last().unwrap();
+    assert_eq!((tail.effective, tail.backing), (Some(Mode::Direct), Some(Backing::KernelDax)), "{tail:?}");
+    for s in &segs[..segs.len() - 1] {
+        assert_eq!((s.physical, s.backing), (Mode::Cached, Some(Backing::DramCache)), "{s:?}");
+    }
+    // Sealed records, read twice: the second pass is served from the DRAM cache.
+    let hits = || File::open(&data).unwrap().status().unwrap().cache.map_or(0, |c| c.hits);
+    let sealed_end = segs[segs.len() - 1].first_lsn;
+    for _ in 0..2 {
+        for lsn in 0..sealed_end {
+            assert_eq!(log.read(lsn).unwrap(), rec(lsn));
+        }
+    }
+    assert!(hits() > sealed_end / 2, "sealed slots are not read from the DRAM cache: {} hits", hits());
+    // Round the ring: purge most, append past the end of the data file.
+    log.purge_before(sealed_end).unwrap();
+    let first = log.first_lsn();
+    for _ in 0..6 * seg / 200 {
+        assert_eq!(log.append(&rec(n)).unwrap(), n);
+        n += 1;
+        if log.segments().unwrap().len() >= 7 {
+            log.purge_before(log.segments().unwrap()[3].first_lsn).unwrap();
+        }
+    }
+    assert!(kernel_dax(&data), "the data file left kernel DAX after the ring came round");
+    let first = log.first_lsn().max(first);
+    drop(log);
+    let log = Log::open(&dir, opts).unwrap();
+    assert!(log.recovery_report().repairs.is_empty(), "{:?}", log.recovery_report().repairs);
+    assert_eq!((log.first_lsn(), log.next_lsn()), (first, n));
+    for r in log.iter(first) {
+        let (lsn, bytes) = r.unwrap();
+        assert_eq!(bytes, rec(lsn), "record {lsn}");
+    }
+    assert!(kernel_dax(&data));
 }

@@ -219,11 +219,14 @@ impl Store {
     /// after the newest of `live` (the first slot for an empty log) is switched to
     /// direct, zeroed, and given its header; [`Error::Full`] if it still holds a
     /// segment of `live`.
+    /// `prepared`: the files layout's preallocated file; `slot`: the slot the
+    /// preparer readied (switched to direct and zeroed), used if it is the one.
     pub fn create(
         &self,
         base: Lsn,
         capacity: u64,
         prepared: Option<PathBuf>,
+        slot: Option<u64>,
         live: &[Arc<Segment>],
         files: &Arc<FileCache>,
     ) -> Result<Arc<Segment>> {
@@ -264,10 +267,10 @@ impl Store {
                 debug_assert!(prepared.is_none(), "the single-file layout prepares no files");
                 let offset = self.next_slot(live)?;
                 let header = SegmentHeader { base_lsn: base, created_ns: now_ns(), capacity: sup.slot };
+                if slot != Some(offset) {
+                    self.prepare_slot(offset)?;
+                }
                 let file = File::open(data)?;
-                set_slot_mode(&file, offset, sup.slot, Mode::Direct, None)?;
-                file.zero_range(offset, sup.slot)?;
-                file.persist(offset, sup.slot)?;
                 file.write_at(&header.encode(), offset)?;
                 file.persist(offset, HEADER_LEN as u64)?;
                 let sf = SegFile::of_dax(file, offset, sup.slot);
@@ -284,6 +287,25 @@ impl Store {
                     files,
                 ))
             }
+        }
+    }
+
+    /// Readies the free slot at `offset` for a new segment: its range switched to
+    /// direct, then zeroed, durably (its header stays zero, so it stays free until
+    /// [`Store::create`] writes one). Run ahead of a rotation by the preparer thread.
+    pub fn prepare_slot(&self, offset: u64) -> Result<()> {
+        let Store::Slots { data, sup, .. } = self else { unreachable!("slots only") };
+        let file = File::open(data)?;
+        set_slot_mode(&file, offset, sup.slot, Mode::Direct, None)?;
+        file.zero_range(offset, sup.slot)?;
+        file.persist(offset, sup.slot)
+    }
+
+    /// The slot after the newest of `live` if it is free: where the next segment goes.
+    pub fn next_free(&self, live: &[Arc<Segment>]) -> Option<u64> {
+        match self {
+            Store::Files { .. } => None,
+            Store::Slots { .. } => self.next_slot(live).ok(),
         }
     }
 

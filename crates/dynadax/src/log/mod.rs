@@ -570,7 +570,7 @@ impl Inner {
     ) -> Result<Inner> {
         if segments.is_empty() && !read_only {
             // A new log (`purged_before` is `first_lsn` then) or a finished restart.
-            segments.push(store.create(meta.purged_before, opts.segment_size, None, &[], &files)?);
+            segments.push(store.create(meta.purged_before, opts.segment_size, None, None, &[], &files)?);
         }
         let next_lsn = segments.last().map_or(meta.purged_before, |s| s.end_lsn());
         report.segments = segments.len();

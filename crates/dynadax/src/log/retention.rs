@@ -57,6 +57,8 @@ impl Log {
         drop(segs);
         if removed > 0 {
             inner.store.synced()?;
+            // A full ring has room again: ready the next slot ahead of the rotation.
+            inner.prep.prepare_next(inner);
         }
         Ok(removed)
     }
@@ -98,8 +100,11 @@ impl Log {
                 n
             };
             inner.store.synced()?;
-            let prepared = inner.prep.take();
-            let seg = inner.store.create(lsn, inner.opts.segment_size, prepared, &[], &inner.files)?;
+            let (prepared, slot) = match inner.store.slot_size() {
+                Some(_) => (None, inner.prep.take_slot()),
+                None => (inner.prep.take(), None),
+            };
+            let seg = inner.store.create(lsn, inner.opts.segment_size, prepared, slot, &[], &inner.files)?;
             inner.segments.write().unwrap_or_else(|e| e.into_inner()).push(seg.clone());
             w.open_tail(seg, lsn, &inner.opts)?;
             if let Some(s) = &inner.shared {

@@ -80,9 +80,13 @@ pub(crate) enum TailMedia {
     /// (kernel DAX) or `msync`: no system call per append on kernel DAX. The live
     /// guard also keeps the tail's mode from being switched under the writer.
     Mapped { guard: MapGuard, frontier: Frontier },
-    /// `pwrite` and `fdatasync` through the tail's cached vector, with a hold on its
-    /// mode (no other process may switch or trim the live tail, as for a mapping).
-    Cached { file: File, base: u64, _hold: crate::Hold },
+    /// Through the file's own vector at the tail's offset `base`, with a hold on the
+    /// tail's mode (no other process may switch or trim the live tail, as for a
+    /// mapping): a cached tail, `pwrite` and `fdatasync`; a direct slot of the
+    /// single-file layout, stores into the data file's window and a cache-line flush
+    /// (`flush`) or `msync`. The window is one mapping (`MAP_SYNC` on kernel DAX) for
+    /// the whole data file and the log's whole life: seals do not touch it.
+    Through { file: File, base: u64, flush: bool, _hold: crate::Hold },
 }
 
 impl Media for TailMedia {
@@ -92,7 +96,7 @@ impl Media for TailMedia {
                 self.prepare_upto(off + data.len() as u64);
                 guard.store(off, data)
             }
-            TailMedia::Cached { file: f, base, .. } => f.write_at(data, base + off),
+            TailMedia::Through { file: f, base, .. } => f.write_at(data, base + off),
         }
     }
     fn store_persist(&self, off: u64, data: &[u8]) -> Result<()> {
@@ -101,7 +105,7 @@ impl Media for TailMedia {
                 self.prepare_upto(off + data.len() as u64);
                 guard.store_persist(off, data)
             }
-            TailMedia::Cached { file: f, base, .. } => {
+            TailMedia::Through { file: f, base, .. } => {
                 f.write_at(data, base + off)?;
                 f.persist(base + off, data.len() as u64)
             }
@@ -110,7 +114,7 @@ impl Media for TailMedia {
     fn persist(&self, off: u64, len: u64) -> Result<()> {
         match self {
             TailMedia::Mapped { guard, .. } => Media::persist(guard, off, len),
-            TailMedia::Cached { file: f, base, .. } => f.persist(base + off, len),
+            TailMedia::Through { file: f, base, .. } => f.persist(base + off, len),
         }
     }
 }
@@ -118,7 +122,10 @@ impl Media for TailMedia {
 impl TailMedia {
     /// Whether persisting is a cache-line flush and fence (no system call).
     fn persists_by_cache_flush(&self) -> bool {
-        matches!(self, TailMedia::Mapped { guard, .. } if matches!(guard.persistence(), crate::Persistence::CacheLineFlush(_)))
+        match self {
+            TailMedia::Mapped { guard, .. } => matches!(guard.persistence(), crate::Persistence::CacheLineFlush(_)),
+            TailMedia::Through { flush, .. } => *flush,
+        }
     }
 
     /// Makes sure a mapped tail is faulted in below `end` before the appender stores
@@ -170,10 +177,13 @@ pub(crate) fn tail_media(tail: &Arc<Segment>, opts: &LogOptions) -> Result<Arc<T
     } else if f.status()?.physical != want {
         f.set_mode(want, SwitchOptions::default())?;
     }
-    Ok(Arc::new(if direct {
+    Ok(Arc::new(if direct && !slot {
         TailMedia::Mapped { guard: f.map(base, len as usize, true)?, frontier: Frontier::new(len) }
     } else {
-        TailMedia::Cached { file: f.clone(), base, _hold: f.hold(base, if slot { Some(len) } else { None })? }
+        // A slot is faulted in already: the preparer zeroed it through the window.
+        let flush = direct && matches!(f.persistence()?, crate::Persistence::CacheLineFlush(_));
+        let hold = f.hold(base, if slot { Some(len) } else { None })?;
+        TailMedia::Through { file: f.clone(), base, flush, _hold: hold }
     }))
 }
 
@@ -240,6 +250,8 @@ pub(crate) struct Preparer {
 struct NextFile {
     /// The prepared next segment, when ready.
     ready: Option<PathBuf>,
+    /// The single-file layout's next slot, switched to direct and zeroed, when ready.
+    ready_slot: Option<u64>,
     /// A `Job::Prepare` is queued or running: a rotation waits for it rather than
     /// allocating a second file beside it.
     pending: bool,
@@ -278,7 +290,15 @@ impl Drop for PrepareDone<'_> {
 }
 
 enum Job {
-    Prepare { dir: PathBuf, capacity: u64 },
+    Prepare {
+        dir: PathBuf,
+        capacity: u64,
+    },
+    /// Ready a free slot of the single-file layout for the next segment.
+    PrepareSlot {
+        store: super::layout::Store,
+        offset: u64,
+    },
     Populate(Weak<TailMedia>),
 }
 
@@ -321,6 +341,13 @@ impl Preparer {
                             drop(n);
                             drop(done);
                         }
+                        Job::PrepareSlot { store, offset } => {
+                            let done = PrepareDone(&next);
+                            // A failure only means the rotation zeroes the slot itself.
+                            let made = store.prepare_slot(offset).ok().map(|()| offset);
+                            next.0.lock().unwrap_or_else(|e| e.into_inner()).ready_slot = made;
+                            drop(done);
+                        }
                         Job::Populate(media) => populate(&media),
                     }
                 }
@@ -352,7 +379,18 @@ impl Preparer {
     /// Asks for the next segment file, unless one is ready or on its way.
     pub fn prepare_next(&self, inner: &Inner) {
         if inner.store.slot_size().is_some() {
-            return; // The single-file layout's next segment is a slot of the data file.
+            // The single-file layout: the free slot after the tail, if the ring has one
+            // (after a purge otherwise), switched to direct and zeroed ahead of time.
+            let Some(offset) = inner.store.next_free(&inner.segments.read().unwrap_or_else(|e| e.into_inner())) else {
+                return;
+            };
+            let (slot, _) = &*self.next;
+            let mut n = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if n.ready_slot != Some(offset) && !n.pending && !n.closed {
+                n.ready_slot = None;
+                n.pending = self.send(Job::PrepareSlot { store: inner.store.clone(), offset });
+            }
+            return;
         }
         let (slot, _) = &*self.next;
         let mut n = slot.lock().unwrap_or_else(|e| e.into_inner());
@@ -372,9 +410,22 @@ impl Preparer {
         n.ready.take()
     }
 
-    /// Whether the next segment file is prepared (a rotation now would not wait).
+    /// The slot the preparer readied (single-file layout): waits for one being
+    /// readied; `None` if none is (the rotation readies its slot itself).
+    pub fn take_slot(&self) -> Option<u64> {
+        let (slot, cv) = &*self.next;
+        let mut n = slot.lock().unwrap_or_else(|e| e.into_inner());
+        while n.pending {
+            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        n.ready_slot.take()
+    }
+
+    /// Whether the next segment file (or slot) is prepared (a rotation now would not
+    /// wait).
     pub fn next_ready(&self) -> bool {
-        self.next.0.lock().unwrap_or_else(|e| e.into_inner()).ready.is_some()
+        let n = self.next.0.lock().unwrap_or_else(|e| e.into_inner());
+        n.ready.is_some() || n.ready_slot.is_some()
     }
 }
 
@@ -540,6 +591,7 @@ impl Log {
                     tail.base(),
                     inner.opts.segment_size,
                     inner.prep.take(),
+                    None,
                     &earlier,
                     &inner.files,
                 )?;
@@ -711,15 +763,18 @@ impl Inner {
         // The next segment's space first: if the disk is full, this fails before
         // anything changed, and the log is not poisoned (appends fail with the disk
         // full error until space is freed).
-        let prepared = if self.store.slot_size().is_some() {
+        let (prepared, slot) = if self.store.slot_size().is_some() {
             // A full ring fails here too, before anything changed.
             self.store.room(&self.segments.read().unwrap_or_else(|e| e.into_inner()), 1)?;
-            None
+            (None, self.prep.take_slot())
         } else {
-            Some(match prepared.or_else(|| self.prep.take()) {
-                Some(p) => p,
-                None => prepare_file(&self.dir, self.opts.segment_size, false)?,
-            })
+            (
+                Some(match prepared.or_else(|| self.prep.take()) {
+                    Some(p) => p,
+                    None => prepare_file(&self.dir, self.opts.segment_size, false)?,
+                }),
+                None,
+            )
         };
         let res = (|| {
             // Everything written is persisted before the mode changes: stores made
@@ -738,7 +793,7 @@ impl Inner {
             // it. A crash from here to the end of the seal leaves the old segment
             // untrimmed and maybe direct; recovery finishes the seal.
             let live = self.segments.read().unwrap_or_else(|e| e.into_inner()).clone();
-            let new = self.store.create(w.next_lsn, self.opts.segment_size, prepared, &live, &self.files)?;
+            let new = self.store.create(w.next_lsn, self.opts.segment_size, prepared, slot, &live, &self.files)?;
             let guard = tail_media(&new, &self.opts)?;
             // The switch waits (bounded) for the mapping guard to be dropped by whoever
             // still holds a clone (a group-commit leader, the background populater).
