@@ -27,11 +27,14 @@ PC_DISK=${LAB_POWERCUT_DISK:-512M}
 PC_SEGMENT=${LAB_POWERCUT_SEGMENT:-256K}
 PC_MAXREC=8K                        # records are at most 4.5 KB (powercut.awk)
 PC_INJECT=${LAB_POWERCUT_INJECT:-}
+PC_LAYOUT=${LAB_POWERCUT_LAYOUT:-files}     # files | single-file: the new log's layout
 PC_ACK_WAIT=${LAB_POWERCUT_ACK_WAIT:-180}   # seconds from qemu start to the first ACK
 PC_MEM=${LAB_POWERCUT_MEM:-1G}
 IMG=$LAB_DIR/.work/powercut.img
 AWKF=$LAB_DIR/guest/powercut.awk
 HOST_DYNADAX=$BIN_DIR/dynadax
+case "$PC_LAYOUT" in files|single-file) ;; *) die "LAB_POWERCUT_LAYOUT must be files or single-file, got '$PC_LAYOUT'" ;; esac
+[ "$PC_DURABILITY" != raft ] || [ "$PC_LAYOUT" = files ] || die "LAB_POWERCUT_LAYOUT is for the log, not --durability raft"
 [ "$PC_DURABILITY" != raft ] || [ -z "$PC_INJECT" ] || die "LAB_POWERCUT_INJECT is for the log, not --durability raft"
 [ "$PC_DURABILITY" != raft ] || [ -x "$BIN_DIR/dynadax-raft-crash" ] || die "--durability raft needs dynadax-raft-crash in $BIN_DIR (scripts/lab-bins builds it)"
 case "$PC_INJECT" in
@@ -69,7 +72,7 @@ durability_of() {
 # pc_boot CYCLE APPEND(0|1) DURABILITY CONSOLE_FILE: start qemu in the background (QPID).
 pc_boot() {
     local cmdline="console=ttyS0 quiet panic=-1 labpc_cycle=$1 labpc_append=$2 labpc_dur=$3"
-    cmdline="$cmdline labpc_seg=$PC_SEGMENT labpc_maxrec=$PC_MAXREC${PC_INJECT:+ labpc_inject=$PC_INJECT}"
+    cmdline="$cmdline labpc_seg=$PC_SEGMENT labpc_maxrec=$PC_MAXREC labpc_layout=$PC_LAYOUT${PC_INJECT:+ labpc_inject=$PC_INJECT}"
     : > "$4"
     qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m "$PC_MEM" -smp 2 \
         -display none -monitor none -serial "file:$4" -no-reboot -nic none \
@@ -169,7 +172,7 @@ flip_byte() {
     say "inject flip-byte: image byte $off (segment 0, file offset 1000, inside LSN 0): $old -> $new"
 }
 
-say "power-cut test: $PC_CYCLES cycle(s), durability $PC_DURABILITY, seed $PC_SEED, disk $IMG ($PC_DISK raw, virtio, cache=$PC_CACHE), segment $PC_SEGMENT${PC_INJECT:+, INJECT $PC_INJECT (this run must fail)}"
+say "power-cut test: $PC_CYCLES cycle(s), durability $PC_DURABILITY, layout $PC_LAYOUT, seed $PC_SEED, disk $IMG ($PC_DISK raw, virtio, cache=$PC_CACHE), segment $PC_SEGMENT${PC_INJECT:+, INJECT $PC_INJECT (this run must fail)}"
 T_PC0=$(now)
 BOOT_TIMES=()
 for ((c = 1; c <= PC_CYCLES + 1; c++)); do

@@ -25,15 +25,17 @@ LOGDIR=$MNT/log
 AWKF=/lab/powercut.awk
 
 # Parameters from the kernel command line (lab/run sets them).
-labpc_cycle=0 labpc_append=0 labpc_dur=group labpc_seg=256K labpc_maxrec=8K labpc_inject=
+labpc_cycle=0 labpc_append=0 labpc_dur=group labpc_seg=256K labpc_maxrec=8K labpc_inject= labpc_layout=files
 for kv in $(cat /proc/cmdline); do
     case "$kv" in
-        labpc_cycle=*|labpc_append=*|labpc_dur=*|labpc_seg=*|labpc_maxrec=*|labpc_inject=*)
+        labpc_cycle=*|labpc_append=*|labpc_dur=*|labpc_seg=*|labpc_maxrec=*|labpc_inject=*|labpc_layout=*)
             eval "${kv%%=*}=\${kv#*=}" ;;
     esac
 done
 CYCLE=$labpc_cycle
 WOPTS="--segment-size $labpc_seg --max-record $labpc_maxrec"
+# The single-file layout: every segment a slot of one 256 MiB data file (ring).
+[ "$labpc_layout" = single-file ] && WOPTS="$WOPTS --layout single-file --capacity 256M"
 
 # Keep kernel messages off the console while ACK lines stream (they could
 # interleave with them); they are shown from dmesg instead.
