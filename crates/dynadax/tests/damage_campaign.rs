@@ -30,6 +30,13 @@ fn opts(recovery: RecoveryMode) -> LogOptions {
         max_record: 2048,
         durability: Durability::Each,
         recovery,
+        // A small data file (16 segments), copied for every case.
+        layout: match layout(64 << 10) {
+            dynadax::log::Layout::SingleFile { .. } => {
+                dynadax::log::Layout::SingleFile { capacity: dynadax::log::SUPER_LEN + 16 * (64 << 10) }
+            }
+            files => files,
+        },
         ..LogOptions::default()
     }
 }
@@ -259,8 +266,13 @@ fn damage_campaign_loses_nothing_silently() {
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
+    let (tag, file) = if single_file() {
+        (" (single-file layout)", "damage-campaign-single-file.txt")
+    } else {
+        ("", "damage-campaign.txt")
+    };
     let line = format!(
-        "damage campaign: {} cases ({FLIPS} byte flips, {ZEROED_BLOCKS} zeroed 4 KiB blocks, {TRUNCATIONS} truncations \
+        "damage campaign{tag}: {} cases ({FLIPS} byte flips, {ZEROED_BLOCKS} zeroed 4 KiB blocks, {TRUNCATIONS} truncations \
          over {} files, {n} records, seed {seed:#x}): {} refused naming the file, {} opened with every record, {} opened \
          with every lost record reported; {} silent losses, {} garbage records, {} panics, {} bad refusals",
         t.cases,
@@ -274,7 +286,7 @@ fn damage_campaign_loses_nothing_silently() {
         t.bad_refusals
     );
     eprintln!("{line}");
-    let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("../damage-campaign.txt"), format!("{line}\n"));
+    let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("..").join(file), format!("{line}\n"));
     assert!(
         t.silent_losses + t.garbage + t.panics + t.bad_refusals == 0,
         "{line}\nfirst problems:\n{}",

@@ -12,7 +12,11 @@
 //!   cross-process OFD lock of `xproc.rs` stands between them): the two-level
 //!   protocol (in-process lock, then cross-process lock) never deadlocks, no switch
 //!   recorded on disk lands on a range while either process maps it, and a switch of
-//!   a range nobody maps is never refused by a mapping elsewhere.
+//!   a range nobody maps is never refused by a mapping elsewhere;
+//! - the single-file log's seal (`single_file_seal_*`): the appender writes the new
+//!   tail range through the file's vector under a hold, while the old tail range is
+//!   switched to cached and a reader reads it: the seal is never refused, the held
+//!   tail's mode never changes, and the reader always reads the sealed bytes.
 #![cfg(feature = "shuttle")]
 
 use dynadax::{Error, File, Mode, SwitchOptions};
@@ -217,6 +221,82 @@ fn two_process_scenario(dir: &std::path::Path) {
     fresh.read_at(&mut buf, 0).unwrap();
     assert!(buf[..P as usize].iter().all(|&x| x == 3), "B's store through its head mapping was lost");
     assert!(buf[P as usize..].iter().all(|&x| x == 2), "A's store through its tail mapping was lost");
+}
+
+/// The single-file log's rotation, on one file of three 4 KiB ranges: range 1 is the
+/// sealed-to-be old tail (its records written), range 2 the new tail, held and
+/// appended to through the vector; the seal switches range 1 to cached while a reader
+/// reads it and the appender writes range 2.
+fn single_file_seal_scenario(dir: &std::path::Path) {
+    const P: u64 = 4096;
+    let path = dir.join("slots");
+    let _ = std::fs::remove_file(&path);
+    let f = File::create(&path).unwrap();
+    f.set_mode(Mode::Direct, SwitchOptions::default()).unwrap();
+    f.set_len(3 * P).unwrap();
+    f.write_at(&[7u8; P as usize], P).unwrap();
+    let f = Arc::new(f);
+    // The rotation made the new tail and holds it before the old one is sealed.
+    let hold = f.hold(2 * P, Some(P)).unwrap();
+    let appender = {
+        let f = f.clone();
+        thread::spawn(move || {
+            for k in 0..4u64 {
+                let before = mode_at(&f, 2 * P);
+                f.write_at(&[k as u8 + 1; 64], 2 * P + k * 64).unwrap();
+                f.persist(2 * P + k * 64, 64).unwrap();
+                assert_eq!(mode_at(&f, 2 * P), before, "the held tail's mode changed under the appender");
+                thread::yield_now();
+            }
+        })
+    };
+    let sealer = {
+        let f = f.clone();
+        thread::spawn(move || {
+            // Nothing holds or maps the old tail: never refused.
+            f.set_range_mode(P, Some(P), Mode::Cached, SwitchOptions::default()).unwrap();
+            assert_eq!(mode_at(&f, P), Mode::Cached);
+            // The held tail cannot be switched.
+            match f.set_range_mode(2 * P, Some(P), Mode::Cached, SwitchOptions::default()) {
+                Err(Error::Busy { mappings: 1, .. }) => {}
+                other => panic!("switch of the held tail: {other:?}"),
+            }
+        })
+    };
+    let reader = {
+        let f = f.clone();
+        thread::spawn(move || {
+            for _ in 0..3 {
+                let mut b = [0u8; 4096];
+                assert_eq!(f.read_at(&mut b, P).unwrap(), 4096);
+                assert!(b.iter().all(|&x| x == 7), "a read of the sealing range saw other bytes");
+                thread::yield_now();
+            }
+        })
+    };
+    for t in [appender, sealer, reader] {
+        t.join().unwrap();
+    }
+    drop(hold);
+    let mut b = [0u8; 256];
+    f.read_at(&mut b, 2 * P).unwrap();
+    for k in 0..4usize {
+        assert!(b[k * 64..(k + 1) * 64].iter().all(|&x| x == k as u8 + 1), "append {k} lost");
+    }
+}
+
+#[test]
+fn single_file_seal_random_schedules() {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let p = dir.path().to_path_buf();
+    shuttle::check_random(move || single_file_seal_scenario(&p), 300);
+}
+
+#[test]
+fn single_file_seal_pct_schedules() {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let p = dir.path().to_path_buf();
+    shuttle::check_pct(move || single_file_seal_scenario(&p), 300, 3);
 }
 
 #[test]

@@ -186,6 +186,24 @@ impl Store {
             Store::Files { dir } => Ok((Self::files_in(dir)?, Vec::new())),
             Store::Slots { data, sup, .. } => {
                 let f = fs::File::open(data).ctx(data, "open log data file")?;
+                // A data file cut short hides the slots past its end: they would read
+                // as free, and their records would be gone without a word.
+                let len = f.metadata().ctx(data, "stat log data file")?.len();
+                if len < sup.file_len() {
+                    return Err(Error::Corrupt {
+                        path: data.clone(),
+                        what: "log data file",
+                        why: format!(
+                            "it is {len} bytes, shorter than the {} its superblock says ({} segments of {}): it was \
+                             truncated, and the records of the segments past byte {len} may be lost; nothing was \
+                             changed (restore the file; `truncate -s {}` accepts the loss)",
+                            sup.file_len(),
+                            sup.slots,
+                            sup.slot,
+                            sup.file_len()
+                        ),
+                    });
+                }
                 let (mut found, mut bad) = (Vec::new(), Vec::new());
                 for i in 0..sup.slots {
                     let offset = sup.offset(i);
