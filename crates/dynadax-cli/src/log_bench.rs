@@ -130,7 +130,13 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         let backing = tail.backing.map_or("-".into(), |b| b.to_string());
         // How the tail really persists (a forced cache-line flush shows here, not in
         // the probe of the directory).
-        let persists = dynadax::File::open(&tail.path)?.status()?.persistence.map_or("-".into(), |p| p.to_string());
+        // (A cached tail persists by fdatasync, also when it is a cached range of a
+        // single-file log's direct data file.)
+        let persists = if tail.effective == Some(dynadax::Mode::Cached) {
+            "fdatasync".to_string()
+        } else {
+            dynadax::File::open(&tail.path)?.status()?.persistence.map_or("-".into(), |p| p.to_string())
+        };
         let deadline = Instant::now() + Duration::from_secs_f64(a.secs);
         let t = Instant::now();
         let counts: Vec<u64> = std::thread::scope(|s| {

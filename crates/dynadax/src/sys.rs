@@ -212,9 +212,13 @@ pub struct Mapping {
     offset_in_page: usize,
     len: usize,
     writable: bool,
+    /// For a view into another mapping ([`Mapping::view`]): that mapping, kept alive
+    /// (mapped) by the view, which is never unmapped itself.
+    owner: Option<std::sync::Arc<Mapping>>,
 }
 
-// SAFETY: a `Mapping` is an address range owned by this value; all accesses copy
+// SAFETY: a `Mapping` is an address range owned by this value (or, for a view, by
+// the mapping it holds alive); all accesses copy
 // through raw pointers (see the module docs), so sharing it between threads is as
 // safe as sharing a file descriptor used with pread/pwrite.
 unsafe impl Send for Mapping {}
@@ -269,7 +273,36 @@ impl Mapping {
             unsafe { rustix::mm::mmap(ptr::null_mut(), map_len, prot, flags, fd, aligned) }?
         };
         let ptr = NonNull::new(raw.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Mapping { ptr, map_len, offset_in_page, len, writable })
+        Ok(Mapping { ptr, map_len, offset_in_page, len, writable, owner: None })
+    }
+
+    /// A view of `len` bytes at `at` of `owner`: the same memory, with no new mapping
+    /// made (so no `mmap` now and no `munmap` when it drops), kept mapped for as long as
+    /// the view lives, whatever becomes of the owner's other holders. Writable only if
+    /// `owner` is. The owner's `# Safety` contract covers the view's accesses.
+    pub fn view(owner: &std::sync::Arc<Mapping>, at: usize, len: usize, writable: bool) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot map zero bytes"));
+        }
+        owner.check(at, len)?;
+        if writable && !owner.writable {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "mapping is read-only"));
+        }
+        let page = page_size();
+        // From the owner's page-aligned start.
+        let start = owner.offset_in_page + at;
+        let offset_in_page = start % page;
+        // SAFETY: `start - offset_in_page <= start < owner.map_len` (bounds checked
+        // above), so the address lies inside the owner's mapping.
+        let ptr = unsafe { owner.ptr.as_ptr().add(start - offset_in_page) };
+        Ok(Mapping {
+            ptr: NonNull::new(ptr).ok_or_else(|| io::Error::other("null view"))?,
+            map_len: offset_in_page + len,
+            offset_in_page,
+            len,
+            writable,
+            owner: Some(owner.clone()),
+        })
     }
 
     /// Bytes the caller asked to map.
@@ -431,6 +464,9 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if self.owner.is_some() {
+            return; // A view: the owner unmaps, once its last holder goes.
+        }
         // SAFETY: `ptr..ptr+map_len` is exactly the range `mmap` returned, unmapped once.
         // Failure is impossible for a valid range; nothing useful to do if it happens.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.map_len) };
@@ -778,6 +814,35 @@ mod tests {
         let small = unsafe { Mapping::new(f.as_fd(), 4096, 100, false, MapKind::Shared) }.unwrap();
         let mut c = [0u8; 1];
         small.read(0, &mut c).unwrap();
+    }
+
+    /// A view is the owner's memory at its offset (stores through either are seen by
+    /// the other and the file), bounded and read-only as asked, and stays mapped
+    /// after the owner's last other holder is gone.
+    #[test]
+    fn a_view_is_the_owners_memory_and_outlives_it() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(3 * 4096).unwrap();
+        // SAFETY: the file is private to this test and never shrunk.
+        let owner =
+            std::sync::Arc::new(unsafe { Mapping::new(f.as_fd(), 0, 3 * 4096, true, MapKind::Shared) }.unwrap());
+        let v = Mapping::view(&owner, 4096 + 100, 200, true).unwrap();
+        v.write(0, b"through the view").unwrap();
+        let mut b = [0u8; 16];
+        owner.read(4096 + 100, &mut b).unwrap();
+        assert_eq!(&b, b"through the view");
+        assert!(v.write(195, b"too long").is_err(), "a view is bounded by its length");
+        assert!(Mapping::view(&owner, 3 * 4096 - 10, 20, false).is_err(), "a view inside its owner only");
+        let ro = Mapping::view(&owner, 0, 10, false).unwrap();
+        assert!(ro.write(0, b"x").is_err(), "a read-only view refuses stores");
+        v.msync(0, 200).unwrap();
+        drop(owner);
+        // The view keeps the memory mapped.
+        v.write(16, b"!").unwrap();
+        use std::os::unix::fs::FileExt;
+        let mut c = [0u8; 17];
+        f.read_exact_at(&mut c, 4096 + 100).unwrap();
+        assert_eq!(&c, b"through the view!");
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub(crate) struct DirectOps {
     /// file systems only: on a real disk it is NOT durable.
     forced_flush: bool,
     /// The mapping all reads and writes go through; at least `len` bytes long.
-    /// Replaced only by `grow`, under the ops lock's write side.
-    window: Mapping,
+    /// Replaced only by `grow`, under the ops lock's write side. Mapping guards are
+    /// views of it (`map`), each keeping the window it was cut from alive.
+    window: Arc<Mapping>,
     /// The file's length as this process sees it. Every access is bounded by it, so
     /// no access touches a page past the end of the file (SIGBUS).
     len: AtomicU64,
@@ -78,7 +79,7 @@ impl DirectOps {
             kind,
             insn,
             forced_flush,
-            window,
+            window: Arc::new(window),
             len: AtomicU64::new(len),
             extend: Mutex::new(()),
         })
@@ -186,8 +187,16 @@ impl Aops for DirectOps {
         Ok(())
     }
     fn map(&self, off: u64, len: usize, writable: bool) -> io::Result<Mapping> {
-        // SAFETY: the inode checked the range lies inside the file under the ops lock
-        // and refuses to shrink the file below a live guard.
+        // A view of the window, which covers the file: every guard of the file shares
+        // one mapping (MAP_SYNC on kernel DAX) for the file's life, and making or
+        // dropping one costs no mmap or munmap. The inode checked that the range lies
+        // inside the file under the ops lock, and refuses to shrink the file below a
+        // live guard; a `grow` that replaces the window leaves the view's alive.
+        let at = Self::at(off)?;
+        if at.checked_add(len).is_some_and(|end| end <= self.window.len()) {
+            return Mapping::view(&self.window, at, len, writable);
+        }
+        // SAFETY: as above.
         unsafe { Mapping::new(self.file.as_fd(), off, len, writable, self.kind) }
     }
     fn advise(&self, off: u64, len: u64, advice: Advice) -> io::Result<()> {
@@ -232,7 +241,7 @@ impl Aops for DirectOps {
         let cap = window_for(end);
         // SAFETY: as in `new`; the ops lock is held for write, so no reader is using
         // the old window while it is replaced (and unmapped when dropped here).
-        self.window = unsafe { Mapping::new(self.file.as_fd(), 0, cap as usize, self.writable, self.kind) }?;
+        self.window = Arc::new(unsafe { Mapping::new(self.file.as_fd(), 0, cap as usize, self.writable, self.kind) }?);
         Ok(())
     }
 }

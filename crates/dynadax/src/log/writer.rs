@@ -80,13 +80,10 @@ pub(crate) enum TailMedia {
     /// (kernel DAX) or `msync`: no system call per append on kernel DAX. The live
     /// guard also keeps the tail's mode from being switched under the writer.
     Mapped { guard: MapGuard, frontier: Frontier },
-    /// Through the file's own vector at the tail's offset `base`, with a hold on the
-    /// tail's mode (no other process may switch or trim the live tail, as for a
-    /// mapping): a cached tail, `pwrite` and `fdatasync`; a direct slot of the
-    /// single-file layout, stores into the data file's window and a cache-line flush
-    /// (`flush`) or `msync`. The window is one mapping (`MAP_SYNC` on kernel DAX) for
-    /// the whole data file and the log's whole life: seals do not touch it.
-    Through { file: File, base: u64, flush: bool, _hold: crate::Hold },
+    /// `pwrite` and `fdatasync` through the tail's cached vector (at the tail's offset
+    /// `base` in its file), with a hold on its mode (no other process may switch or
+    /// trim the live tail, as for a mapping).
+    Through { file: File, base: u64, _hold: crate::Hold },
 }
 
 impl Media for TailMedia {
@@ -124,7 +121,7 @@ impl TailMedia {
     fn persists_by_cache_flush(&self) -> bool {
         match self {
             TailMedia::Mapped { guard, .. } => matches!(guard.persistence(), crate::Persistence::CacheLineFlush(_)),
-            TailMedia::Through { flush, .. } => *flush,
+            TailMedia::Through { .. } => false,
         }
     }
 
@@ -177,13 +174,13 @@ pub(crate) fn tail_media(tail: &Arc<Segment>, opts: &LogOptions) -> Result<Arc<T
     } else if f.status()?.physical != want {
         f.set_mode(want, SwitchOptions::default())?;
     }
-    Ok(Arc::new(if direct && !slot {
+    Ok(Arc::new(if direct {
+        // A view of the file's window (see `DirectOps::map`): for a slot of the
+        // single-file layout, the one mapping of the data file, which every seal leaves
+        // in place.
         TailMedia::Mapped { guard: f.map(base, len as usize, true)?, frontier: Frontier::new(len) }
     } else {
-        // A slot is faulted in already: the preparer zeroed it through the window.
-        let flush = direct && matches!(f.persistence()?, crate::Persistence::CacheLineFlush(_));
-        let hold = f.hold(base, if slot { Some(len) } else { None })?;
-        TailMedia::Through { file: f.clone(), base, flush, _hold: hold }
+        TailMedia::Through { file: f.clone(), base, _hold: f.hold(base, if slot { Some(len) } else { None })? }
     }))
 }
 
