@@ -26,7 +26,8 @@ def median_ns(*parts):
 
 def main():
     if not CRIT.exists():
-        sys.exit("no criterion results: run cargo bench -p dynadax first")
+        print("no criterion results (run cargo bench -p dynadax): switch and ops_lock skipped", file=sys.stderr)
+        return
     IMG.mkdir(parents=True, exist_ok=True)
     sizes = ["1MiB", "64MiB", "1GiB"]
     print("### Switch time (median, µs)\n")
@@ -109,6 +110,50 @@ def log_bench():
             print(f"| {fs} | {case} | {r['value']:.0f} |")
 
 
+def layout_bench():
+    """The two log layouts side by side, from `dynadax log bench --layout L --json`."""
+    rows = {}
+    for fs in ["tmpfs-forced-flush", "ext4"]:
+        for layout in ["files", "single-file"]:
+            p = ROOT / f"bench/results/log-bench-layout-{fs}-{layout}.jsonl"
+            if p.exists():
+                for line in p.read_text().splitlines():
+                    r = json.loads(line)
+                    rows[(fs, layout, r["bench"], r["case"])] = r["value"]
+    if not rows:
+        return
+    print("\n### Log layouts: appends per second (dynadax log bench --layout)\n")
+    print("| file system | case | files | single-file | single-file / files |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    def order(c):  # "256b group x8": by size, then durability, then writers
+        size, durability, writers = c.split()
+        return int(size[:-1]), durability, int(writers[1:])
+    cases = sorted({c for (_, _, b, c) in rows if b == "append"}, key=order)
+    for fs in ["tmpfs-forced-flush", "ext4"]:
+        for c in cases:
+            f, s1 = rows.get((fs, "files", "append", c)), rows.get((fs, "single-file", "append", c))
+            if f and s1:
+                print(f"| {fs} | {c} | {f:.0f} | {s1:.0f} | {s1 / f:.2f} |")
+    sizes = ["1MiB", "64MiB", "1GiB"]
+    print("\n### Log layouts: seal time and sealed reads\n")
+    print("| file system | layout | seal 1MiB (µs) | seal 64MiB | seal 1GiB | 1GiB / 1MiB | seq read 1GiB (GB/s) | second pass (GB/s) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    vals = {}
+    for fs in ["tmpfs-forced-flush", "ext4"]:
+        for layout in ["files", "single-file"]:
+            seal = [rows.get((fs, layout, "seal", sz)) for sz in sizes]
+            if None in seal:
+                continue
+            for sz, v in zip(sizes, seal):
+                vals[(sz, f"{fs} {layout}")] = v
+            warm = rows.get((fs, layout, "read-seq-warm", "1GiB"))
+            print(f"| {fs} | {layout} | {seal[0]:.0f} | {seal[1]:.0f} | {seal[2]:.0f} | {seal[2] / seal[0]:.2f} | "
+                  f"{rows.get((fs, layout, 'read-seq', '1GiB')):.2f} | {'-' if warm is None else f'{warm:.2f}'} |")
+    bars_svg(IMG / "layout-seal.svg", "Seal time vs segment size, both layouts (median of 3)", "µs", sizes,
+             [f"{fs} {l}" for fs in ["tmpfs-forced-flush", "ext4"] for l in ["files", "single-file"]], vals)
+
+
 if __name__ == "__main__":
     main()
     log_bench()
+    layout_bench()
