@@ -380,6 +380,12 @@ fn stat(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let segs = log.segments()?;
     let records: u64 = segs.iter().map(|s| s.records).sum();
     let bytes: u64 = segs.iter().map(|s| s.bytes).sum();
+    // Sealed ranges of a single-file log on kernel DAX are read through DRAM caches:
+    // what every process's did, from the file's shared page.
+    let dram = segs
+        .first()
+        .filter(|s| s.path.ends_with(dynadax::log::DATA_FILE))
+        .and_then(|s| dynadax::dram_cache_totals(&s.path));
     if json {
         let v = serde_json::json!({
             "dir": dir,
@@ -388,6 +394,7 @@ fn stat(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
             "records": records,
             "bytes": bytes,
             "layout": log.layout(),
+            "dram_cache": dram,
             "segments": segs,
         });
         println!("{v}");
@@ -400,6 +407,9 @@ fn stat(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
         log.durable_lsn(),
         segs.len()
     );
+    if let Some(d) = dram {
+        println!("DRAM cache of the sealed ranges (all processes): {} page hits, {} misses", d.hits, d.misses);
+    }
     println!(
         "{:<26} {:>12} {:>12} {:>9} {:>11} {:>11}  {:<8} {:<8} state",
         "segment", "first LSN", "last LSN", "records", "bytes", "file size", "physical", "effective"

@@ -3,6 +3,9 @@
 //! `tail.state` (no polling), across segment seals.
 
 use dynadax::log::{Durability, Log, LogOptions};
+#[path = "../../dynadax/tests/common/layout.rs"]
+mod layout;
+use layout::{layout, single_file};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -18,7 +21,13 @@ fn other_process_sees_only_durable_records() {
     let dir = d.path().join("log");
     let log = Log::open(
         &dir,
-        LogOptions { segment_size: 64 << 10, max_record: 1024, durability: Durability::None, ..Default::default() },
+        LogOptions {
+            segment_size: 64 << 10,
+            max_record: 1024,
+            durability: Durability::None,
+            layout: layout(64 << 10),
+            ..Default::default()
+        },
     )
     .unwrap();
     for i in 0..10 {
@@ -43,7 +52,13 @@ fn tail_in_another_process_follows_the_writer() {
     let dir = d.path().join("log");
     let log = Log::open(
         &dir,
-        LogOptions { segment_size: 16 << 10, max_record: 1024, durability: Durability::Group, ..Default::default() },
+        LogOptions {
+            segment_size: 16 << 10,
+            max_record: 1024,
+            durability: Durability::Group,
+            layout: layout(16 << 10),
+            ..Default::default()
+        },
     )
     .unwrap();
     log.append(b"before").unwrap();
@@ -85,7 +100,13 @@ fn other_process_sees_the_durable_point_move_back_on_truncation() {
     let dir = d.path().join("log");
     let log = Log::open(
         &dir,
-        LogOptions { segment_size: 64 << 10, max_record: 1024, durability: Durability::None, ..Default::default() },
+        LogOptions {
+            segment_size: 64 << 10,
+            max_record: 1024,
+            durability: Durability::None,
+            layout: layout(64 << 10),
+            ..Default::default()
+        },
     )
     .unwrap();
     for i in 0..10 {
@@ -104,8 +125,13 @@ fn other_process_sees_the_durable_point_move_back_on_truncation() {
 
 /// A directory on tmpfs for a log, and options with a record persisted per append.
 fn each_log() -> (tempfile::TempDir, LogOptions) {
-    let opts =
-        LogOptions { segment_size: 1 << 20, max_record: 1024, durability: Durability::Each, ..Default::default() };
+    let opts = LogOptions {
+        segment_size: 1 << 20,
+        max_record: 1024,
+        durability: Durability::Each,
+        layout: layout(1 << 20),
+        ..Default::default()
+    };
     (tempfile::tempdir_in("/dev/shm").unwrap(), opts)
 }
 
@@ -221,6 +247,7 @@ fn mode_on_a_live_tail_in_another_process_is_refused_naming_the_writer() {
                 "--max-record",
                 "4K",
             ])
+            .args(if single_file() { &["--layout", "single-file", "--capacity", "4100K"][..] } else { &[] })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -231,7 +258,8 @@ fn mode_on_a_live_tail_in_another_process_is_refused_naming_the_writer() {
             writeln!(writer.stdin.as_mut().unwrap(), "first").unwrap();
         }
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "0");
-        let tail = dir.join("00000000000000000000.dlog");
+        // The file the live tail is in.
+        let tail = dir.join(if single_file() { dynadax::log::DATA_FILE } else { "00000000000000000000.dlog" });
         let before = dynadax(&["stat", tail.to_str().unwrap(), "--json"]);
         let before: serde_json::Value = serde_json::from_slice(&before.stdout).unwrap();
         let other = if before["physical"] == "direct" { "cached" } else { "direct" };

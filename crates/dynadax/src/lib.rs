@@ -41,7 +41,7 @@ mod sys;
 mod volume;
 mod xproc;
 
-pub use aops::{Advice, CacheStats, Extent, Persistence};
+pub use aops::{dram_cache_totals, Advice, CacheStats, DramTotals, Extent, Persistence};
 pub use error::{Error, Result};
 pub use file::{create_dir, set_mode, stat, File, Hold, Kind, MapGuard, RangeStatus, Status};
 pub use flags::{FlagStore, MODE_XATTR, SIDECAR_NAME};

@@ -485,6 +485,9 @@ fn a_single_file_log_stays_kernel_dax_and_serves_sealed_slots_from_dram() {
         }
     }
     assert!(hits() > sealed_end / 2, "sealed slots are not read from the DRAM cache: {} hits", hits());
+    // The totals other processes see (`dynadax log stat`) count them too.
+    let all = dynadax::dram_cache_totals(&data).expect("shared totals of the data file");
+    assert!(all.hits >= hits(), "{all:?}");
     // Round the ring: purge most, append past the end of the data file.
     log.purge_before(sealed_end).unwrap();
     let first = log.first_lsn();

@@ -84,7 +84,41 @@ pub struct CacheStats {
     pub hits: u64,
     /// Page reads that went to the file.
     pub misses: u64,
+    /// Hits and misses of every process's DRAM cache of this file (this one's
+    /// included), since the file's shared page was made: what `dynadax log stat`
+    /// shows from another process than the readers.
+    pub all: DramTotals,
 }
+
+/// The DRAM-cache reads of one file by every process, counted in its shared page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct DramTotals {
+    /// Page reads served from a DRAM cache.
+    pub hits: u64,
+    /// Page reads a DRAM cache sent to the file.
+    pub misses: u64,
+}
+
+/// The DRAM-cache totals of the file at `path` (every process's, see [`DramTotals`]),
+/// or `None` if no process ever cached it (nothing is created to find out).
+pub fn dram_cache_totals(path: &std::path::Path) -> Option<DramTotals> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let m = std::fs::metadata(path).ok()?;
+    let name = format!(".dynadax-dram.{}.{}", m.dev(), m.ino());
+    let f = std::fs::File::open(std::path::Path::new("/dev/shm").join(&name))
+        .or_else(|_| std::fs::File::open(std::env::temp_dir().join(&name)))
+        .ok()?;
+    let word = |at: u64| {
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, at).ok().map(|()| u64::from_ne_bytes(b))
+    };
+    Some(DramTotals { hits: word(HITS_AT as u64)?, misses: word(MISSES_AT as u64)? })
+}
+
+/// Where the shared page keeps the totals: each on a cache line of its own, away
+/// from the generation word every cached read loads.
+const HITS_AT: usize = 64;
+const MISSES_AT: usize = 128;
 
 impl DramOps {
     pub(crate) fn new(inner: CachedOps, capacity_bytes: u64) -> DramOps {
@@ -114,6 +148,7 @@ impl DramOps {
             capacity_pages: c.capacity as u64,
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
+            all: self.shared.as_ref().map_or(DramTotals::default(), SharedGen::totals),
         }
     }
 
@@ -179,6 +214,9 @@ impl DramOps {
                 s.referenced = true;
                 out.copy_from_slice(&s.data);
                 self.hits.fetch_add(1, Ordering::Relaxed);
+                if let Some(s) = &self.shared {
+                    s.count(HITS_AT);
+                }
                 return Ok(true);
             }
         }
@@ -187,6 +225,9 @@ impl DramOps {
             return Ok(false);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(s) = &self.shared {
+            s.count(MISSES_AT);
+        }
         let mut c = self.cache();
         // A write that overlapped the read moved the generation (here, or the shared
         // one, in another process): what was read may be older than the file, so it
@@ -233,6 +274,13 @@ impl SharedGen {
     /// The value before.
     fn bump(&self) -> u64 {
         self.word().fetch_add(1, Ordering::AcqRel)
+    }
+    fn count(&self, at: usize) {
+        self.map.atomic_u64(at).expect("in bounds, aligned").fetch_add(1, Ordering::Relaxed);
+    }
+    fn totals(&self) -> DramTotals {
+        let get = |at| self.map.atomic_u64(at).expect("in bounds, aligned").load(Ordering::Relaxed);
+        DramTotals { hits: get(HITS_AT), misses: get(MISSES_AT) }
     }
 }
 
@@ -450,6 +498,14 @@ mod tests {
         let hits = a.stats().hits;
         a.read_at(&mut buf, 2 * PAGE).unwrap();
         assert_eq!(a.stats().hits, hits + 1, "A's own write dropped its cache");
+        // Both caches count into the file's shared totals, seen from either.
+        b.read_at(&mut buf, 2 * PAGE).unwrap();
+        b.read_at(&mut buf, 2 * PAGE).unwrap();
+        let all = a.stats().all;
+        assert_eq!(all, b.stats().all);
+        assert!(all.hits >= a.stats().hits + b.stats().hits, "{all:?}");
+        assert!(all.misses >= a.stats().misses + b.stats().misses, "{all:?}");
+        assert_eq!(dram_cache_totals(&d.path().join("f")), Some(all));
     }
 
     /// Readers racing a writer on the same pages never leave a stale page cached:

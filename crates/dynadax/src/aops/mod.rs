@@ -11,7 +11,7 @@ mod dram;
 
 pub(crate) use cached::CachedOps;
 pub(crate) use direct::{DirectOps, FORCE_FLUSH_ENV};
-pub use dram::CacheStats;
+pub use dram::{dram_cache_totals, CacheStats, DramTotals};
 pub(crate) use dram::{DramOps, DEFAULT_CACHE_BYTES};
 
 use crate::mode::{Backing, Mode};
