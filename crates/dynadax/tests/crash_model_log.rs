@@ -296,6 +296,13 @@ fn run(tail_mode: TailMode, label: &str) -> (usize, usize) {
         max_record: 2048,
         durability: Durability::Each,
         tail_mode,
+        // The single-file layout (DYNADAX_TEST_LAYOUT): a data file of 32 segments,
+        // small enough to write out for every crash state.
+        layout: if common::single_file() {
+            dynadax::log::Layout::SingleFile { capacity: dynadax::log::SUPER_LEN + 32 * (16 << 10) }
+        } else {
+            dynadax::log::Layout::Files
+        },
         ..LogOptions::default()
     };
     trace::start(root.path());
@@ -450,13 +457,18 @@ fn every_crash_state_of_every_log_operation_recovers() {
         assert!(points > 300 && images > 1000, "{label}: {points} points, {images} images");
         lines.push(format!("{label}: {images} crash states at {points} points"));
     }
+    let (tag, file) = if common::single_file() {
+        (", single-file layout", "crash-model-log-single-file.txt")
+    } else {
+        ("", "crash-model-log.txt")
+    };
     let line = format!(
-        "crash model (whole log, real code traced: appends, batches, seals, purges, truncations, restart, \
+        "crash model (whole log{tag}, real code traced: appends, batches, seals, purges, truncations, restart, \
          reopen after a killed writer): {}; every one recovered, 0 acknowledged records lost, 0 garbage",
         lines.join(", ")
     );
     eprintln!("{line}");
-    let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("../crash-model-log.txt"), format!("{line}\n"));
+    let _ = std::fs::write(Path::new(env!("CARGO_TARGET_TMPDIR")).join("..").join(file), format!("{line}\n"));
 }
 
 /// Review (issue 9): the parent directory was not fsynced after the directory of a

@@ -27,7 +27,8 @@
 //!
 //! The single-file layout keeps every segment in one data file, `log.data`, as
 //! fixed-size slots after a superblock, each slot laid out exactly as a segment file
-//! (header at its start, records after it; an all-zero header is a free slot):
+//! (header at its start, records after it; a slot whose magic, its first 8 bytes, is
+//! zero is free):
 //!
 //! ```text
 //! log.data superblock, one page at offset 0, little-endian:

@@ -209,7 +209,7 @@ impl Store {
                     let offset = sup.offset(i);
                     let mut head = [0u8; HEADER_LEN];
                     let n = read_full(&f, data, &mut head, offset)?;
-                    if head[..n].iter().all(|&b| b == 0) {
+                    if is_free(&head[..n]) {
                         continue;
                     }
                     match SegmentHeader::decode(&head[..n]) {
@@ -419,9 +419,13 @@ impl Store {
         match self {
             Store::Files { .. } => fsops::remove_file(path).ctx(path, "remove segment"),
             Store::Slots { data, .. } => {
+                // One aligned 8-byte store, the magic: a crash leaves it whole or not
+                // at all (persistent memory's failure atomicity), never a half-zeroed
+                // header that would read as damage. The rest is zeroed when the slot is
+                // readied for reuse.
                 let f = File::open(data)?;
-                f.write_at(&[0u8; HEADER_LEN], offset)?;
-                f.persist(offset, HEADER_LEN as u64)
+                f.write_at(&[0u8; 8], offset)?;
+                f.persist(offset, 8)
             }
         }
     }
@@ -475,6 +479,12 @@ impl Store {
                 .unwrap_or_default(),
         }
     }
+}
+
+/// Whether a slot header (its first bytes) says the slot is free: its magic, the
+/// first 8 bytes, is zero (see [`Store::remove`]).
+pub(crate) fn is_free(head: &[u8]) -> bool {
+    head.iter().take(8).all(|&b| b == 0)
 }
 
 /// Sets the physical mode of a slot (a range of the data file), if it differs.

@@ -152,7 +152,7 @@ pub(crate) fn recover(
         // that is gone would be; at the front of what it found, it is skipped.
         if apply == Apply::ReadOnly && found.span != u64::MAX && out.is_empty() {
             let now = SegmentHeader::decode(&head[..n]).ok().map(|h| h.base_lsn);
-            if now != Some(base) && (now.is_some() || head[..n].iter().all(|&b| b == 0)) {
+            if now != Some(base) && (now.is_some() || super::layout::is_free(&head[..n])) {
                 i += 1;
                 continue;
             }

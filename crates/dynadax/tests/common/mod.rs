@@ -104,7 +104,7 @@ mod layout;
 pub use layout::{layout, single_file};
 
 /// Whether segment `s` (as `Log::segments` showed it) is gone from its log: its file
-/// removed, or its slot of the single-file layout's data file freed (a zero header)
+/// removed, or its slot of the single-file layout's data file freed (a zero magic)
 /// or holding another segment now (the header's base LSN, bytes 16..24, is another).
 pub fn segment_gone(s: &dynadax::log::SegmentInfo) -> bool {
     use std::os::unix::fs::FileExt;
@@ -113,5 +113,5 @@ pub fn segment_gone(s: &dynadax::log::SegmentInfo) -> bool {
     }
     let mut head = [0u8; 64];
     std::fs::File::open(&s.path).unwrap().read_exact_at(&mut head, s.offset).unwrap();
-    head.iter().all(|&b| b == 0) || u64::from_le_bytes(head[16..24].try_into().unwrap()) != s.first_lsn
+    head[..8].iter().all(|&b| b == 0) || u64::from_le_bytes(head[16..24].try_into().unwrap()) != s.first_lsn
 }
