@@ -271,3 +271,47 @@ fn a_flipped_digit_in_log_meta_is_damage_not_a_value() {
     assert!(log.metadata().is_empty());
     assert_eq!(std::fs::read(dir.join(format!("{META_FILE}.cut-0"))).unwrap(), bytes, "evidence kept");
 }
+
+/// The oldest segment gone (its file deleted; a single-file log's slot magic zeroed):
+/// the log must not open silently from the next one. Refused, naming the segment and
+/// the missing LSNs, nothing changed; a salvage opens it from the next segment and
+/// reports the loss; later opens accept that start.
+#[test]
+fn a_missing_oldest_segment_is_damage_not_a_later_start() {
+    let d = tmpfs_dir();
+    let dir = d.path().join("l");
+    let o = |recovery| LogOptions { segment_size: 64 << 10, ..opts(recovery) };
+    let log = Log::open(&dir, o(RecoveryMode::TolerateTornTail)).unwrap();
+    for i in 0..1000 {
+        log.append(&rec(i)).unwrap();
+    }
+    let segs = log.segments().unwrap();
+    drop(log);
+    assert!(segs.len() >= 3);
+    if single_file() {
+        use std::os::unix::fs::FileExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segs[0].path)
+            .unwrap()
+            .write_all_at(&[0; 8], segs[0].offset)
+            .unwrap();
+    } else {
+        std::fs::remove_file(&segs[0].path).unwrap();
+    }
+    let before = snapshot(&dir);
+    let err = Log::open(&dir, o(RecoveryMode::TolerateTornTail)).err().expect("refused").to_string();
+    let missing = format!("LSNs 0..{} are missing", segs[1].first_lsn);
+    assert!(err.contains(&*segs[1].path.to_string_lossy()) && err.contains(&missing), "{err}");
+    assert_eq!(snapshot(&dir), before, "a refused open changed the log");
+    let log = Log::open(&dir, o(RecoveryMode::SkipDamaged)).unwrap();
+    let r = log.recovery_report();
+    assert_eq!(r.dropped.len(), 1, "{r:?}");
+    assert_eq!(r.dropped[0].lsns, Some((0, segs[1].first_lsn)));
+    assert_eq!(log.first_lsn(), segs[1].first_lsn);
+    assert_eq!(log.read(segs[1].first_lsn).unwrap(), rec(segs[1].first_lsn));
+    drop(log);
+    let log = Log::open(&dir, o(RecoveryMode::TolerateTornTail)).unwrap();
+    assert!(log.recovery_report().repairs.is_empty());
+    assert_eq!(log.next_lsn(), 1000);
+}

@@ -46,10 +46,18 @@ fn stress(dir: &std::path::Path) {
 
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
-            let (f, versions) = (f.clone(), versions.clone());
+            let (f, versions, switched) = (f.clone(), versions.clone(), switched.clone());
             std::thread::spawn(move || {
                 let mine: Vec<u64> = (0..BLOCKS).filter(|b| b % WORKERS == w).collect();
-                for round in 0..ROUNDS {
+                // At least ROUNDS rounds, and on until the switcher has switched enough
+                // times to prove something (however fast mapping is), within 20 s.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                for round in 0.. {
+                    if round >= ROUNDS
+                        && (switched.load(Ordering::Relaxed) >= 20 || std::time::Instant::now() > deadline)
+                    {
+                        break;
+                    }
                     let b = mine[(round as usize) % mine.len()];
                     let v = versions[b as usize].load(Ordering::Relaxed) + 1;
                     let data = pattern(BLOCK, b, v);

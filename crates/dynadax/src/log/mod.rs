@@ -408,7 +408,48 @@ impl Log {
             }
             segments.clear();
         }
-        if !read_only && (!report.holes.is_empty() || Meta::load(dir)?.is_none()) {
+        // The oldest segment must hold the log's first LSN: if it starts later, the
+        // segments before it are gone (a file deleted, a slot's magic zeroed) and their
+        // records with them. Refused; with a salvage mode the log starts at that
+        // segment, the loss reported. (Not for a reader, whose `log.meta` may predate a
+        // purge that removed them.)
+        let mut moved_start = false;
+        if let Some(first) = segments.first().filter(|_| !read_only) {
+            let (start, base) = (meta.purged_before, first.base());
+            if base > start && !meta.damaged.iter().any(|&(a, b)| a <= start && base <= b) {
+                let at = if first.span == u64::MAX {
+                    first.path.display().to_string()
+                } else {
+                    format!("{} (segment at byte {})", first.path.display(), first.offset)
+                };
+                let why = format!(
+                    "log.meta says the log starts at LSN {start}, but its oldest segment, {at}, starts at LSN \
+                     {base}: the segment(s) with LSNs {start}..{base} are missing"
+                );
+                if !salvage {
+                    return Err(Error::Corrupt {
+                        path: first.path.clone(),
+                        what: "log",
+                        why: format!(
+                            "{why}; nothing was changed (RecoveryMode::PointInTime or SkipDamaged opens the log from \
+                             LSN {base}, reporting the loss)"
+                        ),
+                    });
+                }
+                report.repairs.push(format!("{why}: the log starts at LSN {base} now"));
+                report.dropped.push(Dropped {
+                    path: first.path.clone(),
+                    offset: first.offset,
+                    bytes: 0,
+                    lsns: Some((start, base)),
+                    evidence: None,
+                    why: "missing segments".into(),
+                });
+                meta.purged_before = base;
+                moved_start = true;
+            }
+        }
+        if !read_only && (moved_start || !report.holes.is_empty() || Meta::load(dir)?.is_none()) {
             // Salvaged holes are recorded before anything is appended after them; a new
             // log's record is written before its first segment is made.
             meta.damaged.extend(report.holes.iter().map(|h| h.lsns));
