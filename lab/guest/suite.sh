@@ -531,9 +531,10 @@ sc_dynadax_live_tail() {
 sc_dynadax_labtests() {
     if [ -z "$LABTESTS" ]; then skip "no dynadax-labtests binary in the initramfs"; return; fi
     mkdir -p work
-    log "DYNADAX_LAB_DIR=$PWD/work dynadax-labtests --include-ignored --test-threads=1"
+    log "DYNADAX_LAB_DIR=$PWD/work dynadax-labtests --include-ignored --test-threads=1 --nocapture"
     rm -f /tmp/labtests.rc
-    ( DYNADAX_LAB_DIR=$PWD/work timeout 300 "$LABTESTS" --include-ignored --test-threads=1 2>&1
+    # --nocapture: the LAB-MEASURE lines some tests print are quoted in docs/benchmarks.md.
+    ( DYNADAX_LAB_DIR=$PWD/work timeout 300 "$LABTESTS" --include-ignored --test-threads=1 --nocapture 2>&1
       echo $? > /tmp/labtests.rc ) | sed 's/^/    | /'
     _rc=$(cat /tmp/labtests.rc 2>/dev/null || echo missing)
     [ "$_rc" = 0 ] || fail "dynadax-labtests exited with status $_rc"
