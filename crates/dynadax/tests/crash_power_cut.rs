@@ -5,6 +5,8 @@
 //! The copy is then mounted (ext4 replays its journal) and recovered. Needs root
 //! and mkfs.ext4 (CI has both; scripts/test installs e2fsprogs).
 
+#[path = "common/layout.rs"]
+mod layout;
 use dynadax::log::{Durability, Log, LogOptions, TailMode};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,6 +71,12 @@ fn a_killed_writers_unpersisted_tail_survives_the_next_writer_and_a_power_cut() 
         max_record: 4096,
         durability,
         tail_mode: TailMode::Direct,
+        // The single-file layout (DYNADAX_TEST_LAYOUT): 16 segments, to fit the disk.
+        layout: if layout::single_file() {
+            dynadax::log::Layout::SingleFile { capacity: dynadax::log::SUPER_LEN + 16 * (1 << 20) }
+        } else {
+            dynadax::log::Layout::Files
+        },
         ..LogOptions::default()
     };
     let rec = |i: u64| format!("a{i}-{}", "x".repeat(890)).into_bytes();

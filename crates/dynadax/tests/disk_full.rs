@@ -136,3 +136,41 @@ fn a_batch_whose_rotation_hits_a_full_disk_changes_nothing() {
     assert_eq!(log.read(before.0).unwrap(), small);
     assert_eq!(log.read(before.0 + 1).unwrap(), big);
 }
+
+/// The single-file layout takes all its space when the log is made: a data file
+/// larger than the file system is refused then, with the disk-full error naming the
+/// path, leaving no half-made data file; one that fits never meets a full disk when
+/// it rotates (a full ring is `Error::Full`, not ENOSPC).
+#[test]
+fn a_single_file_log_larger_than_the_disk_is_refused_when_made() {
+    use dynadax::log::{Layout, Log, LogOptions, DATA_FILE, SUPER_LEN};
+    let fs = TinyFs::mount();
+    let dir = fs.path().join("log");
+    let too_big = LogOptions {
+        segment_size: 64 << 10,
+        max_record: 1024,
+        layout: Layout::SingleFile { capacity: SUPER_LEN + 8 * (64 << 10) },
+        ..LogOptions::default()
+    };
+    let err = Log::open(&dir, too_big).err().expect("a 516 KiB data file on a 256 KiB file system");
+    let msg = err.to_string();
+    assert!(msg.contains(fs.path().to_str().unwrap()) && msg.contains("No space left"), "{msg}");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.iter().all(|n| !n.to_string_lossy().contains("data")), "left behind: {left:?}");
+    // One that fits: filled round its ring, it says full, never ENOSPC.
+    let fits = LogOptions {
+        segment_size: 64 << 10,
+        max_record: 1024,
+        layout: Layout::SingleFile { capacity: SUPER_LEN + 3 * (64 << 10) },
+        ..LogOptions::default()
+    };
+    let log = Log::open(&dir, fits).unwrap();
+    assert!(dir.join(DATA_FILE).exists());
+    let rec = vec![b'r'; 1000];
+    let err = loop {
+        if let Err(e) = log.append(&rec) {
+            break e;
+        }
+    };
+    assert!(matches!(err, dynadax::Error::Full { .. }), "{err}");
+}

@@ -153,22 +153,22 @@ impl SegFile {
         let room = self.span.saturating_sub(off);
         let n = (buf.len() as u64).min(room) as usize;
         let buf = &mut buf[..n];
-        let off = self.base + off;
+        // Failpoint `log-read(AT)`: reads reaching past the segment's byte AT fail.
         #[cfg(feature = "failpoints")]
         fail::fail_point!("log-read", |at: Option<String>| {
             let at: u64 = at.and_then(|a| a.parse().ok()).unwrap_or(0);
             if off + buf.len() as u64 > at {
                 Err(Error::IoAt {
                     path: self.path().to_path_buf(),
-                    offset: off.max(at),
+                    offset: self.base + off.max(at),
                     op: "read segment",
                     source: std::io::Error::from_raw_os_error(libc::EIO),
                 })
             } else {
-                self.read_plain(buf, off)
+                self.read_plain(buf, self.base + off)
             }
         });
-        self.read_plain(buf, off)
+        self.read_plain(buf, self.base + off)
     }
 
     /// Reads at the file's offset `off`.
