@@ -11,6 +11,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// A log of `segment_size` segments and 1 KiB records, on the layout under test.
+fn opts(segment_size: u64, durability: Durability) -> LogOptions {
+    LogOptions { segment_size, max_record: 1024, durability, layout: layout(segment_size), ..Default::default() }
+}
+
 fn dynadax(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_dynadax")).args(args).output().unwrap()
 }
@@ -19,17 +24,7 @@ fn dynadax(args: &[&str]) -> std::process::Output {
 fn other_process_sees_only_durable_records() {
     let d = tempfile::tempdir_in("/dev/shm").unwrap();
     let dir = d.path().join("log");
-    let log = Log::open(
-        &dir,
-        LogOptions {
-            segment_size: 64 << 10,
-            max_record: 1024,
-            durability: Durability::None,
-            layout: layout(64 << 10),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let log = Log::open(&dir, opts(64 << 10, Durability::None)).unwrap();
     for i in 0..10 {
         log.append(format!("rec{i}").as_bytes()).unwrap();
     }
@@ -50,17 +45,7 @@ fn other_process_sees_only_durable_records() {
 fn tail_in_another_process_follows_the_writer() {
     let d = tempfile::tempdir_in("/dev/shm").unwrap();
     let dir = d.path().join("log");
-    let log = Log::open(
-        &dir,
-        LogOptions {
-            segment_size: 16 << 10,
-            max_record: 1024,
-            durability: Durability::Group,
-            layout: layout(16 << 10),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let log = Log::open(&dir, opts(16 << 10, Durability::Group)).unwrap();
     log.append(b"before").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dynadax"))
         .args(["log", "tail", dir.to_str().unwrap()])
@@ -98,17 +83,7 @@ fn tail_in_another_process_follows_the_writer() {
 fn other_process_sees_the_durable_point_move_back_on_truncation() {
     let d = tempfile::tempdir_in("/dev/shm").unwrap();
     let dir = d.path().join("log");
-    let log = Log::open(
-        &dir,
-        LogOptions {
-            segment_size: 64 << 10,
-            max_record: 1024,
-            durability: Durability::None,
-            layout: layout(64 << 10),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let log = Log::open(&dir, opts(64 << 10, Durability::None)).unwrap();
     for i in 0..10 {
         log.append(format!("rec{i}").as_bytes()).unwrap();
     }
@@ -125,13 +100,7 @@ fn other_process_sees_the_durable_point_move_back_on_truncation() {
 
 /// A directory on tmpfs for a log, and options with a record persisted per append.
 fn each_log() -> (tempfile::TempDir, LogOptions) {
-    let opts = LogOptions {
-        segment_size: 1 << 20,
-        max_record: 1024,
-        durability: Durability::Each,
-        layout: layout(1 << 20),
-        ..Default::default()
-    };
+    let opts = opts(1 << 20, Durability::Each);
     (tempfile::tempdir_in("/dev/shm").unwrap(), opts)
 }
 

@@ -8,13 +8,7 @@ use dynadax::log::{Durability, Log, LogOptions, RecoveryMode, Retention, TailMod
 use dynadax::{Error, Mode};
 
 fn small(durability: Durability) -> LogOptions {
-    LogOptions {
-        segment_size: 64 << 10,
-        max_record: 4096,
-        durability,
-        layout: layout(64 << 10),
-        ..LogOptions::default()
-    }
+    small_log(durability)
 }
 
 /// The same, with the tail always written through its mapping (emulated on ext4).

@@ -161,6 +161,16 @@ fn a_torn_last_record_is_cut_and_kept() {
     assert!(r.dropped[0].evidence.as_ref().unwrap().exists());
 }
 
+/// A log of `n` records in 64 KiB segments, closed; its segments.
+fn small_segments(dir: &Path, n: u64) -> Vec<dynadax::log::SegmentInfo> {
+    let o = LogOptions { segment_size: 64 << 10, ..opts(RecoveryMode::TolerateTornTail) };
+    let log = Log::open(dir, o).unwrap();
+    for i in 0..n {
+        log.append(&rec(i)).unwrap();
+    }
+    log.segments().unwrap()
+}
+
 /// Damage in a sealed segment: refused; salvaged as a hole; point-in-time sets the
 /// later segments aside (renamed, not deleted).
 #[test]
@@ -168,12 +178,7 @@ fn damage_in_a_sealed_segment_is_salvaged_or_set_aside() {
     let d = tmpfs_dir();
     let dir = d.path().join("l");
     let o = |recovery| LogOptions { segment_size: 64 << 10, ..opts(recovery) };
-    let log = Log::open(&dir, o(RecoveryMode::TolerateTornTail)).unwrap();
-    for i in 0..1000 {
-        log.append(&rec(i)).unwrap();
-    }
-    let segs = log.segments().unwrap();
-    drop(log);
+    let segs = small_segments(&dir, 1000);
     assert!(segs.len() >= 4);
     let victim = segs[1].first_lsn + 3;
     // The 4th record of segment 1: skip 3 frames.
@@ -281,12 +286,7 @@ fn a_missing_oldest_segment_is_damage_not_a_later_start() {
     let d = tmpfs_dir();
     let dir = d.path().join("l");
     let o = |recovery| LogOptions { segment_size: 64 << 10, ..opts(recovery) };
-    let log = Log::open(&dir, o(RecoveryMode::TolerateTornTail)).unwrap();
-    for i in 0..1000 {
-        log.append(&rec(i)).unwrap();
-    }
-    let segs = log.segments().unwrap();
-    drop(log);
+    let segs = small_segments(&dir, 1000);
     assert!(segs.len() >= 3);
     if single_file() {
         use std::os::unix::fs::FileExt;

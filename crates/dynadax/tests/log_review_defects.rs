@@ -9,13 +9,7 @@ use dynadax::Error;
 use std::path::Path;
 
 fn opts(durability: Durability) -> LogOptions {
-    LogOptions {
-        segment_size: 64 << 10,
-        max_record: 4096,
-        durability,
-        layout: layout(64 << 10),
-        ..LogOptions::default()
-    }
+    small_log(durability)
 }
 
 fn rec(i: u64) -> Vec<u8> {

@@ -24,12 +24,11 @@
 
 use super::format::{self, DataSuper, SegmentHeader, HEADER_LEN, SUPER_LEN};
 use super::meta::sync_dir;
-use super::segment::{FileCache, SegFile, Segment};
+use super::segment::{read_full, FileCache, SegFile, Segment};
 use super::{now_ns, Lsn, PREPARE_PREFIX};
 use crate::error::{Error, IoContext, Result};
 use crate::{fsops, File, Mode, SwitchOptions};
 use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +98,7 @@ impl Store {
     fn slots(dir: &Path, data: PathBuf) -> Result<Store> {
         let f = fs::File::open(&data).ctx(&data, "open log data file")?;
         let mut b = [0u8; 36];
-        let n = read_full(&f, &data, &mut b, 0)?;
+        let n = read_full(&f, &data, &mut b, 0, "read log data file")?;
         let sup = DataSuper::decode(&b[..n]).map_err(|why| Error::Corrupt {
             path: data.clone(),
             what: "log data file",
@@ -208,7 +207,7 @@ impl Store {
                 for i in 0..sup.slots {
                     let offset = sup.offset(i);
                     let mut head = [0u8; HEADER_LEN];
-                    let n = read_full(&f, data, &mut head, offset)?;
+                    let n = read_full(&f, data, &mut head, offset, "read segment header")?;
                     if is_free(&head[..n]) {
                         continue;
                     }
@@ -447,7 +446,7 @@ impl Store {
                 let mut head = [0u8; HEADER_LEN];
                 fs::File::open(data)
                     .ok()
-                    .and_then(|f| read_full(&f, data, &mut head, seg.offset).ok())
+                    .and_then(|f| read_full(&f, data, &mut head, seg.offset, "read segment header").ok())
                     .and_then(|n| SegmentHeader::decode(&head[..n]).ok())
                     .is_some_and(|h| h.base_lsn == seg.base() && h.created_ns == seg.header.created_ns)
             }
@@ -503,20 +502,4 @@ pub(crate) fn range_physical(st: &crate::Status, off: u64) -> Mode {
 /// The range of this status that holds byte `off`, if it is not the file's own mode.
 pub(crate) fn range_at(st: &crate::Status, off: u64) -> Option<&crate::RangeStatus> {
     st.ranges.iter().find(|r| r.offset <= off && r.len.is_none_or(|l| off < r.offset + l))
-}
-
-/// Reads until `buf` is full or the file ends; the count.
-fn read_full(f: &fs::File, path: &Path, buf: &mut [u8], off: u64) -> Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], off + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                return Err(Error::IoAt { path: path.to_path_buf(), offset: off + done as u64, op: "read", source: e })
-            }
-        }
-    }
-    Ok(done)
 }

@@ -188,26 +188,7 @@ impl SegFile {
                 }
                 Ok(done)
             }
-            SegIo::Plain(f, p) => {
-                use std::os::unix::fs::FileExt;
-                let mut done = 0;
-                while done < buf.len() {
-                    match f.read_at(&mut buf[done..], off + done as u64) {
-                        Ok(0) => break,
-                        Ok(n) => done += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            return Err(Error::IoAt {
-                                path: p.clone(),
-                                offset: off + done as u64,
-                                op: "read segment",
-                                source: e,
-                            })
-                        }
-                    }
-                }
-                Ok(done)
-            }
+            SegIo::Plain(f, p) => read_full(f, p, buf, off, "read segment"),
         }
     }
 
@@ -252,6 +233,22 @@ impl SegFile {
     pub fn corrupt(&self, off: u64, why: String) -> Error {
         corrupt(self.path(), self.base + off, why)
     }
+}
+
+/// Reads `f` at `off` until `buf` is full or the file ends; the count read. An error
+/// names the file and the offset it happened at.
+pub(crate) fn read_full(f: &std::fs::File, path: &Path, buf: &mut [u8], off: u64, op: &'static str) -> Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::IoAt { path: path.to_path_buf(), offset: off + done as u64, op, source: e }),
+        }
+    }
+    Ok(done)
 }
 
 /// The segment files a log keeps open. A log of 100,000 segments must open under

@@ -103,6 +103,18 @@ mod layout;
 #[allow(unused_imports)]
 pub use layout::{layout, single_file};
 
+/// Options of the small logs most log tests use: 64 KiB segments (so a few hundred
+/// records cross seals), records up to 4 KiB, on the layout under test.
+pub fn small_log(durability: dynadax::log::Durability) -> dynadax::log::LogOptions {
+    dynadax::log::LogOptions {
+        segment_size: 64 << 10,
+        max_record: 4096,
+        durability,
+        layout: layout(64 << 10),
+        ..Default::default()
+    }
+}
+
 /// Whether segment `s` (as `Log::segments` showed it) is gone from its log: its file
 /// removed, or its slot of the single-file layout's data file freed (a zero magic)
 /// or holding another segment now (the header's base LSN, bytes 16..24, is another).
