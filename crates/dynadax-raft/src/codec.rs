@@ -88,5 +88,5 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], format: u8) -> Result<T, String> {
 }
 
 fn corrupt(dir: &Path, what: &'static str, why: String) -> dynadax::Error {
-    dynadax::Error::Corrupt { path: dir.to_path_buf(), what, why }
+    dynadax::Error::Corrupt { path: dir.to_path_buf(), what, why, offset: None }
 }

@@ -35,7 +35,7 @@ pub(crate) fn parse_versioned<T: serde::de::DeserializeOwned>(
     format_of: impl Fn(&T) -> u32,
     want: u32,
 ) -> Result<T> {
-    let corrupt = |why: String| Error::Corrupt { path: path.to_path_buf(), what, why };
+    let corrupt = |why: String| Error::Corrupt { path: path.to_path_buf(), what, why, offset: None };
     let v: T = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
     match format_of(&v) {
         f if f == want => Ok(v),

@@ -136,6 +136,8 @@ pub enum Error {
         what: &'static str,
         /// What is wrong with it.
         why: String,
+        /// Where in the file the damage is, when one place is to blame.
+        offset: Option<u64>,
     },
 }
 
@@ -151,6 +153,32 @@ fn busy_text(mappings: usize, elsewhere: Option<&str>) -> String {
 }
 
 impl Error {
+    /// The path the error concerns.
+    pub fn path(&self) -> &Path {
+        match self {
+            Error::Io { path, .. }
+            | Error::IoAt { path, .. }
+            | Error::Damaged { path, .. }
+            | Error::NotFound { path }
+            | Error::Busy { path, .. }
+            | Error::Invalid { path, .. }
+            | Error::Unsupported { path, .. }
+            | Error::Poisoned { path, .. }
+            | Error::Full { path, .. }
+            | Error::Locked { path, .. }
+            | Error::Corrupt { path, .. } => path,
+        }
+    }
+
+    /// The byte of [`Error::path`] the error is about, when it is about one place.
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            Error::IoAt { offset, .. } | Error::Damaged { offset, .. } => Some(*offset),
+            Error::Corrupt { offset, .. } => *offset,
+            _ => None,
+        }
+    }
+
     /// Wraps an `io::Error`, turning "not found" into [`Error::NotFound`].
     pub(crate) fn io(path: &Path, op: &'static str, source: io::Error) -> Error {
         if source.kind() == io::ErrorKind::NotFound {

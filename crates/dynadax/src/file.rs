@@ -262,7 +262,19 @@ impl File {
     /// Maps `off..off+len` (inside the file) for loads and stores. While the guard
     /// lives, the file's mode cannot be switched and the file cannot shrink below it.
     pub fn map(&self, off: u64, len: usize, writable: bool) -> Result<MapGuard> {
-        let (id, map, persistence, lock) = self.inode.map(off, len, writable)?;
+        self.map_as(off, len, writable, false)
+    }
+
+    /// As [`File::map`], with a mapping of the guard's own (never a view of the
+    /// direct vector's window), so that [`MapGuard::detach`] can end it while its
+    /// addresses stay valid. For mappings whose addresses escape to code dynadax
+    /// cannot stop (the Java binding's direct buffers). Costs an `mmap` and `munmap`.
+    pub fn map_detachable(&self, off: u64, len: usize, writable: bool) -> Result<MapGuard> {
+        self.map_as(off, len, writable, true)
+    }
+
+    fn map_as(&self, off: u64, len: usize, writable: bool, own: bool) -> Result<MapGuard> {
+        let (id, map, persistence, lock) = self.inode.map(off, len, writable, own)?;
         Ok(MapGuard { inode: self.inode.clone(), id, map: Some(map), off, persistence, lock })
     }
 
@@ -507,6 +519,50 @@ impl MapGuard {
     /// How [`MapGuard::persist`] works for this mapping.
     pub fn persistence(&self) -> Persistence {
         self.persistence
+    }
+
+    /// Ends the guard as a drop does (the file's mode may switch, in this process
+    /// and others), but leaves the mapped addresses valid: private zero pages replace
+    /// the file's, owned by the returned [`Detached`] until it drops. The file's pages
+    /// are no longer reachable through these addresses. Only for guards made by
+    /// [`File::map_detachable`]; any other, or a detach the kernel refuses (no memory
+    /// for the zero pages), is handed back, still mapped, with the error.
+    #[allow(clippy::result_large_err)]
+    pub fn detach(mut self) -> std::result::Result<Detached, (MapGuard, Error)> {
+        let map = self.map.take().expect("mapping lives until drop");
+        match map.into_placeholder() {
+            // `self` drops here: unregistered like any guard, with nothing to unmap.
+            Ok(placeholder) => Ok(Detached { placeholder }),
+            Err((map, e)) => {
+                self.map = Some(map);
+                let e = Error::io(&self.inode.path, "detach mapping (made by File::map_detachable?)", e);
+                Err((self, e))
+            }
+        }
+    }
+}
+
+/// The addresses of a detached mapping guard ([`MapGuard::detach`]): private zero
+/// pages, unmapped when this drops.
+#[derive(Debug)]
+pub struct Detached {
+    placeholder: crate::sys::Placeholder,
+}
+
+impl Detached {
+    /// First byte of the range (page aligned: the guard's first byte, rounded down).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.placeholder.as_ptr()
+    }
+
+    /// Bytes in the range.
+    pub fn len(&self) -> usize {
+        self.placeholder.len()
+    }
+
+    /// Never true.
+    pub fn is_empty(&self) -> bool {
+        self.placeholder.is_empty()
     }
 }
 

@@ -73,6 +73,7 @@ impl FlagStore {
                     Ok(n) => parse_mode(&buf[..n]).ok_or_else(|| Error::Corrupt {
                         path: path.to_path_buf(),
                         what: "mode attribute user.dynadax.mode",
+                        offset: None,
                         why: format!("value {:?} is neither direct nor cached", String::from_utf8_lossy(&buf[..n])),
                     }),
                     Err(rustix::io::Errno::NODATA) => Ok(Mode::Cached),
@@ -147,6 +148,7 @@ impl FlagStore {
         RangeMap::decode(&text).map_err(|why| Error::Corrupt {
             path: path.to_path_buf(),
             what: "range modes attribute user.dynadax.ranges",
+            offset: None,
             why,
         })
     }
@@ -210,6 +212,7 @@ fn read_sidecar(file: &Path) -> Result<Vec<(String, Mode)>> {
         out.push(parsed.ok_or_else(|| Error::Corrupt {
             path: file.to_path_buf(),
             what: "mode sidecar",
+            offset: None,
             why: format!("line {} is not MODE<TAB>NAME: {line:?}", n + 1),
         })?);
     }

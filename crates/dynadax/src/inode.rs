@@ -716,6 +716,7 @@ impl Inode {
         off: u64,
         len: usize,
         writable: bool,
+        own: bool,
     ) -> Result<(u64, sys::Mapping, crate::Persistence, Arc<fs::File>)> {
         if writable && !self.writable {
             return Err(Error::invalid(&self.path, "cannot map writable: file is open read-only"));
@@ -748,7 +749,8 @@ impl Inode {
         }
         let file = st.file.clone().ok_or_else(|| Error::invalid(&self.path, "file is closed"))?;
         let id = self.maps.add(&self.path, &file, off, len as u64)?;
-        let mapping = match v.map(off, len, writable).ctx(&self.path, "mmap") {
+        let made = if own { v.map_own(off, len, writable) } else { v.map(off, len, writable) };
+        let mapping = match made.ctx(&self.path, "mmap") {
             Ok(m) => m,
             Err(e) => {
                 self.maps.remove(&file, id);

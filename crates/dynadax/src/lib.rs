@@ -43,7 +43,7 @@ mod xproc;
 
 pub use aops::{dram_cache_totals, Advice, CacheStats, DramTotals, Extent, Persistence};
 pub use error::{Error, Result};
-pub use file::{create_dir, set_mode, stat, File, Hold, Kind, MapGuard, RangeStatus, Status};
+pub use file::{create_dir, set_mode, stat, Detached, File, Hold, Kind, MapGuard, RangeStatus, Status};
 pub use flags::{FlagStore, MODE_XATTR, SIDECAR_NAME};
 pub use inode::SwitchOptions;
 pub use mode::{Backing, Mode, MountDax, Policy};

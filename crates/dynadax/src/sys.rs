@@ -462,6 +462,79 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// Ends the file mapping but keeps its addresses: one `mmap(MAP_FIXED)` puts
+    /// private anonymous zero pages where the file's pages were, atomically (at no
+    /// moment is the range free for another mapping to take), and the returned
+    /// [`Placeholder`] owns the range until it drops. For memory handed to code that
+    /// cannot be stopped from touching it (a Java direct buffer): a late access reads
+    /// zeros or writes to nothing instead of faulting or reaching another mapping.
+    /// A view cannot be replaced (its memory is its owner's); it is handed back.
+    pub fn into_placeholder(self) -> Result<Placeholder, (Mapping, io::Error)> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        if self.owner.is_some() {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "a view of a shared mapping cannot be replaced");
+            return Err((self, e));
+        }
+        // SAFETY: `ptr..ptr+map_len` is exactly the range this mapping owns (see
+        // `Drop`), and nothing holds a Rust reference into it; MAP_FIXED replaces it
+        // as a whole, and ownership of the range passes to the placeholder.
+        let r = unsafe {
+            rustix::mm::mmap_anonymous(
+                self.ptr.as_ptr().cast(),
+                self.map_len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::NORESERVE,
+            )
+        };
+        match r {
+            Ok(_) => {
+                let p = Placeholder { ptr: self.ptr, len: self.map_len };
+                std::mem::forget(self);
+                Ok(p)
+            }
+            Err(e) => Err((self, e.into())),
+        }
+    }
+}
+
+/// Private anonymous memory at the addresses of a former file mapping
+/// ([`Mapping::into_placeholder`]), unmapped when it drops.
+#[derive(Debug)]
+pub struct Placeholder {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the placeholder only owns an address range; it never reads or writes it.
+unsafe impl Send for Placeholder {}
+// SAFETY: as above.
+unsafe impl Sync for Placeholder {}
+
+impl Placeholder {
+    /// First byte of the range (the former mapping's page-aligned start).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length of the range in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true: mappings are never empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Placeholder {
+    fn drop(&mut self) {
+        // SAFETY: the range the placeholder owns, unmapped once.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         if self.owner.is_some() {

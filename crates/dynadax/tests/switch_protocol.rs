@@ -192,3 +192,46 @@ fn every_operation_works_in_both_vectors() {
         }
     }
 }
+
+/// A detached guard lets the switch go on at once, while its addresses stay mapped:
+/// zero pages that no longer reach the file (what the Java binding leaves behind a
+/// closed mapping's direct buffer). A guard that is a view of the direct window
+/// cannot be detached.
+#[test]
+fn a_detached_mapping_frees_the_switch_and_its_addresses_read_zeros_not_the_file() {
+    for d in both_file_systems() {
+        let p = path(&d, "f");
+        let f = File::create(&p).unwrap();
+        f.set_mode(Mode::Direct, SwitchOptions::default()).unwrap();
+        let a = pattern(64 << 10, 3, 3);
+        f.write_at(&a, 0).unwrap();
+        f.persist(0, a.len() as u64).unwrap();
+
+        let g = f.map_detachable(4096, 8192, true).unwrap();
+        let ptr = g.as_ptr();
+        // SAFETY (test): the guard maps 8192 bytes at ptr.
+        assert_eq!(unsafe { ptr.read_volatile() }, a[4096]);
+        assert!(matches!(f.set_mode(Mode::Cached, SwitchOptions::default()), Err(Error::Busy { .. })));
+        let detached = g.detach().unwrap();
+        assert_eq!(f.live_mappings(), 0);
+        f.set_mode(Mode::Cached, SwitchOptions::default()).unwrap();
+        assert_eq!(detached.as_ptr(), ptr, "4096 is page aligned: the range starts at the guard's byte");
+        // SAFETY (test): the detached range is 8192 bytes of private memory we own.
+        unsafe {
+            assert_eq!(ptr.read_volatile(), 0);
+            ptr.write_volatile(0xee);
+            assert_eq!(ptr.add(8191).read_volatile(), 0);
+        }
+        let mut buf = vec![0u8; a.len()];
+        f.read_at(&mut buf, 0).unwrap();
+        assert!(buf == a, "a store through detached addresses reached the file");
+        drop(detached);
+
+        f.set_mode(Mode::Direct, SwitchOptions::default()).unwrap();
+        let view = f.map(0, 4096, false).unwrap();
+        let Err((view, _)) = view.detach() else { panic!("a view of the window is not detachable") };
+        assert_eq!(f.live_mappings(), 1, "a refused detach hands the guard back, still mapped");
+        drop(view);
+        assert_eq!(f.live_mappings(), 0);
+    }
+}

@@ -196,7 +196,10 @@ impl Aops for DirectOps {
         if at.checked_add(len).is_some_and(|end| end <= self.window.len()) {
             return Mapping::view(&self.window, at, len, writable);
         }
-        // SAFETY: as above.
+        self.map_own(off, len, writable)
+    }
+    fn map_own(&self, off: u64, len: usize, writable: bool) -> io::Result<Mapping> {
+        // SAFETY: the inode checked the range under the ops lock, as for `map`.
         unsafe { Mapping::new(self.file.as_fd(), off, len, writable, self.kind) }
     }
     fn advise(&self, off: u64, len: u64, advice: Advice) -> io::Result<()> {

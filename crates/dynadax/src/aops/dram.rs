@@ -121,6 +121,17 @@ const HITS_AT: usize = 64;
 const MISSES_AT: usize = 128;
 
 impl DramOps {
+    fn check_map(&self, writable: bool) -> io::Result<()> {
+        if writable {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a range served from dynadax's DRAM cache cannot be mapped writable (stores would bypass \
+                 the cache): map it read-only, or switch the range to direct",
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn new(inner: CachedOps, capacity_bytes: u64) -> DramOps {
         let capacity = (capacity_bytes / PAGE).max(1) as usize;
         let shared = SharedGen::open(inner.file());
@@ -368,14 +379,12 @@ impl Aops for DramOps {
         self.inner.allocate(off, len)
     }
     fn map(&self, off: u64, len: usize, writable: bool) -> io::Result<sys::Mapping> {
-        if writable {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a range served from dynadax's DRAM cache cannot be mapped writable (stores would bypass \
-                 the cache): map it read-only, or switch the range to direct",
-            ));
-        }
+        self.check_map(writable)?;
         self.inner.map(off, len, false)
+    }
+    fn map_own(&self, off: u64, len: usize, writable: bool) -> io::Result<sys::Mapping> {
+        self.check_map(writable)?;
+        self.inner.map_own(off, len, false)
     }
     fn advise(&self, off: u64, len: u64, advice: Advice) -> io::Result<()> {
         if advice == Advice::DontNeed {

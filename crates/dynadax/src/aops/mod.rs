@@ -97,6 +97,11 @@ pub(crate) trait Aops: Send + Sync {
     /// A new mapping of `off..off+len` for a mapping guard. The caller has checked
     /// that the range lies inside the file and registers the guard.
     fn map(&self, off: u64, len: usize, writable: bool) -> io::Result<sys::Mapping>;
+    /// As [`Aops::map`], but a mapping of its own, never a view of one shared with
+    /// other guards, so it can become a placeholder ([`crate::MapGuard::detach`]).
+    fn map_own(&self, off: u64, len: usize, writable: bool) -> io::Result<sys::Mapping> {
+        self.map(off, len, writable)
+    }
     /// Access-pattern advice for `off..off+len`.
     fn advise(&self, off: u64, len: u64, advice: Advice) -> io::Result<()>;
     /// Data and hole runs of `off..off+len`.

@@ -103,6 +103,7 @@ impl Store {
             path: data.clone(),
             what: "log data file",
             why: format!("at byte 0: {why}"),
+            offset: Some(0),
         })?;
         Ok(Store::Slots { dir: dir.to_path_buf(), data, sup })
     }
@@ -192,6 +193,7 @@ impl Store {
                     return Err(Error::Corrupt {
                         path: data.clone(),
                         what: "log data file",
+                        offset: None,
                         why: format!(
                             "it is {len} bytes, shorter than the {} its superblock says ({} segments of {}): it was \
                              truncated, and the records of the segments past byte {len} may be lost; nothing was \

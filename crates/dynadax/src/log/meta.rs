@@ -48,7 +48,7 @@ impl Meta {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, "read log metadata", e)),
         };
-        let corrupt = |why: String| Error::Corrupt { path: path.clone(), what: "log metadata", why };
+        let corrupt = |why: String| Error::Corrupt { path: path.clone(), what: "log metadata", why, offset: None };
         let (body, want) = match bytes.iter().position(|&b| b == b'\n') {
             Some(nl) => {
                 let trailer = std::str::from_utf8(&bytes[nl + 1..]).unwrap_or("");

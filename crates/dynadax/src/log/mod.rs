@@ -380,6 +380,7 @@ impl Log {
                 return Err(Error::Corrupt {
                     path: meta_path,
                     what: "log metadata",
+                    offset: None,
                     why: format!(
                         "missing, while {} segment(s) hold records from LSN {}: the application's metadata \
                          (e.g. a Raft vote) is lost; RecoveryMode::PointInTime or SkipDamaged rebuilds it \
@@ -430,6 +431,7 @@ impl Log {
                     return Err(Error::Corrupt {
                         path: first.path.clone(),
                         what: "log",
+                        offset: None,
                         why: format!(
                             "{why}; nothing was changed (RecoveryMode::PointInTime or SkipDamaged opens the log from \
                              LSN {base}, reporting the loss)"
@@ -492,7 +494,12 @@ impl Log {
         let mut report = RecoveryReport::default();
         if let Err(e) = &meta {
             if !matches!(recovery, RecoveryMode::PointInTime | RecoveryMode::SkipDamaged) {
-                return Err(Error::Corrupt { path: dir.join(META_FILE), what: "log metadata", why: e.to_string() });
+                return Err(Error::Corrupt {
+                    path: dir.join(META_FILE),
+                    what: "log metadata",
+                    why: e.to_string(),
+                    offset: None,
+                });
             }
             report.repairs.push(format!("{}: {e}: would be rebuilt from the segments", dir.join(META_FILE).display()));
         }

@@ -497,7 +497,12 @@ impl Segment {
 }
 
 pub(crate) fn corrupt(path: &Path, off: u64, why: String) -> Error {
-    Error::Corrupt { path: path.to_path_buf(), what: "log segment", why: format!("at byte {off}: {why}") }
+    Error::Corrupt {
+        path: path.to_path_buf(),
+        what: "log segment",
+        why: format!("at byte {off}: {why}"),
+        offset: Some(off),
+    }
 }
 
 /// What a scan of a segment found: the intact records from its header on, and, if

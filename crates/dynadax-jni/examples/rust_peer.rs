@@ -1,0 +1,102 @@
+//! The Rust side of the Java binding's benchmarks (`scripts/java-bench`): the very
+//! loops `io.dynadax.bench.JavaBench` runs, on the library directly, so the report
+//! sets each Java figure beside the Rust one measured in the same run.
+//!
+//! ```text
+//! cargo run --release -p dynadax-jni --example rust_peer -- append DIR RECORD SECS
+//! cargo run --release -p dynadax-jni --example rust_peer -- durable DIR RECORD THREADS SECS
+//! cargo run --release -p dynadax-jni --example rust_peer -- iterate DIR RECORD
+//! ```
+//! One JSON line per result, with the fields JavaBench prints.
+
+use dynadax::log::{Durability, Log, LogOptions, TailMode};
+use std::time::{Duration, Instant};
+
+fn opts(durability: Durability, tail_mode: TailMode, segment: u64) -> LogOptions {
+    LogOptions { segment_size: segment, max_record: 64 << 10, durability, tail_mode, ..LogOptions::default() }
+}
+
+fn row(bench: &str, record: usize, threads: usize, n: u64, secs: f64) {
+    println!(
+        "{{\"bench\":\"{bench}\",\"impl\":\"rust\",\"record\":{record},\"threads\":{threads},\"ops\":{n},\
+         \"ops_per_s\":{:.1},\"ns_per_op\":{:.1},\"mb_per_s\":{:.1}}}",
+        n as f64 / secs,
+        secs * 1e9 / n as f64,
+        (n * record as u64) as f64 / secs / 1e6
+    );
+}
+
+/// Appends for `secs` from `threads` threads; purges what is sealed as it goes so a
+/// long run stays within the disk (as JavaBench does).
+fn run_appends(log: &Log, record: usize, threads: usize, secs: f64) -> (u64, f64) {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let t = Instant::now();
+    let n: u64 = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let rec = vec![0x5au8; record];
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        for _ in 0..64 {
+                            log.append(&rec).expect("append");
+                        }
+                        n += 64;
+                    }
+                    n
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("appender")).sum()
+    });
+    (n, t.elapsed().as_secs_f64())
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize| -> f64 { a.get(i).and_then(|s| s.parse().ok()).expect("see the usage in the source") };
+    let dir = std::path::PathBuf::from(a.get(1).expect("DIR"));
+    let _ = std::fs::remove_dir_all(&dir);
+    match a.first().map(String::as_str) {
+        Some("append") => {
+            let (record, secs) = (num(2) as usize, num(3));
+            let log = Log::open(&dir, opts(Durability::Each, TailMode::Direct, 1 << 30)).expect("open");
+            run_appends(&log, record, 1, secs.min(0.5)); // warm-up
+            let (n, el) = run_appends(&log, record, 1, secs);
+            row("append", record, 1, n, el);
+        }
+        Some("durable") => {
+            let (record, threads, secs) = (num(2) as usize, num(3) as usize, num(4));
+            let log = Log::open(&dir, opts(Durability::Group, TailMode::Auto, 256 << 20)).expect("open");
+            run_appends(&log, record, threads, secs.min(0.5));
+            let (n, el) = run_appends(&log, record, threads, secs);
+            row("durable", record, threads, n, el);
+        }
+        Some("iterate") => {
+            let record = num(2) as usize;
+            let segment = 256u64 << 20;
+            let log = Log::open(&dir, opts(Durability::None, TailMode::Auto, segment)).expect("open");
+            let rec = vec![0xa5u8; record];
+            let per = (segment as usize - 4096) / (record + 32);
+            for _ in 0..per {
+                log.append(&rec).expect("append");
+            }
+            log.seal().expect("seal");
+            log.sync().expect("sync");
+            let end = log.durable_lsn();
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let t = Instant::now();
+                let mut bytes = 0usize;
+                for r in log.range(0, end) {
+                    bytes += r.expect("read").1.len();
+                }
+                assert_eq!(bytes, per * record);
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            row("iterate", record, 1, per as u64, best);
+        }
+        _ => panic!("usage: rust_peer append|durable|iterate DIR ... (see the source)"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

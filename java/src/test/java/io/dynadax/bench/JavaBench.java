@@ -1,0 +1,357 @@
+package io.dynadax.bench;
+
+import io.dynadax.Dax;
+import io.dynadax.Status;
+import io.dynadax.log.Durability;
+import io.dynadax.log.Log;
+import io.dynadax.log.LogOptions;
+import io.dynadax.log.Record;
+import io.dynadax.log.TailMode;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.stream.Stream;
+
+/**
+ * The Java side of the benchmarks of issue 13 (not a JUnit test): one JSON line per result
+ * on stdout, progress on stderr.
+ *
+ * <pre>
+ * JavaBench append  DIR [--seconds S] [--warmup S]        Durability.EACH, TailMode.DIRECT,
+ *                                                          256 and 4096 B, byte[] and direct
+ * JavaBench durable DIR [--seconds S] [--threads 1,8]     dynadax GROUP vs FileChannel
+ *                                                          write + force(false), 256 B
+ * JavaBench iterate DIR [--reps N]                        one sealed 256 MiB segment of
+ *                                                          4,000 B records, iterated
+ * </pre>
+ *
+ * For {@code append} on tmpfs, set {@code DYNADAX_FORCE_CACHE_FLUSH=1} in the environment
+ * (scripts/java-bench does) so the tail persists by cache-line flush, as on kernel DAX;
+ * each line's {@code persist} says what the tail used.
+ */
+public final class JavaBench {
+    private JavaBench() {}
+
+    private static final long MIB = 1 << 20;
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 2) {
+            usage();
+        }
+        String mode = args[0];
+        Path dir = Path.of(args[1]);
+        Map<String, String> opt = new LinkedHashMap<>();
+        for (int i = 2; i < args.length; i += 2) {
+            if (!args[i].startsWith("--") || i + 1 >= args.length) {
+                usage();
+            }
+            opt.put(args[i].substring(2), args[i + 1]);
+        }
+        double seconds = Double.parseDouble(opt.getOrDefault("seconds", "2"));
+        double warmup = Double.parseDouble(opt.getOrDefault("warmup", "0.5"));
+        Files.createDirectories(dir);
+        switch (mode) {
+            case "append":
+                for (int size : new int[] {256, 4096}) {
+                    for (String api : new String[] {"byte[]", "direct"}) {
+                        append(dir, size, api, seconds, warmup);
+                    }
+                }
+                break;
+            case "durable":
+                for (String t : opt.getOrDefault("threads", "1,8").split(",")) {
+                    int threads = Integer.parseInt(t.trim());
+                    durableDynadax(dir, threads, seconds, warmup);
+                    durableFileChannel(dir, threads, seconds, warmup);
+                }
+                break;
+            case "iterate":
+                iterate(dir, Integer.parseInt(opt.getOrDefault("reps", "3")));
+                break;
+            default:
+                usage();
+        }
+    }
+
+    private static void usage() {
+        System.err.println("usage: JavaBench append|durable|iterate DIR [--seconds S] [--warmup S] [--threads 1,8] [--reps N]");
+        System.exit(2);
+    }
+
+    // ---- append: one thread, each append persisted ---------------------------------------
+
+    private static void append(Path base, int size, String api, double seconds, double warmup) throws IOException {
+        Path dir = fresh(base, "append-" + size + "-" + (api.equals("direct") ? "direct" : "array"));
+        LogOptions o = LogOptions.builder().durability(Durability.EACH).tailMode(TailMode.DIRECT).build();
+        // Bounded so a fast run of 4 KiB records cannot fill a tmpfs.
+        long maxBytes = 6L << 30;
+        try (Log log = Log.open(dir, o)) {
+            byte[] rec = new byte[size];
+            ByteBuffer direct = ByteBuffer.allocateDirect(size);
+            for (int i = 0; i < size; i++) {
+                rec[i] = (byte) i;
+                direct.put(i, (byte) i);
+            }
+            boolean useDirect = api.equals("direct");
+            long warmEnd = System.nanoTime() + (long) (warmup * 1e9);
+            long warmOps = 0;
+            while (System.nanoTime() < warmEnd) {
+                for (int i = 0; i < 256; i++) {
+                    appendOne(log, rec, direct, useDirect);
+                }
+                warmOps += 256;
+            }
+            long budget = Math.max(1, (maxBytes - warmOps * size) / size);
+            long t0 = System.nanoTime();
+            long end = t0 + (long) (seconds * 1e9);
+            long ops = 0;
+            long now = t0;
+            while (now < end && ops < budget) {
+                for (int i = 0; i < 256; i++) {
+                    appendOne(log, rec, direct, useDirect);
+                }
+                ops += 256;
+                now = System.nanoTime();
+            }
+            double secs = (now - t0) / 1e9;
+            if (log.durableLsn() != warmOps + ops || log.nextLsn() != warmOps + ops) {
+                throw new IllegalStateException("durable " + log.durableLsn() + ", next " + log.nextLsn()
+                        + " after " + (warmOps + ops) + " appends");
+            }
+            emit("append", "dynadax-java", api, size, 1, ops, secs, persistOf(dir));
+        } finally {
+            delete(dir);
+        }
+    }
+
+    private static void appendOne(Log log, byte[] rec, ByteBuffer direct, boolean useDirect) throws IOException {
+        if (useDirect) {
+            direct.clear();
+            log.append(direct);
+        } else {
+            log.append(rec);
+        }
+    }
+
+    // ---- durable: T threads, 256 B, durable on return ------------------------------------
+
+    private static void durableDynadax(Path base, int threads, double seconds, double warmup) throws Exception {
+        Path dir = fresh(base, "durable-dynadax-" + threads);
+        try (Log log = Log.open(dir, LogOptions.builder().durability(Durability.GROUP).build())) {
+            byte[] rec = new byte[256];
+            long[] r = drive(threads, seconds, warmup, () -> log.append(rec));
+            if (log.durableLsn() != r[2]) {
+                throw new IllegalStateException("durable " + log.durableLsn() + " after " + r[2] + " appends");
+            }
+            emit("durable", "dynadax-java-group", "byte[]", 256, threads, r[0], r[1] / 1e9, persistOf(dir));
+        } finally {
+            delete(dir);
+        }
+    }
+
+    private static void durableFileChannel(Path base, int threads, double seconds, double warmup) throws Exception {
+        Path dir = Files.createDirectories(fresh(base, "durable-filechannel-" + threads));
+        Path file = dir.resolve("journal");
+        // The plain JDK journal: one shared channel, each append at its own offset, then
+        // force(false) (fdatasync) before it counts as durable.
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+            AtomicLong offset = new AtomicLong();
+            ThreadLocal<ByteBuffer> bufs = ThreadLocal.withInitial(() -> ByteBuffer.allocateDirect(256));
+            long[] r = drive(threads, seconds, warmup, () -> {
+                ByteBuffer b = bufs.get();
+                b.clear();
+                long at = offset.getAndAdd(256);
+                while (b.hasRemaining()) {
+                    ch.write(b, at + b.position());
+                }
+                ch.force(false);
+            });
+            if (ch.size() != r[2] * 256) {
+                throw new IllegalStateException("journal of " + ch.size() + " bytes after " + r[2] + " appends");
+            }
+            emit("durable", "jdk-filechannel-force", "direct", 256, threads, r[0], r[1] / 1e9,
+                    "FileChannel.write + force(false)");
+        } finally {
+            delete(dir);
+        }
+    }
+
+    interface Op {
+        void run() throws IOException;
+    }
+
+    /**
+     * Runs {@code op} in {@code threads} threads: {@code warmup} seconds, then {@code seconds}
+     * measured. Returns {measured ops, measured nanoseconds, all ops}.
+     */
+    private static long[] drive(int threads, double seconds, double warmup, Op op) throws Exception {
+        AtomicBoolean measuring = new AtomicBoolean();
+        AtomicBoolean stop = new AtomicBoolean();
+        AtomicLong measured = new AtomicLong();
+        AtomicLong all = new AtomicLong();
+        CyclicBarrier start = new CyclicBarrier(threads + 1);
+        List<Thread> ts = new ArrayList<>();
+        List<Throwable> errors = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            Thread th = new Thread(() -> {
+                long n = 0;
+                long m = 0;
+                try {
+                    start.await();
+                    while (!stop.get()) {
+                        op.run();
+                        n++;
+                        if (measuring.get()) {
+                            m++;
+                        }
+                    }
+                } catch (Throwable e) {
+                    synchronized (errors) {
+                        errors.add(e);
+                    }
+                    stop.set(true);
+                }
+                measured.addAndGet(m);
+                all.addAndGet(n);
+            });
+            th.start();
+            ts.add(th);
+        }
+        start.await();
+        Thread.sleep((long) (warmup * 1000));
+        measuring.set(true);
+        long t0 = System.nanoTime();
+        Thread.sleep((long) (seconds * 1000));
+        measuring.set(false);
+        long t1 = System.nanoTime();
+        stop.set(true);
+        for (Thread th : ts) {
+            th.join();
+        }
+        if (!errors.isEmpty()) {
+            throw new IllegalStateException("a benchmark thread failed", errors.get(0));
+        }
+        return new long[] {measured.get(), t1 - t0, all.get()};
+    }
+
+    // ---- iterate: one sealed 256 MiB segment of 4,000 B records --------------------------
+
+    private static void iterate(Path base, int reps) throws IOException {
+        Path dir = fresh(base, "iterate");
+        int size = 4000;
+        long segment = 256 * MIB;
+        try {
+            long records;
+            try (Log log = Log.open(dir, LogOptions.builder().durability(Durability.NONE).segmentSize(segment)
+                    .maxRecord(size).build())) {
+                byte[] rec = new byte[size];
+                // Records fill the segment after its 64-byte header, each 24 + 4000 bytes.
+                long fit = (segment - 64) / (24 + size);
+                for (long i = 0; i < fit; i++) {
+                    rec[0] = (byte) i;
+                    log.append(rec);
+                }
+                log.sync();
+                log.seal();
+                records = log.nextLsn();
+            }
+            List<Path> segs = segments(dir);
+            System.err.printf(Locale.ROOT, "iterate: %d records in %s (%d bytes, sealed), %d segments%n", records,
+                    segs.get(0).getFileName(), Files.size(segs.get(0)), segs.size());
+            try (Log log = Log.open(dir)) {
+                for (int r = 0; r < reps; r++) {
+                    long t0 = System.nanoTime();
+                    long n = 0;
+                    long bytes = 0;
+                    long check = 0;
+                    for (Iterator<Record> it = log.iterator(0); it.hasNext();) {
+                        byte[] d = it.next().data();
+                        bytes += d.length;
+                        check += d[0];
+                        n++;
+                    }
+                    double secs = (System.nanoTime() - t0) / 1e9;
+                    if (n != records) {
+                        throw new IllegalStateException("iterated " + n + " of " + records + " records (" + check + ")");
+                    }
+                    System.out.printf(Locale.ROOT,
+                            "{\"bench\":\"iterate\",\"impl\":\"dynadax-java\",\"api\":\"iterator\",\"record\":%d,\"threads\":1,\"records\":%d,"
+                                    + "\"rep\":%d,\"secs\":%.6f,\"ops_per_s\":%.1f,\"ns_per_op\":%.1f,\"mb_per_s\":%.1f,"
+                                    + "\"gb_per_s\":%.3f,\"fs\":\"%s\"}%n",
+                            size, n, r, secs, n / secs, secs * 1e9 / n, bytes / secs / 1e6, bytes / secs / 1e9,
+                            json(Dax.probe(dir).fsType()));
+                }
+            }
+        } finally {
+            delete(dir);
+        }
+    }
+
+    // ---- helpers -------------------------------------------------------------------------
+
+    private static void emit(String bench, String impl, String api, int record, int threads, long ops, double secs,
+            String persist) {
+        double opsPerS = ops / secs;
+        System.out.printf(Locale.ROOT,
+                "{\"bench\":\"%s\",\"impl\":\"%s\",\"api\":\"%s\",\"record\":%d,\"threads\":%d,\"ops\":%d,"
+                        + "\"secs\":%.3f,\"ops_per_s\":%.1f,\"ns_per_op\":%.1f,\"mb_per_s\":%.1f,\"persist\":\"%s\"}%n",
+                bench, impl, json(api), record, threads, ops, secs, opsPerS, 1e9 / opsPerS, opsPerS * record / 1e6,
+                json(persist));
+        System.out.flush();
+    }
+
+    private static String persistOf(Path dir) throws IOException {
+        List<Path> segs = segments(dir);
+        if (segs.isEmpty()) {
+            return "?";
+        }
+        Status st = Dax.stat(segs.get(segs.size() - 1));
+        return st.effective() + " " + st.backing() + ", " + st.persistence() + " (" + segs.size() + " segments)";
+    }
+
+    private static List<Path> segments(Path dir) throws IOException {
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.filter(p -> p.getFileName().toString().endsWith(".dlog")).sorted().collect(
+                    java.util.stream.Collectors.toList());
+        }
+    }
+
+    private static String json(String s) {
+        return s == null ? "" : s.replace("\\", "\\\\").replace("\"", "\\\"");
+    }
+
+    private static Path fresh(Path base, String name) throws IOException {
+        Path dir = base.resolve("java-bench-" + name);
+        delete(dir);
+        return dir;
+    }
+
+    private static void delete(Path dir) throws IOException {
+        if (!Files.exists(dir)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(dir)) {
+            s.sorted(Comparator.reverseOrder()).forEach(p -> {
+                try {
+                    Files.delete(p);
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                }
+            });
+        }
+    }
+}
