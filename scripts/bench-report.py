@@ -7,6 +7,7 @@ and SVG bar charts of docs/benchmarks.md. Standard library only.
 """
 import json
 import pathlib
+import statistics
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -153,7 +154,68 @@ def layout_bench():
              [f"{fs} {l}" for fs in ["tmpfs-forced-flush", "ext4"] for l in ["files", "single-file"]], vals)
 
 
+def java_bench():
+    """The Java binding against the same loops in Rust, from `bash scripts/java-bench
+    --out bench/results/java-bench.jsonl` (rounds alternate Rust and Java)."""
+    p = ROOT / "bench/results/java-bench.jsonl"
+    if not p.exists():
+        return
+    runs = {}
+    for line in p.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        r = json.loads(line)
+        key = (r["bench"], r["impl"], r["api"], r["record"], r["threads"], r.get("fs", ""))
+        runs.setdefault(key, []).append(r)
+    med = lambda rs, f: statistics.median(x[f] for x in rs)
+    def get(bench, impl, api, record, threads, fs=None, field="ops_per_s"):
+        for (b, i, a, rec, t, f), rs in runs.items():
+            if (b, i, a, rec, t) == (bench, impl, api, record, threads) and (fs is None or f == fs):
+                return med(rs, field), len(rs)
+        return None, 0
+    rel = {}
+    print("\n### Java binding: appends persisted each (tmpfs, forced cache-line flush)\n")
+    print("| record | Rust ns/append | Java byte[] ns | Java direct ns | byte[] cost | direct cost |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for rec in [256, 4096]:
+        rust, n = get("append", "rust", "&[u8]", rec, 1, field="ns_per_op")
+        arr, _ = get("append", "dynadax-java", "byte[]", rec, 1, field="ns_per_op")
+        dirc, _ = get("append", "dynadax-java", "direct", rec, 1, field="ns_per_op")
+        if None in (rust, arr, dirc):
+            continue
+        print(f"| {rec} B | {rust:.0f} | {arr:.0f} | {dirc:.0f} | {(arr / rust - 1) * 100:+.1f} % | {(dirc / rust - 1) * 100:+.1f} % |")
+        rel[(f"append {rec} B", "Java byte[]")] = rust / arr * 100
+        rel[(f"append {rec} B", "Java direct ByteBuffer")] = rust / dirc * 100
+    print(f"\nMedians of {n} rounds; cost = Java's time per append over Rust's.")
+    print("\n### Java binding: durable appends on ext4, 256 B\n")
+    print("| threads | dynadax from Java (group commit) | JDK FileChannel.write + force | ratio | dynadax from Rust |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for t in sorted({k[4] for k in runs if k[0] == "durable"}):
+        j, _ = get("durable", "dynadax-java-group", "byte[]", 256, t)
+        fc, _ = get("durable", "jdk-filechannel-force", "direct", 256, t)
+        r, _ = get("durable", "rust", "&[u8]", 256, t)
+        if None in (j, fc, r):
+            continue
+        print(f"| {t} | {j:.0f}/s | {fc:.0f}/s | {j / fc:.2f}x | {r:.0f}/s |")
+        rel[(f"durable x{t}", "Java byte[]")] = j / r * 100
+    print("\n### Java binding: iterating a sealed 256 MiB segment of 4,000 B records\n")
+    print("| file system | Rust GB/s | Java GB/s | Java / Rust |")
+    print("| --- | ---: | ---: | ---: |")
+    for fs in sorted({k[5] for k in runs if k[0] == "iterate"}):
+        r, _ = get("iterate", "rust", "&[u8]", 4000, 1, fs, field="mb_per_s")
+        j, _ = get("iterate", "dynadax-java", "iterator", 4000, 1, fs, field="mb_per_s")
+        if None in (r, j):
+            continue
+        print(f"| {fs} | {r / 1000:.2f} | {j / 1000:.2f} | {j / r:.2f} |")
+        rel[(f"iterate {fs}", "Java byte[]")] = j / r * 100
+    if rel:
+        groups = list(dict.fromkeys(g for g, _ in rel))
+        bars_svg(IMG / "java-vs-rust.svg", "The Java binding's throughput, Rust = 100 (medians, one run)", "%",
+                 groups, ["Java byte[]", "Java direct ByteBuffer"], rel)
+
+
 if __name__ == "__main__":
     main()
     log_bench()
     layout_bench()
+    java_bench()

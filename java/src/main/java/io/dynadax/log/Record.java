@@ -2,7 +2,13 @@ package io.dynadax.log;
 
 import java.util.Arrays;
 
-/** A record of a log: its LSN and its bytes. */
+/**
+ * A record of a log: its LSN and its bytes.
+ *
+ * <p>Its simple name is also {@code java.lang.Record}'s, which every file imports
+ * implicitly: with {@code import io.dynadax.log.*;} write {@code import
+ * io.dynadax.log.Record;} too (a single-type import wins), or the name is ambiguous.
+ */
 public final class Record {
     private final long lsn;
     private final byte[] data;
