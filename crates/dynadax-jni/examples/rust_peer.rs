@@ -6,6 +6,7 @@
 //! cargo run --release -p dynadax-jni --example rust_peer -- append DIR RECORD SECS
 //! cargo run --release -p dynadax-jni --example rust_peer -- durable DIR RECORD THREADS SECS
 //! cargo run --release -p dynadax-jni --example rust_peer -- iterate DIR RECORD
+//! cargo run --release -p dynadax-jni --example rust_peer -- crossing DIR SECS
 //! ```
 //! One JSON line per result, with the fields JavaBench prints.
 
@@ -101,7 +102,29 @@ fn main() {
                 row("iterate", &dir, record, 1, per as u64, t.elapsed().as_secs_f64());
             }
         }
-        _ => panic!("usage: rust_peer append|durable|iterate DIR ... (see the source)"),
+        Some("crossing") => {
+            // As JavaBench's crossing: next_lsn in a loop, then 256 B appends that are
+            // not persisted.
+            let secs = num(2);
+            let log = Log::open(&dir, opts(Durability::None, TailMode::Direct)).expect("open");
+            let mut sink = 0u64;
+            let n = 20_000_000u64;
+            let t = Instant::now();
+            for _ in 0..n {
+                sink = sink.wrapping_add(std::hint::black_box(&log).next_lsn());
+            }
+            row("crossing", &dir, 0, 1, n, t.elapsed().as_secs_f64());
+            std::hint::black_box(sink);
+            // As JavaBench: six quarters of SECS, the first two a warm-up.
+            for pass in 0..6 {
+                let (n, el) = run_appends(&log, 256, 1, secs / 4.0);
+                if pass >= 2 {
+                    row("append-none", &dir, 256, 1, n, el);
+                }
+                log.purge_before(log.durable_lsn()).expect("purge");
+            }
+        }
+        _ => panic!("usage: rust_peer append|durable|iterate|crossing DIR ... (see the source)"),
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

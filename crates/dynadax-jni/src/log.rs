@@ -2,7 +2,7 @@
 
 use crate::dax::path;
 use crate::errors::{arg, guard, Failure, Res};
-use crate::raw::{as_jbytes_mut, classes, free, handle, into_handle, with_direct};
+use crate::raw::{as_jbytes_mut, buffer_address, classes, free, handle, into_handle, with_address, with_direct};
 use dynadax::log::{Durability, Layout, Log, LogOptions, RecoveryMode, TailMode, Tailer, FRAME_HEADER, HEADER_LEN};
 use jni::objects::{JByteArray, JByteBuffer, JClass, JLongArray, JObject, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong, jobject, jobjectArray};
@@ -137,6 +137,26 @@ pub extern "system" fn Java_io_dynadax_internal_Native_logAppendDirect<'l>(
     len: jint,
 ) -> jlong {
     guard(&mut env, -1, |env| with_direct(env, &src, off, len, |rec| Ok(handle::<Log>(h).append(rec)? as jlong)))
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_dynadax_internal_Native_logAppendAddress<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    h: jlong,
+    addr: jlong,
+    len: jint,
+) -> jlong {
+    guard(&mut env, -1, |_| with_address(addr, len, |rec| Ok(handle::<Log>(h).append(rec)? as jlong)))
+}
+
+#[no_mangle]
+pub extern "system" fn Java_io_dynadax_internal_Native_bufferAddress<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    buf: JByteBuffer<'l>,
+) -> jlong {
+    guard(&mut env, 0, |env| buffer_address(env, &buf))
 }
 
 #[no_mangle]

@@ -91,6 +91,24 @@ pub(crate) fn with_direct_mut<R>(
     f(unsafe { std::slice::from_raw_parts_mut(p, len as usize) })
 }
 
+/// The address of a direct buffer's memory, for the Java side to keep (with the
+/// buffer) and pass back to [`with_address`].
+pub(crate) fn buffer_address(env: &JNIEnv<'_>, buf: &JByteBuffer<'_>) -> Res<jlong> {
+    Ok(env.get_direct_buffer_address(buf)? as jlong)
+}
+
+/// Runs `f` on `len` bytes at `addr`.
+///
+/// Not `unsafe` for the reason [`handle`] is not: `Native.logAppendAddress`'s contract
+/// is that `addr..addr+len` is a direct buffer's memory (from [`buffer_address`]) the
+/// Java caller keeps reachable, and so allocated, for the call (`Log`'s per-thread
+/// staging buffer, held by a thread-local and a reachability fence).
+pub(crate) fn with_address<R>(addr: jlong, len: i32, f: impl FnOnce(&[u8]) -> Res<R>) -> Res<R> {
+    arg(addr != 0 && len >= 0, || format!("{len} bytes at address {addr:#x}"))?;
+    // SAFETY: per the contract above; the slice does not outlive `f`.
+    f(unsafe { std::slice::from_raw_parts(addr as *const u8, len as usize) })
+}
+
 /// A direct `ByteBuffer` over `len` bytes at `ptr` (a mapping's).
 ///
 /// The caller keeps `ptr..ptr+len` mapped while the buffer may be reachable: the

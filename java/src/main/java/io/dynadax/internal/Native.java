@@ -128,6 +128,17 @@ public final class Native {
 
     public static native long logAppendDirect(long log, ByteBuffer src, int bufOff, int len);
 
+    /**
+     * Appends the {@code len} bytes at {@code address}, which the caller keeps readable
+     * for the call: the address of a direct buffer (from {@link #bufferAddress}) that it
+     * keeps reachable, with {@code len} within its capacity. No JNI call back into the
+     * JVM at all: the fast path of {@code Log.append(byte[])}, through a staging buffer.
+     */
+    public static native long logAppendAddress(long log, long address, int len);
+
+    /** The address of a direct buffer's first byte (its capacity is the caller's to respect). */
+    public static native long bufferAddress(ByteBuffer direct);
+
     /** Appends every record as one batch; returns the first one's LSN. */
     public static native long logAppendBatch(long log, byte[][] records);
 

@@ -5,6 +5,7 @@ import io.dynadax.internal.NativeHandle;
 import io.dynadax.internal.Util;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.ref.Reference;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -184,10 +185,32 @@ public final class Log implements AutoCloseable {
         Objects.checkFromIndexSize(off, len, data.length);
         long h = handle.enter();
         try {
+            if (len <= STAGE_MAX) {
+                // Copied into this thread's direct buffer by the JIT's own copy loop, then
+                // appended from its address: no call back into the JVM, which costs a
+                // state transition each (GetByteArrayRegion, GetDirectBufferAddress).
+                Stage stage = STAGE.get();
+                stage.buffer.put(0, data, off, len);
+                long lsn = Native.logAppendAddress(h, stage.address, len);
+                Reference.reachabilityFence(stage);
+                return lsn;
+            }
             return Native.logAppend(h, data, off, len);
         } finally {
             handle.exit();
         }
+    }
+
+    /** Records up to this size are staged through {@link #STAGE}. */
+    private static final int STAGE_MAX = 64 << 10;
+
+    /** Per thread: where a small {@code byte[]} record is copied to be appended in place. */
+    private static final ThreadLocal<Stage> STAGE = ThreadLocal.withInitial(Stage::new);
+
+    /** A direct buffer and its address, looked up once. */
+    private static final class Stage {
+        final ByteBuffer buffer = ByteBuffer.allocateDirect(STAGE_MAX);
+        final long address = Native.bufferAddress(buffer);
     }
 
     /**

@@ -82,6 +82,9 @@ public final class JavaBench {
             case "iterate":
                 iterate(dir, Integer.parseInt(opt.getOrDefault("reps", "3")));
                 break;
+            case "crossing":
+                crossing(dir, seconds);
+                break;
             default:
                 usage();
         }
@@ -295,6 +298,59 @@ public final class JavaBench {
                             size, n, r, secs, n / secs, secs * 1e9 / n, bytes / secs / 1e6, bytes / secs / 1e9,
                             json(Dax.probe(dir).fsType()));
                 }
+            }
+        } finally {
+            delete(dir);
+        }
+    }
+
+    // ---- crossing: what a JNI call costs, with as little else as possible ---------------
+
+    /**
+     * The cost of the crossing itself: {@code nextLsn()} (an atomic load in Rust) in a
+     * loop, and 256 B appends with {@link Durability#NONE} (a copy into the tail, no
+     * persist), each beside the same loop in Rust ({@code rust_peer crossing}).
+     */
+    private static void crossing(Path base, double seconds) throws IOException {
+        Path dir = fresh(base, "crossing");
+        try (Log log = Log.open(dir, LogOptions.builder().durability(Durability.NONE).tailMode(TailMode.DIRECT)
+                .build())) {
+            long sink = 0;
+            for (int rep = 0; rep < 2; rep++) { // the first pass warms the JIT
+                int n = 20_000_000;
+                long t0 = System.nanoTime();
+                for (int i = 0; i < n; i++) {
+                    sink += log.nextLsn();
+                }
+                double secs = (System.nanoTime() - t0) / 1e9;
+                if (rep == 1) {
+                    emit("crossing", "dynadax-java", "nextLsn", 0, 1, n, secs, "sink " + sink);
+                }
+            }
+            byte[] rec = new byte[256];
+            ByteBuffer direct = ByteBuffer.allocateDirect(256);
+            // Interleaved, both warmed first: the tail's fresh pages cost as much as
+            // the crossing, and they come in waves (segment preparation).
+            String[] order = {"byte[]", "direct", "byte[]", "direct", "direct", "byte[]"};
+            for (int k = 0; k < order.length; k++) {
+                String api = order[k];
+                boolean useDirect = api.equals("direct");
+                long t0 = System.nanoTime();
+                long end = t0 + (long) (seconds * 1e9 / 4);
+                long ops = 0;
+                long now = t0;
+                while (now < end) {
+                    for (int i = 0; i < 256; i++) {
+                        appendOne(log, rec, direct, useDirect);
+                    }
+                    ops += 256;
+                    now = System.nanoTime();
+                }
+                if (k >= 2) {
+                    emit("append-none", "dynadax-java", api, 256, 1, ops, (now - t0) / 1e9, persistOf(dir));
+                }
+                // Keep the tail small: what is sealed can go.
+                log.purgeBefore(log.durableLsn());
             }
         } finally {
             delete(dir);
