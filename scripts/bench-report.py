@@ -177,16 +177,36 @@ def java_bench():
     print("\n### Java binding: appends persisted each (tmpfs, forced cache-line flush)\n")
     print("| record | Rust ns/append | Java byte[] ns | Java direct ns | byte[] cost | direct cost |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    n = 0
     for rec in [256, 4096]:
-        rust, n = get("append", "rust", "&[u8]", rec, 1, field="ns_per_op")
-        arr, _ = get("append", "dynadax-java", "byte[]", rec, 1, field="ns_per_op")
-        dirc, _ = get("append", "dynadax-java", "direct", rec, 1, field="ns_per_op")
-        if None in (rust, arr, dirc):
+        # The three ways ran in turns on one log in one JVM (JavaBench append): each run's
+        # Java figures are paired with its own Rust figure, and the median taken of the
+        # per-run costs.
+        by = lambda i, a: [x["ns_per_op"] for x in runs.get(("append", i, a, rec, 1, "") , [])]
+        rust, arr, dirc = by("rust", "&[u8]"), by("dynadax-java", "byte[]"), by("dynadax-java", "direct")
+        if not (rust and len(rust) == len(arr) == len(dirc)):
             continue
-        print(f"| {rec} B | {rust:.0f} | {arr:.0f} | {dirc:.0f} | {(arr / rust - 1) * 100:+.1f} % | {(dirc / rust - 1) * 100:+.1f} % |")
-        rel[(f"append {rec} B", "Java byte[]")] = rust / arr * 100
-        rel[(f"append {rec} B", "Java direct ByteBuffer")] = rust / dirc * 100
-    print(f"\nMedians of {n} rounds; cost = Java's time per append over Rust's.")
+        n = len(rust)
+        ca = statistics.median(j / r - 1 for j, r in zip(arr, rust))
+        cd = statistics.median(j / r - 1 for j, r in zip(dirc, rust))
+        print(f"| {rec} B | {statistics.median(rust):.0f} | {statistics.median(arr):.0f} | "
+              f"{statistics.median(dirc):.0f} | {ca * 100:+.1f} % | {cd * 100:+.1f} % |")
+        rel[(f"append {rec} B", "Java byte[]")] = 100 / (1 + ca)
+        rel[(f"append {rec} B", "Java direct ByteBuffer")] = 100 / (1 + cd)
+    print(f"\n{n} runs; each run's three loops took turns of 100 ms on one log in one JVM; cost = the "
+          "median over runs of Java's time per append over the same run's Rust time.")
+    cr, _ = get("crossing", "rust", "&[u8]", 0, 1, field="ns_per_op")
+    cj, _ = get("crossing", "dynadax-java", "nextLsn", 0, 1, field="ns_per_op")
+    nr, _ = get("append-none", "rust", "&[u8]", 256, 1, field="ns_per_op")
+    na, _ = get("append-none", "dynadax-java", "byte[]", 256, 1, field="ns_per_op")
+    nd, _ = get("append-none", "dynadax-java", "direct", 256, 1, field="ns_per_op")
+    if None not in (cr, cj, nr, na, nd):
+        print("\n### Java binding: the crossing itself (tmpfs)\n")
+        print("| call | Rust ns | Java ns | Java - Rust |")
+        print("| --- | ---: | ---: | ---: |")
+        print(f"| `nextLsn()` (an atomic load) | {cr:.1f} | {cj:.1f} | {cj - cr:+.1f} |")
+        print(f"| 256 B append, not persisted, byte[] | {nr:.0f} | {na:.0f} | {na - nr:+.0f} |")
+        print(f"| 256 B append, not persisted, direct buffer | {nr:.0f} | {nd:.0f} | {nd - nr:+.0f} |")
     print("\n### Java binding: durable appends on ext4, 256 B\n")
     print("| threads | dynadax from Java (group commit) | JDK FileChannel.write + force | ratio | dynadax from Rust |")
     print("| ---: | ---: | ---: | ---: | ---: |")

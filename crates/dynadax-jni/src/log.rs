@@ -2,7 +2,7 @@
 
 use crate::dax::path;
 use crate::errors::{arg, guard, Failure, Res};
-use crate::raw::{as_jbytes_mut, buffer_address, classes, free, handle, into_handle, with_address, with_direct};
+use crate::raw::{as_jbytes_mut, buffer_address, classes, free, handle, into_handle, with_address};
 use dynadax::log::{Durability, Layout, Log, LogOptions, RecoveryMode, TailMode, Tailer, FRAME_HEADER, HEADER_LEN};
 use jni::objects::{JByteArray, JByteBuffer, JClass, JLongArray, JObject, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong, jobject, jobjectArray};
@@ -136,7 +136,14 @@ pub extern "system" fn Java_io_dynadax_internal_Native_logAppendDirect<'l>(
     off: jint,
     len: jint,
 ) -> jlong {
-    guard(&mut env, -1, |env| with_direct(env, &src, off, len, |rec| Ok(handle::<Log>(h).append(rec)? as jlong)))
+    guard(&mut env, -1, |env| {
+        // One call back into the JVM, not two: `Log` took `off` and `len` from the
+        // buffer's own position and limit, so they lie within its capacity (the
+        // contract of `Native.logAppendDirect`).
+        let addr = buffer_address(env, &src)?;
+        arg(off >= 0, || format!("negative buffer offset {off}"))?;
+        with_address(addr + off as jlong, len, |rec| Ok(handle::<Log>(h).append(rec)? as jlong))
+    })
 }
 
 #[no_mangle]
@@ -148,6 +155,32 @@ pub extern "system" fn Java_io_dynadax_internal_Native_logAppendAddress<'l>(
     len: jint,
 ) -> jlong {
     guard(&mut env, -1, |_| with_address(addr, len, |rec| Ok(handle::<Log>(h).append(rec)? as jlong)))
+}
+
+/// The benchmark's Rust turn: the loop a Rust program runs, on the Java program's log.
+#[no_mangle]
+pub extern "system" fn Java_io_dynadax_internal_Native_benchAppendLoop<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    h: jlong,
+    addr: jlong,
+    len: jint,
+    nanos: jlong,
+) -> jlong {
+    guard(&mut env, -1, |_| {
+        let log = handle::<Log>(h);
+        let deadline = std::time::Instant::now() + Duration::from_nanos(nanos.max(0) as u64);
+        with_address(addr, len, |rec| {
+            let mut n = 0u64;
+            while std::time::Instant::now() < deadline {
+                for _ in 0..256 {
+                    log.append(rec)?;
+                }
+                n += 256;
+            }
+            Ok(n as jlong)
+        })
+    })
 }
 
 #[no_mangle]

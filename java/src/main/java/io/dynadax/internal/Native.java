@@ -126,6 +126,11 @@ public final class Native {
 
     public static native long logAppend(long log, byte[] src, int off, int len);
 
+    /**
+     * Appends bytes {@code [bufOff, bufOff+len)} of a direct buffer, in place. The caller
+     * keeps them within the buffer's capacity (its own position and limit do): the
+     * native side looks up only the address, one call back into the JVM instead of two.
+     */
     public static native long logAppendDirect(long log, ByteBuffer src, int bufOff, int len);
 
     /**
@@ -135,6 +140,13 @@ public final class Native {
      * JVM at all: the fast path of {@code Log.append(byte[])}, through a staging buffer.
      */
     public static native long logAppendAddress(long log, long address, int len);
+
+    /**
+     * Benchmarks only: appends the {@code len} bytes at {@code address} (as
+     * {@link #logAppendAddress}) in a Rust loop for {@code nanos}, and returns how many,
+     * so a Java loop and the same loop in Rust run on one log in one process, in turns.
+     */
+    public static native long benchAppendLoop(long log, long address, int len, long nanos);
 
     /** The address of a direct buffer's first byte (its capacity is the caller's to respect). */
     public static native long bufferAddress(ByteBuffer direct);

@@ -201,6 +201,21 @@ public final class Log implements AutoCloseable {
         }
     }
 
+    /**
+     * Benchmarks only: the same appends as {@code append(ByteBuffer)} of {@code direct}'s
+     * first {@code len} bytes, in a Rust loop for {@code nanos} ({@code JavaBench}'s Rust
+     * turn, on this very log).
+     */
+    long benchRustAppends(ByteBuffer direct, int len, long nanos) {
+        long h = handle.enter();
+        try {
+            return Native.benchAppendLoop(h, Native.bufferAddress(direct), len, nanos);
+        } finally {
+            handle.exit();
+            Reference.reachabilityFence(direct);
+        }
+    }
+
     /** Records up to this size are staged through {@link #STAGE}. */
     private static final int STAGE_MAX = 64 << 10;
 

@@ -2,6 +2,7 @@ package io.dynadax.bench;
 
 import io.dynadax.Dax;
 import io.dynadax.Status;
+import io.dynadax.log.BenchAccess;
 import io.dynadax.log.Durability;
 import io.dynadax.log.Log;
 import io.dynadax.log.LogOptions;
@@ -67,9 +68,7 @@ public final class JavaBench {
         switch (mode) {
             case "append":
                 for (int size : new int[] {256, 4096}) {
-                    for (String api : new String[] {"byte[]", "direct"}) {
-                        append(dir, size, api, seconds, warmup);
-                    }
+                    appendTurns(dir, size, seconds, warmup);
                 }
                 break;
             case "durable":
@@ -91,17 +90,25 @@ public final class JavaBench {
     }
 
     private static void usage() {
-        System.err.println("usage: JavaBench append|durable|iterate DIR [--seconds S] [--warmup S] [--threads 1,8] [--reps N]");
+        System.err.println("usage: JavaBench append|durable|iterate|crossing DIR [--seconds S] [--warmup S] [--threads 1,8] [--reps N]");
         System.exit(2);
     }
 
     // ---- append: one thread, each append persisted ---------------------------------------
 
-    private static void append(Path base, int size, String api, double seconds, double warmup) throws IOException {
-        Path dir = fresh(base, "append-" + size + "-" + (api.equals("direct") ? "direct" : "array"));
+    /**
+     * Java ({@code byte[]} and direct buffer) and the same loop in Rust, on one log in
+     * one process, in turns of 100 ms, the order rotating each round: the tail's fresh
+     * pages and the segment preparation cost more than the JNI crossing and drift over
+     * a run, so separate runs (or one way always first) measure the drift.
+     */
+    private static void appendTurns(Path base, int size, double seconds, double warmup) throws IOException {
+        Path dir = fresh(base, "append-" + size);
         LogOptions o = LogOptions.builder().durability(Durability.EACH).tailMode(TailMode.DIRECT).build();
-        // Bounded so a fast run of 4 KiB records cannot fill a tmpfs.
-        long maxBytes = 6L << 30;
+        String[] ways = {"byte[]", "direct", "rust"};
+        long[] ops = new long[3];
+        long[] nanos = new long[3];
+        long turn = 100_000_000L;
         try (Log log = Log.open(dir, o)) {
             byte[] rec = new byte[size];
             ByteBuffer direct = ByteBuffer.allocateDirect(size);
@@ -109,33 +116,43 @@ public final class JavaBench {
                 rec[i] = (byte) i;
                 direct.put(i, (byte) i);
             }
-            boolean useDirect = api.equals("direct");
-            long warmEnd = System.nanoTime() + (long) (warmup * 1e9);
-            long warmOps = 0;
-            while (System.nanoTime() < warmEnd) {
-                for (int i = 0; i < 256; i++) {
-                    appendOne(log, rec, direct, useDirect);
+            long rounds = Math.max(1, (long) ((seconds + warmup) * 1e9 / turn / 3));
+            long warmRounds = (long) (warmup * 1e9 / turn / 3);
+            long total = 0;
+            for (long r = 0; r < rounds; r++) {
+                for (int k = 0; k < 3; k++) {
+                    int w = (int) ((k + r) % 3);
+                    long t0 = System.nanoTime();
+                    long n = 0;
+                    if (w == 2) {
+                        n = BenchAccess.rustAppends(log, direct, size, turn);
+                    } else {
+                        long end = t0 + turn;
+                        while (System.nanoTime() < end) {
+                            for (int i = 0; i < 256; i++) {
+                                appendOne(log, rec, direct, w == 1);
+                            }
+                            n += 256;
+                        }
+                    }
+                    long t = System.nanoTime() - t0;
+                    total += n;
+                    if (r >= warmRounds) {
+                        ops[w] += n;
+                        nanos[w] += t;
+                    }
                 }
-                warmOps += 256;
+                // Bounded so a run of 4 KiB records cannot fill a tmpfs: sealed segments go.
+                log.purgeBefore(log.durableLsn());
             }
-            long budget = Math.max(1, (maxBytes - warmOps * size) / size);
-            long t0 = System.nanoTime();
-            long end = t0 + (long) (seconds * 1e9);
-            long ops = 0;
-            long now = t0;
-            while (now < end && ops < budget) {
-                for (int i = 0; i < 256; i++) {
-                    appendOne(log, rec, direct, useDirect);
-                }
-                ops += 256;
-                now = System.nanoTime();
+            if (log.durableLsn() != total || log.nextLsn() != total) {
+                throw new IllegalStateException("durable " + log.durableLsn() + " after " + total + " appends");
             }
-            double secs = (now - t0) / 1e9;
-            if (log.durableLsn() != warmOps + ops || log.nextLsn() != warmOps + ops) {
-                throw new IllegalStateException("durable " + log.durableLsn() + ", next " + log.nextLsn()
-                        + " after " + (warmOps + ops) + " appends");
+            String persist = persistOf(dir);
+            for (int w = 0; w < 3; w++) {
+                emit("append", w == 2 ? "rust" : "dynadax-java", w == 2 ? "&[u8]" : ways[w], size, 1, ops[w],
+                        nanos[w] / 1e9, persist + ", turns of 100 ms in one process");
             }
-            emit("append", "dynadax-java", api, size, 1, ops, secs, persistOf(dir));
         } finally {
             delete(dir);
         }
