@@ -362,6 +362,15 @@ pub extern "system" fn Java_io_dynadax_internal_Native_tailPoll<'l>(
 }
 
 #[no_mangle]
+pub extern "system" fn Java_io_dynadax_internal_Native_tailLag<'l>(
+    mut env: JNIEnv<'l>,
+    _: JClass<'l>,
+    h: jlong,
+) -> jlong {
+    guard(&mut env, -1, |_| Ok(handle::<Mutex<Tailer>>(h).lock().unwrap_or_else(|e| e.into_inner()).lag() as jlong))
+}
+
+#[no_mangle]
 pub extern "system" fn Java_io_dynadax_internal_Native_tailPosition<'l>(
     mut env: JNIEnv<'l>,
     _: JClass<'l>,

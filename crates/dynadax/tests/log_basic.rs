@@ -236,6 +236,11 @@ fn tailer_wakes_on_append() {
     let got = t.next_timeout(None).unwrap().unwrap();
     assert_eq!(got, (0, b"wake".to_vec()));
     h.join().unwrap();
+    assert_eq!(t.lag(), 0);
+    log.append_batch(&[b"a", b"b", b"c"]).unwrap();
+    assert_eq!((t.position(), t.lag()), (1, 3), "three durable records not yet returned");
+    t.next_timeout(None).unwrap().unwrap();
+    assert_eq!(t.lag(), 2);
 }
 
 #[test]

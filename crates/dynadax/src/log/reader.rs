@@ -287,6 +287,13 @@ impl Tailer {
         self.next
     }
 
+    /// How many durable records it has not returned yet: how far it lags the writer
+    /// (for a tailer of another process's log, as of its last look, which every
+    /// `next_timeout` at the end takes).
+    pub fn lag(&self) -> u64 {
+        self.inner.durable.load(Ordering::SeqCst).saturating_sub(self.next)
+    }
+
     /// The next record, waiting up to `timeout` for it (`None` waits forever).
     /// `Ok(None)` if the timeout passed first.
     pub fn next_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<(Lsn, Vec<u8>)>> {

@@ -191,4 +191,7 @@ public final class Native {
     public static native Object tailPoll(long tailer, long timeoutNanos);
 
     public static native long tailPosition(long tailer);
+
+    /** Durable records the tailer has not returned yet. */
+    public static native long tailLag(long tailer);
 }

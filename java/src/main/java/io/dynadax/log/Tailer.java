@@ -104,6 +104,23 @@ public final class Tailer implements AutoCloseable {
     }
 
     /**
+     * How far this tailer lags the writer: the durable records it has not returned yet
+     * (for a log another process writes, as of the last look, which a poll at the end
+     * takes).
+     *
+     * @return the number of records
+     * @throws IllegalStateException if the tailer was closed
+     */
+    public long lag() {
+        long h = handle.enter();
+        try {
+            return Native.tailLag(h);
+        } finally {
+            handle.exit();
+        }
+    }
+
+    /**
      * Whether {@link #close()} was called (also by closing the log).
      *
      * @return true once closed

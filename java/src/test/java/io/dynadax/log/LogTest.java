@@ -304,7 +304,10 @@ class LogTest {
         assertThrows(IllegalStateException.class, () -> t2.poll(Duration.ZERO));
         assertThrows(IllegalStateException.class, t2::position);
         assertEquals(0, t.position());
+        assertEquals(2, t.lag(), "two durable records not yet returned");
         assertNotNull(t.poll(Duration.ZERO));
+        assertEquals(1, t.lag());
+        assertThrows(IllegalStateException.class, t2::lag);
 
         log.close();
         log.close(); // idempotent
