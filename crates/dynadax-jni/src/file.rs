@@ -24,20 +24,6 @@ fn positional(off: jint, len: jint, position: jlong, array_len: jint) -> Res<u64
     Ok(position as u64)
 }
 
-fn read_full(f: &File, buf: &mut [u8], mut at: u64) -> Res<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read_at(&mut buf[n..], at)? {
-            0 => break,
-            k => {
-                n += k;
-                at += k as u64;
-            }
-        }
-    }
-    Ok(n)
-}
-
 #[no_mangle]
 pub extern "system" fn Java_io_dynadax_internal_Native_fileOpen<'l>(
     mut env: JNIEnv<'l>,
@@ -95,7 +81,8 @@ pub extern "system" fn Java_io_dynadax_internal_Native_fileRead<'l>(
     guard(&mut env, 0, |env| {
         let at = positional(off, len, position, env.get_array_length(&dst)?)?;
         let mut buf = vec![0u8; len as usize];
-        let n = read_full(handle::<File>(h), &mut buf, at)?;
+        // One read, which may be short, as `FileChannel.read` may.
+        let n = handle::<File>(h).read_at(&mut buf, at)?;
         env.set_byte_array_region(&dst, off, as_jbytes(&buf[..n]))?;
         Ok(n as jint)
     })
@@ -113,7 +100,7 @@ pub extern "system" fn Java_io_dynadax_internal_Native_fileReadDirect<'l>(
 ) -> jint {
     guard(&mut env, 0, |env| {
         arg(position >= 0, || format!("negative file position {position}"))?;
-        with_direct_mut(env, &dst, off, len, |buf| Ok(read_full(handle::<File>(h), buf, position as u64)? as jint))
+        with_direct_mut(env, &dst, off, len, |buf| Ok(handle::<File>(h).read_at(buf, position as u64)? as jint))
     })
 }
 

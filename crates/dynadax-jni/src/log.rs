@@ -7,15 +7,8 @@ use dynadax::log::{Durability, Layout, Log, LogOptions, RecoveryMode, TailMode, 
 use jni::objects::{JByteArray, JByteBuffer, JClass, JLongArray, JObject, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong, jobject, jobjectArray};
 use jni::JNIEnv;
-use std::cell::RefCell;
 use std::sync::Mutex;
 use std::time::Duration;
-
-thread_local! {
-    /// Where a `byte[]` record is copied to be appended: one buffer per thread,
-    /// reused, so a small append costs no allocation.
-    static STAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 fn lsn(v: jlong, what: &str) -> Res<u64> {
     u64::try_from(v).map_err(|_| Failure::Arg(format!("negative {what} {v}")))
@@ -119,11 +112,11 @@ pub extern "system" fn Java_io_dynadax_internal_Native_logAppend<'l>(
         // GetByteArrayRegion checks `off + len` against the array (an
         // ArrayIndexOutOfBoundsException), so only the sign needs a look here.
         arg(off >= 0 && len >= 0, || format!("bytes {off}..{} of an array", off as i64 + len as i64))?;
-        STAGE.with_borrow_mut(|buf| {
-            buf.resize(len as usize, 0);
-            env.get_byte_array_region(&src, off, as_jbytes_mut(buf))?;
-            Ok(handle::<Log>(h).append(buf)? as jlong)
-        })
+        // Only records over 64 KiB come this way (smaller ones are staged by `Log`
+        // and appended from their address), so an allocation each costs little.
+        let mut buf = vec![0u8; len as usize];
+        env.get_byte_array_region(&src, off, as_jbytes_mut(&mut buf))?;
+        Ok(handle::<Log>(h).append(&buf)? as jlong)
     })
 }
 
