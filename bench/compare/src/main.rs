@@ -471,6 +471,9 @@ fn one(kv: &BTreeMap<String, String>) -> Result<String, String> {
         "persist": run.persist,
     });
     let mut v = v;
+    if let Some(f) = run.per_flush {
+        v["appends_per_flush"] = ((f * 100.0).round() / 100.0).into();
+    }
     if let Some(h) = &o.latency {
         v["latency_writer0"] = h
             .iter()

@@ -92,6 +92,35 @@ fn fill_more(log: &Log, from: u64, n: u64) {
 }
 
 #[test]
+fn group_commit_makes_every_concurrent_append_durable_and_counts_each_in_one_flush() {
+    for d in dirs() {
+        // One segment (no seal publishes records on its own), tail cached on the
+        // kernel-flag directory (fdatasync) and direct on tmpfs (msync).
+        let opts = LogOptions { segment_size: 4 << 20, ..small(Durability::Group) };
+        let log = Log::open(d.path().join("l"), opts).unwrap();
+        let (threads, each) = (6u64, 40u64);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let log = &log;
+                s.spawn(move || {
+                    for i in 0..each {
+                        let lsn = log.append(&pattern(100, t * 1000 + i, 1)).unwrap();
+                        assert!(log.durable_lsn() > lsn, "append returned before its record was durable");
+                    }
+                });
+            }
+        });
+        let n = threads * each;
+        assert_eq!(log.durable_lsn(), n);
+        let st = log.flush_stats();
+        assert_eq!(st.records, n, "each durable record counted by exactly one flush: {st:?}");
+        assert!(st.flushes >= 1 && st.flushes <= n, "{st:?}");
+        assert!(st.records_per_flush() >= 1.0);
+        assert_eq!(log.segments().unwrap().len(), 1);
+    }
+}
+
+#[test]
 fn first_lsn_other_than_zero_and_batches() {
     let d = tmpfs_dir();
     let log = Log::open(d.path().join("l"), LogOptions { first_lsn: 1000, ..small(Durability::Group) }).unwrap();

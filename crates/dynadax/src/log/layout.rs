@@ -254,7 +254,7 @@ impl Store {
                 let final_path = dir.join(format::segment_name(base));
                 let tmp = match prepared {
                     Some(p) => p,
-                    None => super::writer::prepare_file(dir, capacity, false)?,
+                    None => super::writer::prepare_file(dir, capacity)?,
                 };
                 let header = SegmentHeader { base_lsn: base, created_ns: now_ns(), capacity };
                 {

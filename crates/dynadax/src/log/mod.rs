@@ -12,6 +12,7 @@
 
 mod format;
 mod frontier;
+mod group;
 mod layout;
 mod meta;
 mod reader;
@@ -26,6 +27,7 @@ pub use format::{
     decode_record, encode_record, frame_len, DataSuper, Decoded, Frames, SegmentHeader, FRAME_HEADER, HEADER_LEN,
     SUPER_LEN, VERSION,
 };
+pub use group::FlushStats;
 pub use layout::{Layout, DATA_FILE};
 pub use meta::META_FILE;
 pub use reader::{Iter, Tailer};
@@ -229,11 +231,8 @@ pub(crate) struct Inner {
     /// Held while persisting written records: by the group-commit leader, by sealing
     /// and by truncation. Lock order: `sync` before `writer`.
     sync: Mutex<()>,
-    /// Group commit: whether a leader is persisting now; followers wait on `led`
-    /// instead of queueing on `sync`, so when the leader finishes they all wake at
-    /// once and the next leader covers every record written meanwhile.
-    leading: Mutex<bool>,
-    led: Condvar,
+    /// Group commit (see `group.rs`), and the flush counters.
+    group: group::GroupCommit,
     /// Every LSN below this is durable; readers never go past it.
     durable: AtomicU64,
     meta: Mutex<Meta>,
@@ -547,6 +546,13 @@ impl Log {
         self.inner.writer.lock().unwrap_or_else(|e| e.into_inner()).next_lsn
     }
 
+    /// What the log's persists of its tail did since it was opened: how many, how many
+    /// records they carried (appends per `fdatasync`), how long they and group commit's
+    /// gathering took.
+    pub fn flush_stats(&self) -> FlushStats {
+        self.inner.group.stats()
+    }
+
     /// What recovery did when this log was opened.
     pub fn recovery_report(&self) -> RecoveryReport {
         self.inner.report.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -650,8 +656,7 @@ impl Inner {
             segments: RwLock::new(segments),
             writer: Mutex::new(writer),
             sync: Mutex::new(()),
-            leading: Mutex::new(false),
-            led: Condvar::new(),
+            group: group::GroupCommit::new(next_lsn),
             durable: AtomicU64::new(durable),
             meta: Mutex::new(meta),
             poisoned: AtomicBool::new(false),

@@ -107,6 +107,7 @@ impl Log {
             let seg = inner.store.create(lsn, inner.opts.segment_size, prepared, slot, &[], &inner.files)?;
             inner.segments.write().unwrap_or_else(|e| e.into_inner()).push(seg.clone());
             w.open_tail(seg, lsn, &inner.opts)?;
+            inner.group.written(lsn);
             if let Some(s) = &inner.shared {
                 s.cut(0, lsn); // Every record readers knew is gone.
             }
@@ -218,6 +219,7 @@ impl Log {
             seg.file()?.zero_from(cut_at)?;
             seg.truncate_index(kept, cut_at.max(HEADER_LEN as u64));
             w.open_tail(seg, keep_end, &inner.opts)?;
+            inner.group.written(keep_end);
             let durable = keep_end.min(inner.durable.load(Ordering::SeqCst));
             inner.durable.store(durable, Ordering::SeqCst);
             // Readers in other processes must not go on showing the dropped records,

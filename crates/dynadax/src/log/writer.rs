@@ -197,7 +197,8 @@ fn auto_direct(path: &Path) -> Result<bool> {
 
 /// Makes a `.prepare.N.tmp`: created through dynadax (so it inherits the directory's
 /// mode), its whole capacity allocated, synced.
-pub(crate) fn prepare_file(dir: &Path, capacity: u64, zero_fill: bool) -> Result<PathBuf> {
+pub(crate) fn prepare_file(dir: &Path, capacity: u64) -> Result<PathBuf> {
+    let zero_fill = crate::probe(dir).is_ok_and(|p| p.device.is_some());
     // A unique name: the background preparer and a rotation that could not wait
     // for it may prepare at the same time.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -328,8 +329,7 @@ impl Preparer {
                             // rotation waits for it.
                             let done = PrepareDone(&next);
                             // A failure here only means rotation prepares synchronously.
-                            let zero_fill = crate::probe(&dir).is_ok_and(|p| p.device.is_some());
-                            let made = prepare_file(&dir, capacity, zero_fill).ok();
+                            let made = prepare_file(&dir, capacity).ok();
                             let mut n = next.0.lock().unwrap_or_else(|e| e.into_inner());
                             let stale = if n.closed { made } else { std::mem::replace(&mut n.ready, made) };
                             if let Some(p) = stale {
@@ -514,6 +514,7 @@ impl Log {
             tail.end.store(w.write_off, Ordering::Release);
         }
         let end = w.next_lsn;
+        inner.group.written(end);
         let each = persists_each(inner.opts.durability, w.guard.as_deref().expect("tail is mapped"));
         match inner.opts.durability {
             _ if each => {
@@ -525,6 +526,7 @@ impl Log {
                     persist_tail(guard, from, to - from).map_err(|e| inner.poison(e))?;
                     w.persisted_upto = to;
                 }
+                inner.group.own_persist(end - first);
                 inner.advance_durable(&w, end);
                 drop(w);
             }
@@ -658,7 +660,7 @@ impl Log {
         for _ in 0..n {
             let next = match inner.prep.take() {
                 Some(p) => Ok(p),
-                None => prepare_file(&inner.dir, inner.opts.segment_size, false),
+                None => prepare_file(&inner.dir, inner.opts.segment_size),
             };
             match next {
                 Ok(p) => files.push(Some(p)),
@@ -693,34 +695,14 @@ fn first_of(w: &Writer) -> Lsn {
 }
 
 impl Inner {
-    /// Group commit: returns once every LSN below `end` is durable. One appender at a
-    /// time leads: it persists everything written so far, for everyone; the others
-    /// wait for it and return if it covered them, or elect the next leader.
+    /// Group commit (see `group.rs`): returns once every LSN below `end` is durable.
     pub(crate) fn commit(&self, end: Lsn) -> Result<()> {
-        loop {
-            if self.durable.load(Ordering::SeqCst) >= end {
-                return Ok(());
-            }
-            self.check_writable()?;
-            let mut leading = self.leading.lock().unwrap_or_else(|e| e.into_inner());
-            if self.durable.load(Ordering::SeqCst) >= end {
-                return Ok(());
-            }
-            if *leading {
-                drop(self.led.wait(leading).unwrap_or_else(|e| e.into_inner()));
-                continue;
-            }
-            *leading = true;
-            drop(leading);
-            let r = self.persist_written();
-            *self.leading.lock().unwrap_or_else(|e| e.into_inner()) = false;
-            self.led.notify_all();
-            r?;
-        }
+        self.group.commit(end, &self.durable, || self.check_writable(), || self.persist_written())
     }
 
-    /// Persists every record written but not yet persisted, and publishes them.
-    fn persist_written(&self) -> Result<()> {
+    /// Persists every record written but not yet persisted, and publishes them;
+    /// returns one past the last LSN it published.
+    fn persist_written(&self) -> Result<Lsn> {
         let _persisting = self.sync.lock().unwrap_or_else(|e| e.into_inner());
         let (guard, generation, from, to, upto) = {
             let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -739,7 +721,7 @@ impl Inner {
             w.persisted_upto = w.persisted_upto.max(to);
         }
         self.advance_durable(&w, upto);
-        Ok(())
+        Ok(upto)
     }
 
     /// Seals the tail and opens the next segment (in `prepared`, or the preparer's,
@@ -768,7 +750,7 @@ impl Inner {
             (
                 Some(match prepared.or_else(|| self.prep.take()) {
                     Some(p) => p,
-                    None => prepare_file(&self.dir, self.opts.segment_size, false)?,
+                    None => prepare_file(&self.dir, self.opts.segment_size)?,
                 }),
                 None,
             )
