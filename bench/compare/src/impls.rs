@@ -84,8 +84,17 @@ pub fn run_dynadax(
     }
     check(log.next_lsn() == total, || format!("next LSN {} != {} appends", log.next_lsn(), total))?;
     let segs = log.segments().map_err(other)?;
-    let persist = format!("{} ({} segments of {} MiB at the end)", persist, segs.len(), segment_size >> 20);
     let stats = log.flush_stats();
+    let persist = format!(
+        "{} ({} segments of {} MiB at the end; {} flushes, mean {:.0} us; {} gathering waits, mean {:.0} us)",
+        persist,
+        segs.len(),
+        segment_size >> 20,
+        stats.flushes,
+        stats.flush_time.as_secs_f64() * 1e6 / stats.flushes.max(1) as f64,
+        stats.gathers,
+        stats.gather_time.as_secs_f64() * 1e6 / stats.gathers.max(1) as f64,
+    );
     let per_flush = (stats.flushes > 0).then(|| stats.records_per_flush());
     Ok(Run { outcome, persist, per_flush })
 }

@@ -11,42 +11,60 @@
 //! leader first *gathers*: it waits until as many records are pending as there were
 //! writers active around the last flush (that flush's group, plus the records appended
 //! while it was in flight: their writers are the ones about to come back), for at most
-//! a fraction of a flush's duration. One writer alone is never made to wait (its own
+//! one flush's duration (and 500 us): a wait for writers that do not come costs at most
+//! what a second flush would have. One writer alone is never made to wait (its own
 //! record is all it expects), and a writer that goes away costs one bounded wait, after
 //! which the expectation is what actually came.
 
 use super::Lsn;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use rustix::thread::futex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The longest a leader gathers, whatever the flush costs: a slow disk's flush
 /// (milliseconds) is not worth a wait of the same length.
 const MAX_GATHER: Duration = Duration::from_micros(500);
 
-/// Group commit's state. Lock order: `state` is taken last (an appender takes it
-/// under the writer lock to wake a gathering leader); nothing else is locked while
-/// it is held.
+/// Group commit's state: atomics only, no lock. Followers sleep on a futex word
+/// rather than a condition variable, so that the end of a flush wakes them all at once
+/// without each queueing on a mutex to return (measured: with 8 writers on 2 cores
+/// the woken writers' return was most of the time a leader gathers).
 pub(crate) struct GroupCommit {
-    /// Whether a leader is electing itself or persisting now; followers wait on `led`
-    /// instead of queueing on the persist, so when the leader finishes they all wake
-    /// at once and the next leader covers every record written meanwhile.
-    state: Mutex<bool>,
-    led: Condvar,
-    /// A gathering leader waits on this for `written` to reach `gather_to`.
-    gathered: Condvar,
+    /// An appender is leading: gathering or persisting. Set by the one that wins the
+    /// election (compare-exchange), cleared by it (see `Lead`'s drop) before it bumps
+    /// `epoch`.
+    leading: AtomicBool,
+    /// Bumped at the end of each lead; followers sleep while it is unchanged.
+    epoch: AtomicU32,
+    /// Followers asleep on `epoch` (a lead that finishes with none makes no call).
+    sleepers: AtomicU32,
     /// One past the last record stored in the tail (records written, durable or not).
     /// Set by the appender, under the writer lock, after each batch.
     written: AtomicU64,
-    /// While a leader gathers: the LSN it waits for `written` to reach (else 0).
-    /// Appenders read it without a lock, so an append makes no call when nobody waits.
-    gather_to: AtomicU64,
     /// Records the next leader expects to be pending: the writers active around the
     /// last flush.
     expect: AtomicU64,
     /// The last flushes' duration, smoothed (nanoseconds).
     flush_ns: AtomicU64,
     stats: Counters,
+}
+
+/// The lead, given up when dropped (also if the persist panics): followers must
+/// never sleep on a leader that is gone.
+struct Lead<'a>(&'a GroupCommit);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        let g = self.0;
+        // Order matters (all SeqCst): `leading` cleared before `epoch` moves, and
+        // `sleepers` read after it moved; a follower counts itself a sleeper before it
+        // reads `leading`, then sleeps only while `epoch` is the value it read first.
+        g.leading.store(false, Ordering::SeqCst);
+        g.epoch.fetch_add(1, Ordering::SeqCst);
+        if g.sleepers.load(Ordering::SeqCst) > 0 {
+            let _ = futex::wake(&g.epoch, futex::Flags::PRIVATE, i32::MAX as u32);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -98,11 +116,10 @@ impl FlushStats {
 impl GroupCommit {
     pub fn new(written: Lsn) -> GroupCommit {
         GroupCommit {
-            state: Mutex::new(false),
-            led: Condvar::new(),
-            gathered: Condvar::new(),
+            leading: AtomicBool::new(false),
+            epoch: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
             written: AtomicU64::new(written),
-            gather_to: AtomicU64::new(0),
             expect: AtomicU64::new(1),
             flush_ns: AtomicU64::new(0),
             stats: Counters::default(),
@@ -110,17 +127,10 @@ impl GroupCommit {
     }
 
     /// The appender stored records below `end` (called with the writer lock held,
-    /// or after a truncation moved the end back). Wakes a gathering leader that
-    /// waits for them.
+    /// or after a truncation moved the end).
     #[inline]
     pub fn written(&self, end: Lsn) {
-        self.written.store(end, Ordering::SeqCst);
-        let to = self.gather_to.load(Ordering::SeqCst);
-        if to != 0 && end >= to {
-            // Under the lock: the leader checks `written` and sleeps under it.
-            let _g = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            self.gathered.notify_one();
-        }
+        self.written.store(end, Ordering::Release);
     }
 
     /// Returns once `durable` has reached `end`: as a follower, or as the leader,
@@ -139,48 +149,47 @@ impl GroupCommit {
                 return Ok(());
             }
             check()?;
-            let mut leading = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if durable.load(Ordering::SeqCst) >= end {
-                return Ok(());
-            }
-            if *leading {
-                drop(self.led.wait(leading).unwrap_or_else(|e| e.into_inner()));
+            if self.leading.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                let _lead = Lead(self);
+                let base = durable.load(Ordering::SeqCst);
+                if base >= end {
+                    return Ok(()); // covered by the lead that just ended
+                }
+                self.gather(base);
+                let t0 = Instant::now();
+                let upto = persist()?;
+                self.flushed(base, upto, t0.elapsed());
                 continue;
             }
-            *leading = true;
-            let base = durable.load(Ordering::SeqCst);
-            let leading = self.gather(leading, base);
-            drop(leading);
-            let t0 = Instant::now();
-            let r = persist();
-            let took = t0.elapsed();
-            if let Ok(upto) = r {
-                self.flushed(base, upto, took);
+            // Follow: sleep until the lead in progress ends.
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            let seen = self.epoch.load(Ordering::SeqCst);
+            if self.leading.load(Ordering::SeqCst) && durable.load(Ordering::SeqCst) < end {
+                // Returns at once if `epoch` moved since `seen` (the lead ended).
+                let _ = futex::wait(&self.epoch, futex::Flags::PRIVATE, seen, None);
             }
-            *self.state.lock().unwrap_or_else(|e| e.into_inner()) = false;
-            self.led.notify_all();
-            r?;
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
-    /// A new leader (`state` says leading, so no follower elects itself meanwhile)
-    /// waits until the records it expects are written or its gathering time is up.
-    fn gather<'a>(&self, mut g: std::sync::MutexGuard<'a, bool>, base: Lsn) -> std::sync::MutexGuard<'a, bool> {
+    /// A new leader waits until the records it expects are written or its gathering
+    /// time is up. It yields rather than sleeps: the writers it waits for are woken
+    /// and need a core (two here), and a sleep and a wake-up for the last of them would
+    /// cost more than the wait (measured: 10-16 us instead of 25-30 us with 2 writers,
+    /// 46-52 instead of 60-76 with 8). It burns no more than the bounded wait, and
+    /// only where no other thread wants the core.
+    fn gather(&self, base: Lsn) {
         let target = base + self.expect.load(Ordering::Relaxed);
-        if self.written.load(Ordering::SeqCst) >= target {
-            return g;
+        if self.written.load(Ordering::Acquire) >= target {
+            return;
         }
-        let limit = Duration::from_nanos(self.flush_ns.load(Ordering::Relaxed) / 2).min(MAX_GATHER);
+        let limit = Duration::from_nanos(self.flush_ns.load(Ordering::Relaxed)).min(MAX_GATHER);
         let t0 = Instant::now();
-        self.gather_to.store(target, Ordering::SeqCst);
-        while self.written.load(Ordering::SeqCst) < target {
-            let Some(left) = limit.checked_sub(t0.elapsed()).filter(|d| !d.is_zero()) else { break };
-            g = self.gathered.wait_timeout(g, left).unwrap_or_else(|e| e.into_inner()).0;
+        while self.written.load(Ordering::Acquire) < target && t0.elapsed() < limit {
+            std::thread::yield_now();
         }
-        self.gather_to.store(0, Ordering::SeqCst);
         self.stats.gathers.fetch_add(1, Ordering::Relaxed);
         self.stats.gather_ns_total.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        g
     }
 
     /// A leader's persist made `base..upto` durable in `took`: counts it, and sets
