@@ -15,11 +15,21 @@ pub enum LogCommand {
     /// For each record, once it is durable, prints its LSN in decimal on its own line
     /// and flushes standard output, so a consumer can trust every printed LSN to
     /// survive a crash. End of input ends cleanly. Creates the log if needed.
+    ///
+    /// With `--pipelined`, records are appended without waiting and made durable in
+    /// the background; LSNs are still printed only once durable, in order, at the
+    /// latest when the input read so far is used up. Faster on a disk (one flush for
+    /// many records), but records in flight together cannot vouch for each other at
+    /// recovery: damage to one of the last of them reads as a torn tail (cut, its
+    /// bytes kept beside the segment, reported) rather than refused.
     Append {
         /// The log directory.
         dir: PathBuf,
         #[command(flatten)]
         opts: WriteOpts,
+        /// Keep appends in flight (see above); not with `--durability none`.
+        #[arg(long)]
+        pipelined: bool,
     },
     /// Print records as `LSN<TAB>record`, one per line, in order.
     ///
@@ -270,7 +280,7 @@ fn reading() -> LogOptions {
 
 pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
     match cmd {
-        LogCommand::Append { dir, opts } => append(&dir, &opts),
+        LogCommand::Append { dir, opts, pipelined } => append(&dir, &opts, pipelined),
         LogCommand::Read { dir, from, limit, recovery } => {
             let recovery = match recovery {
                 ReadRecoveryArg::TolerateTornTail => RecoveryMode::TolerateTornTail,
@@ -323,7 +333,7 @@ fn write_record(out: &mut impl Write, lsn: u64, rec: &[u8]) -> std::io::Result<(
     out.write_all(b"\n")
 }
 
-fn append(dir: &std::path::Path, opts: &WriteOpts) -> anyhow::Result<()> {
+fn append(dir: &std::path::Path, opts: &WriteOpts, pipelined: bool) -> anyhow::Result<()> {
     let log_opts = opts.log_options(dir);
     let max_record = log_opts.max_record;
     let log = Log::open(dir, log_opts)?;
@@ -332,7 +342,12 @@ fn append(dir: &std::path::Path, opts: &WriteOpts) -> anyhow::Result<()> {
         eprintln!("dynadax: recovery: {r}");
     }
     let none = matches!(opts.durability, DurabilityArg::None);
-    let mut input = std::io::stdin().lock();
+    if none && pipelined {
+        bail!("{}: --pipelined makes records durable in the background; --durability none never does", dir.display());
+    }
+    // Our own buffer over standard input, to know when what was read is used up (the
+    // next read may block): then pipelined LSNs appended so far are waited for.
+    let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin());
     let mut out = std::io::stdout().lock();
     let mut line = Vec::new();
     let mut pending: Vec<u64> = Vec::new();
@@ -349,25 +364,47 @@ fn append(dir: &std::path::Path, opts: &WriteOpts) -> anyhow::Result<()> {
         if line.is_empty() {
             bail!("{}: input line {n} is empty: a record is 1 to {max_record} bytes", dir.display());
         }
-        let lsn = log.append(&line)?;
-        if none {
-            pending.push(lsn);
+        if pipelined {
+            pending.push(log.append_nowait(&line)?);
+            let durable = log.durable_lsn();
+            let ready = pending.partition_point(|&l| l < durable);
+            if ready > 0 {
+                for lsn in pending.drain(..ready) {
+                    writeln!(out, "{lsn}")?;
+                }
+                out.flush()?;
+            }
+            if input.buffer().is_empty() || pending.len() >= 4096 {
+                let last = *pending.last().expect("one was just appended");
+                flush_pending(&log, &mut pending, &mut out, |l| l.wait_durable(last))?;
+            }
+        } else if none {
+            pending.push(log.append(&line)?);
             if pending.len() >= 4096 {
-                flush_pending(&log, &mut pending, &mut out)?;
+                flush_pending(&log, &mut pending, &mut out, |l| l.sync().map(drop))?;
             }
         } else {
-            writeln!(out, "{lsn}")?;
+            writeln!(out, "{}", log.append(&line)?)?;
             out.flush()?;
         }
     }
-    flush_pending(&log, &mut pending, &mut out)
+    match pending.last().copied() {
+        Some(last) if pipelined => flush_pending(&log, &mut pending, &mut out, |l| l.wait_durable(last)),
+        _ => flush_pending(&log, &mut pending, &mut out, |l| l.sync().map(drop)),
+    }
 }
 
-fn flush_pending(log: &Log, pending: &mut Vec<u64>, out: &mut impl Write) -> anyhow::Result<()> {
+/// Makes the pending LSNs durable (by `durable`), then prints them.
+fn flush_pending(
+    log: &Log,
+    pending: &mut Vec<u64>,
+    out: &mut impl Write,
+    durable: impl FnOnce(&Log) -> dynadax::Result<()>,
+) -> anyhow::Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    log.sync()?;
+    durable(log)?;
     for lsn in pending.drain(..) {
         writeln!(out, "{lsn}")?;
     }

@@ -121,6 +121,50 @@ fn group_commit_makes_every_concurrent_append_durable_and_counts_each_in_one_flu
 }
 
 #[test]
+fn pipelined_appends_return_at_once_and_become_durable_by_wait_or_in_the_background() {
+    for d in dirs() {
+        for durability in [Durability::Each, Durability::Group, Durability::None] {
+            let opts = LogOptions { segment_size: 1 << 20, ..small(durability) };
+            let log = Log::open(d.path().join(format!("l-{durability:?}")), opts.clone()).unwrap();
+            // Past several segments, so rotations happen with records in flight.
+            let n = 3000u64;
+            for i in 0..n {
+                assert_eq!(log.append_nowait(&rec(i)).unwrap(), i);
+            }
+            log.wait_durable(n - 1).unwrap();
+            assert!(
+                log.durable_lsn() >= n,
+                "{durability:?}: waited for {} but durable is {}",
+                n - 1,
+                log.durable_lsn()
+            );
+            assert!(log.segments().unwrap().len() > 1);
+            check_all(&log, 0, n);
+            let st = log.flush_stats();
+            assert!(
+                st.records <= n && st.flushes < n,
+                "{durability:?}: one persist per record is not pipelining: {st:?}"
+            );
+            // The background flusher alone makes them durable, with no one waiting.
+            for i in n..n + 500 {
+                log.append_nowait(&rec(i)).unwrap();
+            }
+            let t = std::time::Instant::now();
+            while log.durable_lsn() < n + 500 {
+                assert!(t.elapsed() < std::time::Duration::from_secs(20), "the flusher never made them durable");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            // An LSN not appended yet cannot be waited for.
+            let e = log.wait_durable(n + 500).unwrap_err();
+            assert!(e.to_string().contains("next LSN is"), "{e}");
+            drop(log);
+            let log = Log::open(d.path().join(format!("l-{durability:?}")), opts).unwrap();
+            check_all(&log, 0, n + 500);
+        }
+    }
+}
+
+#[test]
 fn first_lsn_other_than_zero_and_batches() {
     let d = tmpfs_dir();
     let log = Log::open(d.path().join("l"), LogOptions { first_lsn: 1000, ..small(Durability::Group) }).unwrap();

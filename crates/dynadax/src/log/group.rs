@@ -130,7 +130,12 @@ impl GroupCommit {
     /// or after a truncation moved the end).
     #[inline]
     pub fn written(&self, end: Lsn) {
-        self.written.store(end, Ordering::Release);
+        self.written.store(end, Ordering::SeqCst);
+    }
+
+    /// One past the last record stored.
+    pub fn written_lsn(&self) -> Lsn {
+        self.written.load(Ordering::SeqCst)
     }
 
     /// Returns once `durable` has reached `end`: as a follower, or as the leader,

@@ -10,6 +10,7 @@
 //! `log.meta` (the durable metadata record), `LOCK` (one writer at a time, `flock`),
 //! and `.prepare.N.tmp` (the next segment, preallocated in the background).
 
+mod flusher;
 mod format;
 mod frontier;
 mod group;
@@ -233,6 +234,9 @@ pub(crate) struct Inner {
     sync: Mutex<()>,
     /// Group commit (see `group.rs`), and the flush counters.
     group: group::GroupCommit,
+    /// Makes pipelined appends durable in the background (see `flusher.rs`); holds
+    /// the log only weakly, so a closing log ends and joins it.
+    flusher: flusher::Flusher,
     /// Every LSN below this is durable; readers never go past it.
     durable: AtomicU64,
     meta: Mutex<Meta>,
@@ -657,6 +661,7 @@ impl Inner {
             writer: Mutex::new(writer),
             sync: Mutex::new(()),
             group: group::GroupCommit::new(next_lsn),
+            flusher: flusher::Flusher::default(),
             durable: AtomicU64::new(durable),
             meta: Mutex::new(meta),
             poisoned: AtomicBool::new(false),
