@@ -164,6 +164,49 @@ fn pipelined_appends_return_at_once_and_become_durable_by_wait_or_in_the_backgro
     }
 }
 
+/// Records appended but not yet durable (staged in memory by a cached tail) are
+/// neither lost nor left behind by a truncation that keeps some of them, a close,
+/// or a seal.
+#[test]
+fn appended_records_not_yet_durable_survive_truncation_close_and_seal() {
+    for d in dirs() {
+        let dir = d.path().join("l");
+        let opts = LogOptions { segment_size: 1 << 20, ..small(Durability::None) };
+        let log = Log::open(&dir, opts.clone()).unwrap();
+        fill(&log, 100);
+        log.truncate_after(49).unwrap();
+        assert_eq!(log.next_lsn(), 50);
+        log.sync().unwrap();
+        check_all(&log, 0, 50);
+        // Pipelined ones, cut among them, then more after the cut.
+        for i in 50..80 {
+            log.append_nowait(&rec(i)).unwrap();
+        }
+        log.truncate_after(69).unwrap();
+        for i in 70..90 {
+            assert_eq!(log.append(&rec(i)).unwrap(), i);
+        }
+        log.sync().unwrap();
+        check_all(&log, 0, 90);
+        // Closed without a sync: written (not durably) on the way out.
+        for i in 90..120 {
+            log.append(&rec(i)).unwrap();
+        }
+        drop(log);
+        let log = Log::open(&dir, opts.clone()).unwrap();
+        check_all(&log, 0, 120);
+        // Sealed with staged records: the seal writes and persists them.
+        for i in 120..150 {
+            log.append(&rec(i)).unwrap();
+        }
+        log.seal().unwrap();
+        log.sync().unwrap();
+        check_all(&log, 0, 150);
+        drop(log);
+        check_all(&Log::open(&dir, opts).unwrap(), 0, 150);
+    }
+}
+
 #[test]
 fn first_lsn_other_than_zero_and_batches() {
     let d = tmpfs_dir();

@@ -27,7 +27,7 @@ struct Signal {
     cv: Condvar,
     /// The flusher is (about to be) asleep: an appender must wake it. Set before the
     /// flusher's last look at what is written, read after the appender's store of it
-    /// (both SeqCst), so one of the two sees the other.
+    /// and a fence (all SeqCst), so one of the two sees the other.
     asleep: AtomicBool,
 }
 
@@ -46,6 +46,9 @@ impl Flusher {
     /// sleeps, starts it if none runs. Costs two atomic loads when it is busy.
     #[inline]
     pub fn kick(&self, inner: &Arc<Inner>) {
+        // Orders the appender's store of `written` before its look at `asleep`,
+        // against the flusher's store of `asleep` before its look at `written`.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if !self.started.load(Ordering::Acquire) {
             self.start(inner);
         } else if self.signal.asleep.load(Ordering::SeqCst) {

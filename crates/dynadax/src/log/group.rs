@@ -130,7 +130,9 @@ impl GroupCommit {
     /// or after a truncation moved the end).
     #[inline]
     pub fn written(&self, end: Lsn) {
-        self.written.store(end, Ordering::SeqCst);
+        // Release, not SeqCst: this is on every append's path (a locked instruction
+        // costs there); the flusher's handshake adds its own fence (`Flusher::kick`).
+        self.written.store(end, Ordering::Release);
     }
 
     /// One past the last record stored.

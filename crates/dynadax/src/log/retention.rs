@@ -197,6 +197,12 @@ impl Log {
             *m = next;
         }
         let res = (|| {
+            // Frames the tail staged (appended, not yet durable) reach the file
+            // first: records before the cut among them are kept, and the tail's
+            // media, which holds them, is dropped below.
+            if let Some(g) = &w.guard {
+                g.write_staged()?;
+            }
             let mut segs = inner.segments.write().unwrap_or_else(|e| e.into_inner());
             // Whole segments after the cut go, newest first.
             while segs.len() > 1 && segs.last().is_some_and(|s| s.base() >= keep_end) {

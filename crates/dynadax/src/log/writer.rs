@@ -37,6 +37,19 @@ pub(crate) struct Writer {
     scratch: Vec<u8>,
 }
 
+/// A log closed with staged frames (`Durability::None` without a sync, or pipelined
+/// appends not waited for) writes them, as a `pwrite` per append would have: not
+/// durable, but in the page cache. (A tail replaced by a truncation or a purge drops
+/// its staged frames instead: they belong to records being dropped, and its file may
+/// be gone or its slot freed.)
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(g) = &self.guard {
+            let _ = g.write_staged();
+        }
+    }
+}
+
 impl Writer {
     pub fn for_tail(tail: Arc<Segment>, next_lsn: Lsn, opts: &LogOptions) -> Result<Writer> {
         let mut w = Writer::none(next_lsn);
@@ -193,18 +206,15 @@ impl Media for TailMedia {
     }
 }
 
-/// A tail let go with staged frames (a log with `Durability::None` closed without a
-/// sync, a seal's old media) writes them, as a `pwrite` per append would have: not
-/// durable, but in the page cache.
-impl Drop for TailMedia {
-    fn drop(&mut self) {
-        if let TailMedia::Through { file, base, staging, .. } = self {
-            let _ = staging.write_out(file, *base);
+impl TailMedia {
+    /// Writes the frames a cached tail has staged (not durably).
+    pub(crate) fn write_staged(&self) -> Result<()> {
+        match self {
+            TailMedia::Mapped { .. } => Ok(()),
+            TailMedia::Through { file, base, staging, .. } => staging.write_out(file, *base),
         }
     }
-}
 
-impl TailMedia {
     /// Whether persisting is a cache-line flush and fence (no system call).
     fn persists_by_cache_flush(&self) -> bool {
         match self {
