@@ -121,25 +121,6 @@ pub extern "system" fn Java_io_dynadax_internal_Native_logAppend<'l>(
 }
 
 #[no_mangle]
-pub extern "system" fn Java_io_dynadax_internal_Native_logAppendDirect<'l>(
-    mut env: JNIEnv<'l>,
-    _: JClass<'l>,
-    h: jlong,
-    src: JByteBuffer<'l>,
-    off: jint,
-    len: jint,
-) -> jlong {
-    guard(&mut env, -1, |env| {
-        // One call back into the JVM, not two: `Log` took `off` and `len` from the
-        // buffer's own position and limit, so they lie within its capacity (the
-        // contract of `Native.logAppendDirect`).
-        let addr = buffer_address(env, &src)?;
-        arg(off >= 0, || format!("negative buffer offset {off}"))?;
-        with_address(addr + off as jlong, len, |rec| Ok(handle::<Log>(h).append(rec)? as jlong))
-    })
-}
-
-#[no_mangle]
 pub extern "system" fn Java_io_dynadax_internal_Native_logAppendAddress<'l>(
     mut env: JNIEnv<'l>,
     _: JClass<'l>,

@@ -100,11 +100,10 @@ pub(crate) fn buffer_address(env: &JNIEnv<'_>, buf: &JByteBuffer<'_>) -> Res<jlo
 /// Runs `f` on `len` bytes at `addr`.
 ///
 /// Not `unsafe` for the reason [`handle`] is not: the contract of
-/// `Native.logAppendAddress` and `logAppendDirect` is that `addr..addr+len` is a
-/// direct buffer's memory (from [`buffer_address`]) within its capacity, which the
-/// Java caller keeps reachable, and so allocated, for the call (`Log`'s per-thread
-/// staging buffer, held by a thread-local and a reachability fence; or the buffer
-/// passed to the native, held by the call's local reference).
+/// `Native.logAppendAddress` is that `addr..addr+len` is a direct buffer's memory
+/// (from [`buffer_address`]) within its capacity, which the Java caller keeps
+/// reachable, and so allocated, for the call (`Log`'s per-thread staging buffer, or
+/// the caller's own direct buffer, each held across the call by a reachability fence).
 pub(crate) fn with_address<R>(addr: jlong, len: i32, f: impl FnOnce(&[u8]) -> Res<R>) -> Res<R> {
     arg(addr != 0 && len >= 0, || format!("{len} bytes at address {addr:#x}"))?;
     // SAFETY: per the contract above; the slice does not outlive `f`.

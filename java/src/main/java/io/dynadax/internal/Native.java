@@ -127,17 +127,12 @@ public final class Native {
     public static native long logAppend(long log, byte[] src, int off, int len);
 
     /**
-     * Appends bytes {@code [bufOff, bufOff+len)} of a direct buffer, in place. The caller
-     * keeps them within the buffer's capacity (its own position and limit do): the
-     * native side looks up only the address, one call back into the JVM instead of two.
-     */
-    public static native long logAppendDirect(long log, ByteBuffer src, int bufOff, int len);
-
-    /**
      * Appends the {@code len} bytes at {@code address}, which the caller keeps readable
      * for the call: the address of a direct buffer (from {@link #bufferAddress}) that it
      * keeps reachable, with {@code len} within its capacity. No JNI call back into the
-     * JVM at all: the fast path of {@code Log.append(byte[])}, through a staging buffer.
+     * JVM at all: the fast path of {@code Log.append(byte[])}, through a staging buffer,
+     * and of {@code Log.append(ByteBuffer)} from a direct buffer (its address looked up
+     * once per buffer and thread).
      */
     public static native long logAppendAddress(long log, long address, int len);
 

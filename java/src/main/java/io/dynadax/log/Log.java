@@ -6,6 +6,7 @@ import io.dynadax.internal.Util;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.ref.Reference;
+import java.lang.ref.WeakReference;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -222,10 +223,32 @@ public final class Log implements AutoCloseable {
     /** Per thread: where a small {@code byte[]} record is copied to be appended in place. */
     private static final ThreadLocal<Stage> STAGE = ThreadLocal.withInitial(Stage::new);
 
-    /** A direct buffer and its address, looked up once. */
+    /**
+     * A direct buffer and its address, looked up once; and the last direct buffer this
+     * thread appended from, with its address, so that appending from the same buffer
+     * again asks the JVM nothing (a middleware thread reuses its buffer).
+     */
     private static final class Stage {
         final ByteBuffer buffer = ByteBuffer.allocateDirect(STAGE_MAX);
         final long address = Native.bufferAddress(buffer);
+        /** Weak: the cache must not keep a caller's buffer (and its memory) alive. */
+        private WeakReference<ByteBuffer> lastDirect;
+        private long lastAddress;
+
+        /**
+         * The address of {@code direct}'s memory. Valid while {@code direct} is
+         * reachable: the caller holds it, and fences it after the native call.
+         */
+        long addressOf(ByteBuffer direct) {
+            WeakReference<ByteBuffer> last = lastDirect;
+            if (last != null && last.get() == direct) {
+                return lastAddress;
+            }
+            long a = Native.bufferAddress(direct);
+            lastDirect = new WeakReference<>(direct);
+            lastAddress = a;
+            return a;
+        }
     }
 
     /**
@@ -244,7 +267,9 @@ public final class Log implements AutoCloseable {
         long h = handle.enter();
         try {
             if (src.isDirect()) {
-                lsn = Native.logAppendDirect(h, src, pos, len);
+                // `pos..pos+len` lies within the buffer (its own position and limit).
+                lsn = Native.logAppendAddress(h, STAGE.get().addressOf(src) + pos, len);
+                Reference.reachabilityFence(src);
             } else if (src.hasArray()) {
                 lsn = Native.logAppend(h, src.array(), src.arrayOffset() + pos, len);
             } else {

@@ -48,6 +48,35 @@ class LogTest {
     Path tmp;
 
     @Test
+    void appendsFromDirectBuffersReadEachBuffersOwnBytes() throws IOException {
+        // The binding remembers the last direct buffer's address per thread: buffers
+        // taking turns, a slice of one (another address), and one refilled in place
+        // must each be appended from their own memory.
+        try (Log log = Log.open(tmp.resolve("log"))) {
+            ByteBuffer a = ByteBuffer.allocateDirect(32);
+            ByteBuffer b = ByteBuffer.allocateDirect(32);
+            List<String> want = new java.util.ArrayList<>();
+            for (int i = 0; i < 20; i++) {
+                ByteBuffer buf = i % 3 == 0 ? b : a;
+                String s = "rec-" + i;
+                buf.clear().put(text(s)).flip();
+                if (i % 5 == 4) {
+                    buf.position(2);
+                    s = s.substring(2);
+                    ByteBuffer slice = buf.slice();
+                    assertEquals(i, log.append(slice));
+                } else {
+                    assertEquals(i, log.append(buf));
+                }
+                want.add(s);
+            }
+            for (int i = 0; i < want.size(); i++) {
+                assertEquals(want.get(i), new String(log.read(i), StandardCharsets.UTF_8), "record " + i);
+            }
+        }
+    }
+
+    @Test
     void appendReadAndIterate() throws IOException {
         Path dir = tmp.resolve("log");
         try (Log log = Log.open(dir)) {
