@@ -19,6 +19,8 @@ pub struct Outcome {
     /// With `LOG_COMPARE_LATENCY` set (diagnostics): the timed appends of writer 0 by
     /// latency bucket: (bucket, count, total milliseconds in that bucket).
     pub latency: Option<Vec<(&'static str, u64, f64)>>,
+    /// With `Bounds::timed`: the p50 and p99 of every writer's timed appends, in µs.
+    pub percentiles: Option<(f64, f64)>,
 }
 
 /// Latency buckets of the diagnostic histogram (upper bounds in ns; the last is open).
@@ -41,6 +43,9 @@ pub struct Bounds {
     pub secs: f64,
     pub max_ops: u64,
     pub warmup_ops: u64,
+    /// Time every append of every writer (for the durable runs, where an append takes
+    /// 100 µs or more and two clock reads cost tens of ns).
+    pub timed: bool,
 }
 
 /// Runs `append(writer, seq, record)` from `writers` threads. `seq` counts from 1 per
@@ -66,6 +71,7 @@ where
     let main = std::thread::current();
     let mut counts = vec![(0u64, 0u64); b.writers];
     let mut latency = None;
+    let mut times: Vec<u64> = Vec::new();
     let start = std::thread::scope(|s| {
         let handles: Vec<_> = (0..b.writers)
             .map(|w| {
@@ -116,17 +122,22 @@ where
                             BUCKETS.iter().zip(h).map(|(b, (c, ns))| (b.0, c, ns as f64 / 1e6)).collect::<Vec<_>>(),
                         );
                     }
+                    let mut times: Vec<u64> = Vec::new();
                     while n < per_writer_max && !stop.load(Ordering::Relaxed) {
                         seq += 1;
+                        let t = b.timed.then(Instant::now);
                         if !one(seq, &mut rec) {
                             break;
+                        }
+                        if let Some(t) = t {
+                            times.push(t.elapsed().as_nanos() as u64);
                         }
                         n += 1;
                     }
                     ends.lock().unwrap().push(Instant::now());
                     done.fetch_add(1, Ordering::SeqCst);
                     main.unpark();
-                    (warm, n, hist)
+                    (warm, n, hist, times)
                 })
             })
             .collect();
@@ -142,11 +153,12 @@ where
             std::thread::park_timeout(deadline - now);
         }
         for (w, h) in handles.into_iter().enumerate() {
-            let (warm, n, hist) = h.join().expect("writer thread panicked");
+            let (warm, n, hist, t) = h.join().expect("writer thread panicked");
             counts[w] = (warm, n);
             if hist.is_some() {
                 latency = hist;
             }
+            times.extend(t);
         }
         start
     });
@@ -160,5 +172,16 @@ where
         warmup_ops: counts.iter().map(|c| c.0).sum(),
         per_writer: counts.iter().map(|c| c.0 + c.1).collect(),
         latency,
+        percentiles: percentiles(&mut times),
     })
+}
+
+/// p50 and p99 of `ns`, in µs (nearest rank).
+fn percentiles(ns: &mut [u64]) -> Option<(f64, f64)> {
+    if ns.is_empty() {
+        return None;
+    }
+    ns.sort_unstable();
+    let at = |q: f64| ns[((q * ns.len() as f64).ceil() as usize).clamp(1, ns.len()) - 1] as f64 / 1e3;
+    Some((at(0.50), at(0.99)))
 }

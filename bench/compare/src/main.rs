@@ -424,6 +424,7 @@ fn one(kv: &BTreeMap<String, String>) -> Result<String, String> {
         secs: num(kv, "secs")?,
         max_ops: num(kv, "max-ops")?,
         warmup_ops: num(kv, "warmup-ops")?,
+        timed: bench == "append-durable",
     };
     if b.record < 8 {
         return Err("records must be at least 8 bytes".into());
@@ -471,6 +472,10 @@ fn one(kv: &BTreeMap<String, String>) -> Result<String, String> {
         "persist": run.persist,
     });
     let mut v = v;
+    if let Some((p50, p99)) = o.percentiles {
+        v["p50_us"] = ((p50 * 10.0).round() / 10.0).into();
+        v["p99_us"] = ((p99 * 10.0).round() / 10.0).into();
+    }
     if let Some(f) = run.per_flush {
         v["appends_per_flush"] = ((f * 100.0).round() / 100.0).into();
     }
