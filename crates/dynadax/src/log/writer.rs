@@ -39,9 +39,9 @@ pub(crate) struct Writer {
 
 /// A log closed with staged frames (`Durability::None` without a sync, or pipelined
 /// appends not waited for) writes them, as a `pwrite` per append would have: not
-/// durable, but in the page cache. (A tail replaced by a truncation or a purge drops
-/// its staged frames instead: they belong to records being dropped, and its file may
-/// be gone or its slot freed.)
+/// durable, but in the page cache. (A truncation writes them before it cuts; a purge
+/// past the end drops them with the tail's media: they belong to purged records, and
+/// the tail's file may be gone or its slot freed.)
 impl Drop for Writer {
     fn drop(&mut self) {
         if let Some(g) = &self.guard {
