@@ -55,6 +55,17 @@ pub fn drive<F>(b: Bounds, append: F) -> std::io::Result<Outcome>
 where
     F: Fn(usize, u64, &[u8]) -> std::io::Result<()> + Sync,
 {
+    drive_then(b, append, |_| Ok(()))
+}
+
+/// [`drive`] for appends that become durable later (pipelined): each writer calls
+/// `finish(writer)` after its last append, inside the timed phase, to wait until
+/// everything it appended is durable.
+pub fn drive_then<F, G>(b: Bounds, append: F, finish: G) -> std::io::Result<Outcome>
+where
+    F: Fn(usize, u64, &[u8]) -> std::io::Result<()> + Sync,
+    G: Fn(usize) -> std::io::Result<()> + Sync,
+{
     // Diagnostics only: let background work after open (segment preparation, page
     // population) finish before the warm-up.
     if let Some(s) = std::env::var("LOG_COMPARE_SETTLE_SECS").ok().and_then(|s| s.parse::<f64>().ok()) {
@@ -75,8 +86,8 @@ where
     let start = std::thread::scope(|s| {
         let handles: Vec<_> = (0..b.writers)
             .map(|w| {
-                let (stop, done, barrier, err, ends, append, main) =
-                    (&stop, &done, &barrier, &err, &ends, &append, &main);
+                let (stop, done, barrier, err, ends, append, finish, main) =
+                    (&stop, &done, &barrier, &err, &ends, &append, &finish, &main);
                 s.spawn(move || {
                     let mut rec = vec![0u8; b.record];
                     for (i, x) in rec.iter_mut().enumerate() {
@@ -133,6 +144,9 @@ where
                             times.push(t.elapsed().as_nanos() as u64);
                         }
                         n += 1;
+                    }
+                    if let Err(e) = finish(w) {
+                        err.lock().unwrap().get_or_insert(e);
                     }
                     ends.lock().unwrap().push(Instant::now());
                     done.fetch_add(1, Ordering::SeqCst);

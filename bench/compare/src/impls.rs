@@ -3,7 +3,7 @@
 //! the outcome plus a short description of how appends were made durable (checked,
 //! not assumed, where the implementation lets us look).
 
-use crate::drive::{drive, Bounds, Outcome};
+use crate::drive::{drive, drive_then, Bounds, Outcome};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +38,7 @@ pub fn run_dynadax(
     durability: dynadax::log::Durability,
     segment_size: u64,
     want_flush: bool,
+    pipelined: bool,
 ) -> io::Result<Run> {
     use dynadax::log::{Log, LogOptions};
     let opts = LogOptions { segment_size, durability, ..LogOptions::default() };
@@ -77,7 +78,22 @@ pub fn run_dynadax(
             })?;
         }
     }
-    let outcome = drive(b, |_, _, rec| log.append(rec).map(|_| ()).map_err(other))?;
+    let outcome = if pipelined {
+        // One writer keeps up to `WINDOW` appends in flight: at every half window it
+        // waits until the appends of the half before are durable, while the flusher
+        // persists the rest. The run ends when everything appended is durable.
+        const HALF: u64 = 1 << 15;
+        let append = |_, _, rec: &[u8]| {
+            let lsn = log.append_nowait(rec).map_err(other)?;
+            if lsn % HALF == 0 && lsn >= HALF {
+                log.wait_durable(lsn - HALF).map_err(other)?;
+            }
+            Ok(())
+        };
+        drive_then(b, append, |_| log.sync().map(drop).map_err(other))?
+    } else {
+        drive(b, |_, _, rec| log.append(rec).map(|_| ()).map_err(other))?
+    };
     let total: u64 = outcome.per_writer.iter().sum();
     if durability != dynadax::log::Durability::None {
         check(log.durable_lsn() == total, || format!("durable LSN {} != {} appends", log.durable_lsn(), total))?;
@@ -205,6 +221,52 @@ pub fn run_fsync_each(dir: &Path, b: Bounds) -> io::Result<Run> {
         outcome,
         persist: "pwrite + fdatasync per append, file grows (no preallocation)".into(),
         per_flush: Some(1.0),
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// The disk's bandwidth for writes of the record's size: `dd oflag=direct` in a loop.
+// Each record is written with O_DIRECT from an aligned buffer at the next offset of a
+// growing file (as dd does), and one fdatasync at the end makes them durable.
+
+pub fn run_odirect(dir: &Path, b: Bounds) -> io::Result<Run> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    check(b.record % 4096 == 0 && b.writers == 1, || "odirect: one writer, records a multiple of 4 KiB".into())?;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("log");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)?;
+    let layout = std::alloc::Layout::from_size_align(b.record, 4096).map_err(other)?;
+    // SAFETY: the layout has a non-zero size (a multiple of 4 KiB, checked above).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    check(!p.is_null(), || "odirect: cannot allocate an aligned buffer".into())?;
+    // SAFETY: p is a live allocation of b.record bytes, freed below after its last use.
+    let buf = unsafe { std::slice::from_raw_parts_mut(p, b.record) };
+    let buf = std::sync::Mutex::new(buf);
+    let tail = AtomicU64::new(0);
+    let res = drive_then(
+        b,
+        |_, _, rec| {
+            let mut buf = buf.lock().unwrap();
+            buf.copy_from_slice(rec);
+            f.write_all_at(&buf, tail.fetch_add(rec.len() as u64, Ordering::Relaxed))
+        },
+        |_| f.sync_data(),
+    );
+    // SAFETY: allocated above with this layout; `buf` is not used after this.
+    unsafe { std::alloc::dealloc(p, layout) };
+    let outcome = res?;
+    let total: u64 = outcome.per_writer.iter().sum();
+    let len = f.metadata()?.len();
+    check(len == total * b.record as u64, || format!("file is {len} bytes, {} written", total * b.record as u64))?;
+    Ok(Run {
+        outcome,
+        persist: "O_DIRECT pwrite per record (dd oflag=direct), one fdatasync at the end".into(),
+        per_flush: None,
     })
 }
 

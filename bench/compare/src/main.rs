@@ -5,6 +5,7 @@
 //! log-compare all     [--reps 5] [--secs 2] [--out FILE] [--shm DIR] [--disk DIR]
 //! log-compare pmem    ...   # append-pmem only: 64 and 256 B, dynadax vs libpmemlog on tmpfs
 //! log-compare durable ...   # append-durable only: 256 B, 1 and 8 writers, on ext4
+//! log-compare pipelined ... # append-pipelined: one writer, 256 B and 4 KiB, on ext4
 //! log-compare diag    ...   # where the time of a flushed append goes (reference loops)
 //! log-compare one --bench B --impl I --record R --writers W --dir D ...   # one run (internal)
 //! ```
@@ -55,7 +56,7 @@ const DISTURBED_PCT: f64 = 25.0;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: log-compare all|pmem|durable|diag [--reps N] [--secs S] [--out FILE] [--shm DIR] [--disk DIR]\n\
+        "usage: log-compare all|pmem|durable|pipelined|diag [--reps N] [--secs S] [--out FILE] [--shm DIR] [--disk DIR]\n\
          \x20      [--segment-size BYTES] [--pool-size BYTES] [--quiet-wait SECS] [--retries N] [--quiet-budget SECS]\n\
          \x20      log-compare one --bench B --impl I --record R --writers W --dir D --secs S --max-ops N\n\
          \x20      --warmup-ops N --segment-size BYTES --pool-size BYTES --fs NAME --rep N"
@@ -105,7 +106,8 @@ fn main() {
         std::fs::OpenOptions::new().create(true).append(true).open(p).expect("open --out")
     });
     let plan = match cmd.as_str() {
-        "all" => [pmem_plan(&o), durable_plan(&o)].concat(),
+        "all" => [pmem_plan(&o), durable_plan(&o), pipelined_plan(&o)].concat(),
+        "pipelined" => pipelined_plan(&o),
         "pmem" => pmem_plan(&o),
         "durable" => durable_plan(&o),
         "diag" => diag_plan(&o),
@@ -188,6 +190,24 @@ fn durable_plan(o: &Opts) -> Vec<Workload> {
             impls: vec!["dynadax", "fsync-each", "raft-engine", "okaywal"],
             max_ops: 10_000_000,
             warmup_ops: 50 * writers as u64,
+        })
+        .collect()
+}
+
+/// One writer that does not wait per append (`Log::append_nowait`), against what bounds
+/// it: fsync each (the flush latency it hides) and, at 4 KiB, O_DIRECT writes of the
+/// record's size (the disk's bandwidth for them, `dd oflag=direct`).
+fn pipelined_plan(o: &Opts) -> Vec<Workload> {
+    [(256usize, vec!["dynadax", "fsync-each"]), (4096, vec!["dynadax", "fsync-each", "odirect"])]
+        .into_iter()
+        .map(|(record, impls)| Workload {
+            bench: "append-pipelined",
+            fs_dir: o.disk.clone(),
+            record,
+            writers: 1,
+            impls,
+            max_ops: 10_000_000,
+            warmup_ops: 1000,
         })
         .collect()
 }
@@ -431,18 +451,21 @@ fn one(kv: &BTreeMap<String, String>) -> Result<String, String> {
     }
     let seg: u64 = num(kv, "segment-size")?;
     let pool: u64 = num(kv, "pool-size")?;
-    let pmem = match bench {
-        "append-pmem" => true,
-        "append-durable" => false,
+    let (pmem, pipelined) = match bench {
+        "append-pmem" => (true, false),
+        "append-durable" => (false, false),
+        "append-pipelined" => (false, true),
         _ => return Err(format!("unknown bench {bench}")),
     };
     let e = |e: std::io::Error| e.to_string();
     let base = imp.strip_suffix("+lat").unwrap_or(imp);
     let run = match (base, pmem) {
-        ("dynadax", true) => impls::run_dynadax(&dir, b, Durability::Each, seg, true).map_err(e)?,
-        ("dynadax", false) => impls::run_dynadax(&dir, b, Durability::Group, seg, false).map_err(e)?,
-        ("dynadax-steady", true) => impls::run_dynadax(&dir, b, Durability::Each, 2048 * MIB, true).map_err(e)?,
-        ("dynadax-none", true) => impls::run_dynadax(&dir, b, Durability::None, seg, true).map_err(e)?,
+        ("dynadax", true) => impls::run_dynadax(&dir, b, Durability::Each, seg, true, false).map_err(e)?,
+        ("dynadax", false) => impls::run_dynadax(&dir, b, Durability::Group, seg, false, pipelined).map_err(e)?,
+        ("dynadax-steady", true) => {
+            impls::run_dynadax(&dir, b, Durability::Each, 2048 * MIB, true, false).map_err(e)?
+        }
+        ("dynadax-none", true) => impls::run_dynadax(&dir, b, Durability::None, seg, true, false).map_err(e)?,
         ("libpmemlog" | "libpmemlog-prefault", true) => impls::run_libpmemlog(&dir, b, pool).map_err(e)?,
         ("raw-flush", true) => impls::run_raw_flush(&dir, b, raw_bytes(b), false, 1, false).map_err(e)?,
         ("raw-flush-crc", true) => impls::run_raw_flush(&dir, b, raw_bytes(b), true, 1, false).map_err(e)?,
@@ -452,6 +475,7 @@ fn one(kv: &BTreeMap<String, String>) -> Result<String, String> {
         ("raw-nt-crc", true) => impls::run_raw_nt(&dir, b, raw_bytes(b), true, false).map_err(e)?,
         ("raw-nt-crc-fresh", true) => impls::run_raw_nt(&dir, b, raw_bytes(b), true, true).map_err(e)?,
         ("fsync-each", false) => impls::run_fsync_each(&dir, b).map_err(e)?,
+        ("odirect", false) => impls::run_odirect(&dir, b).map_err(e)?,
         ("raft-engine", false) => impls::run_raft_engine(&dir, b, seg).map_err(e)?,
         ("okaywal", false) => impls::run_okaywal(&dir, b, seg).map_err(e)?,
         _ => return Err(format!("no implementation {imp} for {bench}")),
@@ -466,6 +490,7 @@ fn one(kv: &BTreeMap<String, String>) -> Result<String, String> {
         "ops": o.ops,
         "secs": (o.secs * 1e6).round() / 1e6,
         "ops_per_sec": (o.ops as f64 / o.secs).round(),
+        "mb_per_sec": (o.ops as f64 * b.record as f64 / o.secs / 1e5).round() / 10.0,
         "stat": "rep",
         "rep": num::<u32>(kv, "rep")?,
         "warmup_ops": o.warmup_ops,

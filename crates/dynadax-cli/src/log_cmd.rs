@@ -3,6 +3,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use dynadax::log::{Durability, Layout, Log, LogOptions, RecoveryMode, TailMode};
+use std::collections::VecDeque;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -18,8 +19,8 @@ pub enum LogCommand {
     ///
     /// With `--pipelined`, records are appended without waiting and made durable in
     /// the background; LSNs are still printed only once durable, in order, at the
-    /// latest when the input read so far is used up. Faster on a disk (one flush for
-    /// many records), but records in flight together cannot vouch for each other at
+    /// latest when standard input has nothing more ready to read (or 65,536 records
+    /// are in flight). Faster on a disk (one flush for many records), but records in flight together cannot vouch for each other at
     /// recovery: damage to one of the last of them reads as a torn tail (cut, its
     /// bytes kept beside the segment, reported) rather than refused.
     Append {
@@ -345,12 +346,14 @@ fn append(dir: &std::path::Path, opts: &WriteOpts, pipelined: bool) -> anyhow::R
     if none && pipelined {
         bail!("{}: --pipelined makes records durable in the background; --durability none never does", dir.display());
     }
-    // Our own buffer over standard input, to know when what was read is used up (the
-    // next read may block): then pipelined LSNs appended so far are waited for.
-    let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin());
-    let mut out = std::io::stdout().lock();
+    // Our own buffer over standard input, to know when what was read is used up and
+    // the next read may block: then pipelined LSNs appended so far are waited for.
+    let stdin = std::io::stdin();
+    let mut input = std::io::BufReader::with_capacity(1 << 16, stdin.lock());
+    // Standard output is line-buffered: one write per LSN without our own buffer.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut line = Vec::new();
-    let mut pending: Vec<u64> = Vec::new();
+    let mut pending: VecDeque<u64> = VecDeque::new();
     let mut n = 0u64;
     loop {
         line.clear();
@@ -365,48 +368,56 @@ fn append(dir: &std::path::Path, opts: &WriteOpts, pipelined: bool) -> anyhow::R
             bail!("{}: input line {n} is empty: a record is 1 to {max_record} bytes", dir.display());
         }
         if pipelined {
-            pending.push(log.append_nowait(&line)?);
-            let durable = log.durable_lsn();
-            let ready = pending.partition_point(|&l| l < durable);
-            if ready > 0 {
-                for lsn in pending.drain(..ready) {
-                    writeln!(out, "{lsn}")?;
-                }
-                out.flush()?;
-            }
-            if input.buffer().is_empty() || pending.len() >= 4096 {
-                let last = *pending.last().expect("one was just appended");
-                flush_pending(&log, &mut pending, &mut out, |l| l.wait_durable(last))?;
+            pending.push_back(log.append_nowait(&line)?);
+            print_durable(&mut pending, log.durable_lsn(), &mut out)?;
+            if input.buffer().is_empty() && !input_ready(&stdin) {
+                // Nothing more to append until the producer writes: acknowledge all.
+                let last = *pending.back().expect("one was just appended");
+                log.wait_durable(last)?;
+                print_durable(&mut pending, log.durable_lsn(), &mut out)?;
+            } else if pending.len() >= PIPELINE_WINDOW {
+                // A full window: wait for its older half while the newer is flushed.
+                log.wait_durable(pending[PIPELINE_WINDOW / 2 - 1])?;
+                print_durable(&mut pending, log.durable_lsn(), &mut out)?;
             }
         } else if none {
-            pending.push(log.append(&line)?);
+            pending.push_back(log.append(&line)?);
             if pending.len() >= 4096 {
-                flush_pending(&log, &mut pending, &mut out, |l| l.sync().map(drop))?;
+                log.sync()?;
+                print_durable(&mut pending, u64::MAX, &mut out)?;
             }
         } else {
             writeln!(out, "{}", log.append(&line)?)?;
             out.flush()?;
         }
     }
-    match pending.last().copied() {
-        Some(last) if pipelined => flush_pending(&log, &mut pending, &mut out, |l| l.wait_durable(last)),
-        _ => flush_pending(&log, &mut pending, &mut out, |l| l.sync().map(drop)),
+    match pending.back().copied() {
+        Some(last) if pipelined => log.wait_durable(last)?,
+        Some(_) => drop(log.sync()?),
+        None => {}
     }
+    print_durable(&mut pending, u64::MAX, &mut out)
 }
 
-/// Makes the pending LSNs durable (by `durable`), then prints them.
-fn flush_pending(
-    log: &Log,
-    pending: &mut Vec<u64>,
-    out: &mut impl Write,
-    durable: impl FnOnce(&Log) -> dynadax::Result<()>,
-) -> anyhow::Result<()> {
-    if pending.is_empty() {
+/// Pipelined appends `log append` keeps in flight at most.
+const PIPELINE_WINDOW: usize = 1 << 16;
+
+/// Whether standard input has bytes (or its end) ready: a read would not block.
+fn input_ready(stdin: &std::io::Stdin) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let mut fds = [PollFd::new(stdin, PollFlags::IN)];
+    // A regular file is always ready; on an error, reading tells what it is.
+    poll(&mut fds, Some(&rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 })).map_or(true, |n| n > 0)
+}
+
+/// Prints (and flushes) the pending LSNs below `durable`, oldest first.
+fn print_durable(pending: &mut VecDeque<u64>, durable: u64, out: &mut impl Write) -> anyhow::Result<()> {
+    if pending.front().is_none_or(|&l| l >= durable) {
         return Ok(());
     }
-    durable(log)?;
-    for lsn in pending.drain(..) {
+    while let Some(lsn) = pending.front().copied().filter(|&l| l < durable) {
         writeln!(out, "{lsn}")?;
+        pending.pop_front();
     }
     out.flush()?;
     Ok(())
