@@ -234,12 +234,8 @@ pub fn run_odirect(dir: &Path, b: Bounds) -> io::Result<Run> {
     check(b.record % 4096 == 0 && b.writers == 1, || "odirect: one writer, records a multiple of 4 KiB".into())?;
     std::fs::create_dir_all(dir)?;
     let path = dir.join("log");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)?;
+    let f =
+        std::fs::OpenOptions::new().create(true).truncate(true).write(true).custom_flags(libc::O_DIRECT).open(&path)?;
     let layout = std::alloc::Layout::from_size_align(b.record, 4096).map_err(other)?;
     // SAFETY: the layout has a non-zero size (a multiple of 4 KiB, checked above).
     let p = unsafe { std::alloc::alloc_zeroed(layout) };

@@ -156,8 +156,12 @@ fn pmem_ops(o: &Opts, record: usize, warmup: u64) -> u64 {
     (o.pool_size - 4 * MIB) / record as u64 - warmup
 }
 
+/// dynadax and libpmemlog, and the floors any persisted-each append sits on: the same
+/// frame (dynadax's encoder) stored non-temporally into a file faulted in ahead by a
+/// second thread (`raw-nt-crc-fresh`), and without the checksum, all faulted in first
+/// (`raw-nt`).
 fn pmem_plan(o: &Opts) -> Vec<Workload> {
-    pmem_workloads(o, vec!["dynadax", "libpmemlog", "libpmemlog-prefault"])
+    pmem_workloads(o, vec!["dynadax", "libpmemlog", "libpmemlog-prefault", "raw-nt-crc-fresh", "raw-nt"])
 }
 
 /// One appender on the shm directory, 64 and 256 B records, for `impls`.
@@ -389,7 +393,7 @@ fn run_workload(exe: &Path, o: &Opts, w: &Workload, mut out: Option<&mut std::fs
 
 /// A raw-flush file big enough for every frame of the run.
 fn raw_bytes(b: Bounds) -> u64 {
-    ((b.max_ops + b.warmup_ops) * ((16 + b.record as u64).div_ceil(8) * 8) + 8 * MIB).div_ceil(2 * MIB) * 2 * MIB
+    ((b.max_ops + b.warmup_ops) * dynadax::log::frame_len(b.record) as u64 + 8 * MIB).div_ceil(2 * MIB) * 2 * MIB
 }
 
 /// Waits (at most `max` seconds) until the machine used under 10% of a core over 1 s.

@@ -407,3 +407,46 @@ fn a_single_file_log_from_the_command_line_fills_purges_and_resumes() {
     assert!(lines.last().unwrap().contains("record 5199"), "{:?}", lines.last());
     assert!(dynadax(&["log", "verify", p(&dir)]).status.success());
 }
+
+/// `log append --pipelined` acknowledges what it was given as soon as standard input
+/// has nothing more ready: a producer that writes some records and waits for their
+/// LSNs (as a client of a pipe does) gets them without closing its end. And every LSN
+/// printed is durable: the log holds those records when read back.
+#[test]
+fn pipelined_append_acknowledges_when_input_pauses() {
+    use std::io::{BufRead, Write};
+    let d = work_tree_dir();
+    let log = d.path().join("l");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dynadax"))
+        .args(["log", "append", p(&log), "--pipelined"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut next = 0u64;
+    for round in 0..3 {
+        let n = [1, 50, 700][round];
+        let batch: String = (0..n).map(|i| format!("round {round} record {i}\n")).collect();
+        stdin.write_all(batch.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        // The pipe stays open: these LSNs come because the input paused.
+        for _ in 0..n {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "output ended before LSN {next}");
+            assert_eq!(line.trim(), next.to_string(), "LSNs in order, each once");
+            next += 1;
+        }
+    }
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "", "nothing printed after end of input but what was pending");
+    assert!(child.wait().unwrap().success());
+    let out = dynadax(&["log", "read", p(&log)]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 751);
+    assert_eq!(text.lines().nth(51).unwrap(), "51\tround 2 record 0");
+}

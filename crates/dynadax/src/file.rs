@@ -475,6 +475,7 @@ impl MapGuard {
     /// Stores `data` at `at` and makes it durable: non-temporal stores and a fence on
     /// a mapping persisted by cache-line flush (no flush needed), else a store and
     /// [`MapGuard::persist`].
+    #[inline]
     pub fn write_persist(&self, at: usize, data: &[u8]) -> Result<()> {
         let r = match self.persistence {
             Persistence::CacheLineFlush(insn) => self.m().write_persist_nt(at, data, insn),

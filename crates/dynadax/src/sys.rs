@@ -399,6 +399,7 @@ impl Mapping {
     /// `memcpy_persist` does for copies of 256 bytes and more; no cache-line flush is
     /// needed. Falls back to a copy and `flush` when `at` or the length is not a
     /// multiple of 8. Only for mappings persisted by cache-line flush.
+    #[inline]
     pub fn write_persist_nt(&self, at: usize, data: &[u8], insn: FlushInsn) -> io::Result<()> {
         self.writable_or_err()?;
         self.check(at, data.len())?;
@@ -437,11 +438,13 @@ impl Mapping {
 impl Mapping {
     /// The 8 bytes at `at` (8-aligned) as an atomic shared with every process that maps
     /// the same file.
+    #[inline]
     pub fn atomic_u64(&self, at: usize) -> io::Result<&std::sync::atomic::AtomicU64> {
         self.atomic_at(at)
     }
 
     /// As [`Mapping::atomic_u64`], for 4 bytes (a futex word).
+    #[inline]
     pub fn atomic_u32(&self, at: usize) -> io::Result<&std::sync::atomic::AtomicU32> {
         self.atomic_at(at)
     }

@@ -677,17 +677,23 @@ impl Inner {
         })
     }
 
+    #[inline]
     fn check_writable(&self) -> Result<()> {
-        if self.read_only {
-            return Err(Error::invalid(&self.dir, "log is open read-only"));
-        }
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned {
-                path: self.dir.clone(),
-                why: self.poison_why.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            });
+        if self.read_only || self.poisoned.load(Ordering::Acquire) {
+            return Err(self.not_writable());
         }
         Ok(())
+    }
+
+    #[cold]
+    fn not_writable(&self) -> Error {
+        if self.read_only {
+            return Error::invalid(&self.dir, "log is open read-only");
+        }
+        Error::Poisoned {
+            path: self.dir.clone(),
+            why: self.poison_why.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
     }
 
     /// Latches the log after a failed persist (see [`Error::Poisoned`]).

@@ -45,6 +45,7 @@ impl Media for crate::MapGuard {
     fn persist(&self, off: u64, len: u64) -> Result<()> {
         crate::MapGuard::persist(self, off as usize, len as usize)
     }
+    #[inline]
     fn store_persist(&self, off: u64, data: &[u8]) -> Result<()> {
         self.write_persist(off as usize, data)
     }
@@ -76,6 +77,7 @@ fn frame<'a>(lsn: u64, acked: u64, payload: &[u8], scratch: &'a mut Vec<u8>) -> 
 
 /// [`put_record`] and the persist that covers it, in one step (`Durability::Each`):
 /// the record is durable, and may be acknowledged, when this returns.
+#[inline]
 pub fn put_record_persisted(
     media: &impl Media,
     off: u64,

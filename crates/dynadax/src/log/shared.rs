@@ -107,15 +107,19 @@ impl SharedState {
         Ok(Some(SharedState { map, file: f }))
     }
 
+    #[inline]
     fn word(&self, at: usize) -> &AtomicU64 {
         self.map.atomic_u64(at).expect("in bounds, aligned")
     }
+    #[inline]
     fn durable_word(&self) -> &AtomicU64 {
         self.word(8)
     }
+    #[inline]
     fn seq(&self) -> &AtomicU32 {
         self.map.atomic_u32(16).expect("in bounds, aligned")
     }
+    #[inline]
     fn waiters(&self) -> &AtomicU32 {
         self.map.atomic_u32(20).expect("in bounds, aligned")
     }
@@ -128,6 +132,7 @@ impl SharedState {
 
     /// Writer, under its lock (the only writer of these words): `durable` moved. Two
     /// plain stores; the caller then fences and calls [`SharedState::wake_waiters`].
+    #[inline]
     pub fn publish(&self, durable: u64) {
         self.durable_word().store(durable, Ordering::Release);
         let seq = self.seq();
@@ -138,6 +143,7 @@ impl SharedState {
     /// `FUTEX_WAKE` only if some reader waits (readers register before they look at
     /// `seq`, so either they see the new value or this sees them). A wake that finds
     /// no one while the count says some wait heals the registrations.
+    #[inline]
     pub fn wake_waiters(&self) {
         let n = self.waiters().load(Ordering::Relaxed);
         if n > 0 {

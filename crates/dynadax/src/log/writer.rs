@@ -182,6 +182,7 @@ impl Media for TailMedia {
             TailMedia::Through { file: f, base, staging, .. } => staging.store(f, *base, off, data),
         }
     }
+    #[inline]
     fn store_persist(&self, off: u64, data: &[u8]) -> Result<()> {
         match self {
             TailMedia::Mapped { guard, .. } => {
@@ -792,15 +793,17 @@ fn rotations_needed(w: &Writer, records: &[&[u8]], segment_size: u64, aged: bool
 impl Log {
     /// `n` prepared segment files (the background one first), or none and the error
     /// if the disk cannot hold them all.
+    #[inline]
     fn reserve_segments(&self, n: usize) -> Result<Reserved> {
+        if n == 0 {
+            return Ok(Reserved(Vec::new())); // most appends: no rotation
+        }
         let inner = &self.inner;
         if inner.store.slot_size().is_some() {
             // Slots of the data file: the batch fails before it changed anything if
             // the ring has not room for all of its rotations.
             let live = inner.segments.read().unwrap_or_else(|e| e.into_inner());
-            if n > 0 {
-                inner.store.room(&live, n)?;
-            }
+            inner.store.room(&live, n)?;
             return Ok(Reserved(vec![None; n]));
         }
         let mut files = Vec::with_capacity(n);
@@ -830,7 +833,11 @@ impl Log {
 struct Reserved(Vec<Option<PathBuf>>);
 
 impl Drop for Reserved {
+    #[inline]
     fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
         for p in self.0.drain(..).flatten() {
             let _ = fsops::remove_file(&p);
         }
