@@ -292,9 +292,11 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let end = limit.map_or(u64::MAX, |l| from.saturating_add(l));
             let mut damaged = 0u64;
-            for r in log.range(from, end) {
+            // Zero-copy: each record goes from the segment's mapping to the output.
+            let mut records = log.cursor_range(from, end);
+            while let Some(r) = records.next() {
                 match r {
-                    Ok((lsn, rec)) => write_record(&mut out, lsn, &rec)?,
+                    Ok(e) => write_record(&mut out, e.lsn, e.bytes)?,
                     Err(e @ dynadax::Error::Damaged { .. }) => {
                         out.flush()?;
                         eprintln!("dynadax: {e}");

@@ -127,8 +127,11 @@ where
     C: RaftTypeConfig,
     C::Entry: DeserializeOwned,
 {
-    let bytes = log.range_appended(lsn, lsn + 1).next().unwrap_or_else(|| log.read(lsn).map(|r| (lsn, r)))?.1;
-    codec::decode_entry(log.dir(), lsn, &bytes)
+    let mut c = log.cursor_appended(lsn, lsn + 1);
+    match c.next() {
+        Some(r) => codec::decode_entry(log.dir(), lsn, r?.bytes),
+        None => log.read_with(lsn, |bytes| codec::decode_entry(log.dir(), lsn, bytes))?,
+    }
 }
 
 impl<C: RaftTypeConfig> Shared<C> {
@@ -192,9 +195,13 @@ where
             Bound::Unbounded => u64::MAX,
         };
         // Appended entries count, flushed or not: openraft reads what it appended.
-        log.range_appended(from, to)
-            .map(|r| r.and_then(|(lsn, bytes)| codec::decode_entry(log.dir(), lsn, &bytes)).map_err(io_err))
-            .collect()
+        // Decoded from where they lie (zero-copy from sealed segments).
+        let mut entries = Vec::new();
+        let mut c = log.cursor_appended(from, to);
+        while let Some(r) = c.next() {
+            entries.push(r.and_then(|e| codec::decode_entry(log.dir(), e.lsn, e.bytes)).map_err(io_err)?);
+        }
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {

@@ -538,6 +538,50 @@ impl Drop for Placeholder {
     }
 }
 
+/// A read-only shared mapping of `0..len` of a file whose bytes do not change while
+/// it lives, so that they may be lent out as `&[u8]` (zero-copy reads of the log's
+/// sealed segments: `log/view.rs` says why theirs do not change).
+#[derive(Debug)]
+pub struct FrozenMap {
+    map: Mapping,
+}
+
+impl FrozenMap {
+    /// Maps `0..len` of `fd` for reading.
+    ///
+    /// # Safety
+    ///
+    /// For as long as the returned value lives, nothing may write `0..len` of the file
+    /// (through any descriptor or mapping, in any process) nor shrink the file below
+    /// `len`: [`FrozenMap::bytes`] hands out shared references into that memory, which
+    /// Rust requires to stay unchanged, and a page past the file's end is SIGBUS.
+    pub unsafe fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<FrozenMap> {
+        // SAFETY: read-only; the caller upholds the no-write, no-shrink contract, which
+        // is stronger than `Mapping::new`'s.
+        let map = unsafe { Mapping::new(fd, 0, len, false, MapKind::Shared) }?;
+        Ok(FrozenMap { map })
+    }
+
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `as_ptr()..+len` is this live mapping, readable; the bytes do not
+        // change while `self` lives (the contract of `new`), so a shared reference for
+        // `self`'s lifetime is sound.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+    }
+
+    /// Faults `at..at+n` in with `MADV_POPULATE_READ` (Linux 5.14): a page that cannot
+    /// be read (an I/O error, a media error) is this call's error rather than a SIGBUS
+    /// when the bytes are touched. `Ok(false)` where the kernel lacks it.
+    pub fn populate(&self, at: usize, n: usize) -> io::Result<bool> {
+        match self.map.advise(at, n, rustix::mm::Advice::LinuxPopulateRead) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         if self.owner.is_some() {

@@ -431,6 +431,41 @@ impl Store {
         }
     }
 
+    /// Files layout: replaces `seg`'s file by a new one (of `capacity` bytes) holding
+    /// its first `keep` bytes and zeros after them, by rename, durably. A mapping of
+    /// the old file keeps its bytes (a cut into a sealed segment, see `view.rs`). A
+    /// crash leaves the old file or the new one, never a mix; an unrenamed new file
+    /// is a prepared file, removed at the next open.
+    pub fn replace_prefix(&self, seg: &Arc<Segment>, keep: u64, capacity: u64) -> Result<()> {
+        let Store::Files { dir } = self else {
+            return Err(Error::invalid(&seg.path, "only a segment file is replaced"));
+        };
+        let tmp = super::writer::prepare_file(dir, capacity.max(keep))?;
+        let res = (|| {
+            let src = seg.file()?;
+            let dst = File::open(&tmp)?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut at = 0;
+            while at < keep {
+                let n = (keep - at).min(buf.len() as u64) as usize;
+                if src.read_at(&mut buf[..n], at)? < n {
+                    return Err(seg.corrupt(at, format!("segment ends before byte {keep}, where it is cut")));
+                }
+                dst.write_at(&buf[..n], at)?;
+                at += n as u64;
+            }
+            dst.persist(0, keep)?;
+            drop(dst);
+            fsops::rename(&tmp, &seg.path).ctx(&seg.path, "replace cut segment")?;
+            sync_dir(dir)
+        })();
+        if res.is_err() {
+            let _ = fsops::remove_file(&tmp);
+        }
+        seg.reset_file();
+        res
+    }
+
     /// Makes a batch of removals durable (files: the directory's fsync).
     pub fn synced(&self) -> Result<()> {
         match self {

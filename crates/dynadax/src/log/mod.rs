@@ -22,6 +22,7 @@ mod retention;
 mod segment;
 mod shared;
 mod verify;
+mod view;
 mod writer;
 
 pub use format::{
@@ -37,6 +38,7 @@ pub use retention::Retention;
 pub use segment::{put_record, put_record_persisted, scan_bytes, Gap, Media, Run, Scan};
 pub use shared::STATE_FILE;
 pub use verify::{verify, Problem, ProblemKind, VerifyReport};
+pub use view::{Cursor, Entry, RecordRef};
 
 use crate::error::{Error, IoContext, Result};
 use crate::mode::Mode;

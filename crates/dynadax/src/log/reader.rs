@@ -129,7 +129,7 @@ impl Inner {
     }
 
     /// One past the last record a reader of `upto` may see.
-    fn visible_end(&self, upto: Upto) -> Lsn {
+    pub(crate) fn visible_end(&self, upto: Upto) -> Lsn {
         let durable = self.durable.load(Ordering::SeqCst);
         match upto {
             Upto::Appended if !self.read_only => {
@@ -148,26 +148,9 @@ impl Inner {
 
     /// Record `lsn`, if it lies below `end` (what a reader of `upto` sees now) and is
     /// not purged.
-    fn read_below(&self, lsn: Lsn, end: Lsn, upto: Upto) -> Result<Vec<u8>> {
-        let first = {
-            let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
-            segs.first().map_or(end, |s| s.base())
-        }
-        .max(self.meta.lock().unwrap_or_else(|e| e.into_inner()).purged_before);
-        if lsn < first || lsn >= end {
-            let which = match upto {
-                Upto::Durable => "durable",
-                Upto::Appended => "appended",
-            };
-            return Err(Error::invalid(
-                &self.dir,
-                format!("LSN {lsn} is not in the log ({which} records are {first}..{end})"),
-            ));
-        }
-        let seg = self.segment_of(lsn).ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} has no segment")))?;
-        let off = seg
-            .offset_of(lsn)?
-            .ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} is past the end of {}", seg.path.display())))?;
+    pub(crate) fn read_below(&self, lsn: Lsn, end: Lsn, upto: Upto) -> Result<Vec<u8>> {
+        let seg = self.segment_in_log(lsn, end, upto)?;
+        let off = self.offset_in(&seg, lsn)?;
         seg.read_record(lsn, off, self.opts.max_record)
     }
 }
@@ -177,7 +160,7 @@ impl Inner {
 /// records from it and is a tail again.
 fn forget_from(segs: &mut Vec<std::sync::Arc<super::segment::Segment>>, lsn: Lsn) {
     while segs.last().is_some_and(|s| s.base() >= lsn) {
-        segs.pop();
+        segs.pop().expect("non-empty").reset_file(); // a cursor in it must not read on
     }
     if let Some(seg) = segs.last() {
         let keep = lsn - seg.base();
@@ -193,6 +176,9 @@ fn forget_from(segs: &mut Vec<std::sync::Arc<super::segment::Segment>>, lsn: Lsn
         seg.end.store(next, Ordering::Release);
         seg.sealed.store(false, Ordering::Release);
         seg.pin(true);
+        // The writer may have replaced the file (a cut into a sealed segment): read
+        // it at its path again.
+        seg.reset_file();
     }
 }
 
@@ -244,7 +230,7 @@ fn extend_scan(seg: &std::sync::Arc<super::segment::Segment>, max: usize) -> Res
 
 /// Which records a reader sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Upto {
+pub(crate) enum Upto {
     /// Durable ones: every reader, in any process.
     Durable,
     /// Every one appended, durable or not: the writer's own reads.

@@ -197,6 +197,9 @@ impl Log {
             *m = next;
         }
         let res = (|| {
+            // Readers stop before the cut first: one that read the durable LSN before
+            // this sees the record gone when its read fails, not damage (`view.rs`).
+            inner.durable.store(keep_end.min(inner.durable.load(Ordering::SeqCst)), Ordering::SeqCst);
             // Frames the tail staged (appended, not yet durable) reach the file
             // first: records before the cut among them are kept, and the tail's
             // media, which holds them, is dropped below.
@@ -208,6 +211,7 @@ impl Log {
             while segs.len() > 1 && segs.last().is_some_and(|s| s.base() >= keep_end) {
                 let s = segs.pop().expect("non-empty");
                 inner.store.remove(&s.path, s.offset)?;
+                s.reset_file(); // a cursor in it must not read on
             }
             inner.store.synced()?;
             let seg = segs.last().cloned().expect("a log keeps one segment");
@@ -220,9 +224,17 @@ impl Log {
             // It becomes the tail again (`open_tail` below restores its capacity and
             // mode); the writer's old media goes first so nothing maps what is cut.
             w.guard = None;
-            seg.sealed.store(false, Ordering::Release);
+            let was_sealed = seg.sealed.swap(false, Ordering::AcqRel);
             seg.pin(true);
-            seg.file()?.zero_from(cut_at)?;
+            if was_sealed && inner.store.slot_size().is_none() {
+                // Zero-copy readers (here and in other processes) may map the sealed
+                // file, and what they were lent must not change (`view.rs`): the kept
+                // part goes to a new file that replaces it.
+                inner.store.replace_prefix(&seg, cut_at, inner.opts.segment_size)?;
+            } else {
+                seg.file()?.zero_from(cut_at)?;
+                seg.reset_file();
+            }
             seg.truncate_index(kept, cut_at.max(HEADER_LEN as u64));
             w.open_tail(seg, keep_end, &inner.opts)?;
             inner.group.written(keep_end);

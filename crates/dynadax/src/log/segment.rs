@@ -291,6 +291,7 @@ impl FileCache {
                 continue;
             }
             *victim.file.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            *victim.map.lock().unwrap_or_else(|e| e.into_inner()) = None;
             open.swap_remove(i);
         }
     }
@@ -309,6 +310,12 @@ pub(crate) struct Segment {
     pub frames: Frames,
     /// The open file, when it is open (see [`FileCache`]); through [`Segment::file`].
     file: Mutex<Option<Arc<SegFile>>>,
+    /// A read-only mapping of the sealed segment for zero-copy reads, when made (and
+    /// not yet closed by the cache); through [`Segment::frozen`].
+    map: Mutex<Option<Arc<super::view::SealedMap>>>,
+    /// Bumped when the file behind this segment is replaced or its records from some
+    /// LSN on are dropped: a reader's mapping made before no longer shows the log.
+    pub reset: AtomicU64,
     cache: Arc<FileCache>,
     /// Never closed by the cache (the tail).
     pinned: AtomicBool,
@@ -364,6 +371,8 @@ impl Segment {
             header,
             frames,
             file: Mutex::new(Some(Arc::new(file))),
+            map: Mutex::new(None),
+            reset: AtomicU64::new(0),
             cache: cache.clone(),
             pinned: AtomicBool::new(!sealed),
             used: AtomicBool::new(true),
@@ -388,6 +397,36 @@ impl Segment {
         drop(slot);
         self.cache.admit(self);
         Ok(f)
+    }
+
+    /// A read-only mapping of its records for zero-copy reads, if they are final (see
+    /// `view.rs`): a segment file (not a slot of the single-file layout) whose seal
+    /// has finished. `None` where a reader must copy instead.
+    pub fn frozen(self: &Arc<Self>) -> Result<Option<Arc<super::view::SealedMap>>> {
+        if self.span != u64::MAX || !self.sealed.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        self.used.store(true, Ordering::Release);
+        let mut slot = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = &*slot {
+            return Ok(Some(m.clone()));
+        }
+        let end = self.end.load(Ordering::Acquire);
+        let Some(m) = super::view::SealedMap::open(&self.path, end)? else { return Ok(None) };
+        let m = Arc::new(m);
+        *slot = Some(m.clone());
+        drop(slot);
+        self.cache.admit(self);
+        Ok(Some(m))
+    }
+
+    /// Forgets the open file and mapping (the file was replaced, or records were
+    /// dropped): the next use opens the file at its path again. Readers holding the
+    /// old mapping keep it, and see by `reset` that it is stale.
+    pub fn reset_file(&self) {
+        *self.map.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.file.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.reset.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Keeps its file open for good (it is the tail) or lets the cache close it.

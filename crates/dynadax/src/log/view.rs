@@ -1,0 +1,399 @@
+//! Zero-copy reads: record bytes lent out where they lie, in a read-only mapping of
+//! a sealed segment (on a cached segment, the page cache), with each frame's CRC
+//! checked when it is read.
+//!
+//! **Why a lent slice never changes.** A segment file whose seal has finished is
+//! final: nothing writes it, shrinks it or switches its mode again. It is only
+//! unlinked (a purge, a truncation before it) or replaced by a rename (a truncation
+//! into it: `Store::replace_prefix`), and a mapping of an unlinked or replaced file
+//! keeps the old inode's bytes. Every lent slice holds its mapping alive (an
+//! `Arc<SealedMap>`), so it stays valid and unchanged for as long as it is borrowed,
+//! whatever the writer does meanwhile. The writer's paths that could break this rule
+//! are the ones that cut records: `retention.rs` (truncation) replaces a sealed file;
+//! recovery, which cuts only a tail or, in a salvage an operator asked for, a damaged
+//! segment, runs before this process reads.
+//!
+//! **Where a reader copies instead**, behind the same API: records of the tail
+//! (still appended to; trimmed and switched at its seal), of a segment a reader in
+//! another process cannot yet see trimmed (the writer is sealing it), and of the
+//! single-file layout, whose ring reuses a purged segment's slot in place.
+//!
+//! **Unreadable pages.** A mapped page that cannot be read (a bad sector, poisoned
+//! persistent memory) raises SIGBUS when touched, as with any mapping. A [`Cursor`]
+//! faults its next window in ahead with `MADV_POPULATE_READ`, which reports such a
+//! page as an error instead; a single [`Log::read_with`] does not (one system call
+//! per record would cost more than the read). The copying API ([`Log::read`],
+//! [`Log::iter`]) reads with `pread` and turns every I/O error into an error.
+
+use super::format::Decoded;
+use super::reader::Upto;
+use super::segment::Segment;
+use super::{Inner, Log, Lsn};
+use crate::error::{Error, Result};
+use crate::sys::FrozenMap;
+use std::ops::Range;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// A read-only mapping of a sealed segment's records (`0..end` of its file).
+pub(crate) struct SealedMap {
+    map: FrozenMap,
+    path: PathBuf,
+}
+
+impl SealedMap {
+    /// Maps `0..end` of the sealed segment file at `path`, if the file is exactly
+    /// `end` bytes long: its seal has finished (the trim is its last step), so the
+    /// file is final. `None` if it is not (yet) that long: the caller copies.
+    pub fn open(path: &Path, end: u64) -> Result<Option<SealedMap>> {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, "open sealed segment", e))?;
+        let len = f.metadata().map_err(|e| Error::io(path, "stat sealed segment", e))?.len();
+        if len != end || end == 0 {
+            return Ok(None);
+        }
+        let len = usize::try_from(end).map_err(|_| Error::invalid(path, "segment larger than the address space"))?;
+        // SAFETY: the file is a sealed segment whose seal has finished; by the rule in
+        // this module's docs nothing writes or shrinks it while it is mapped.
+        let map = unsafe { FrozenMap::new(f.as_fd(), len) }.map_err(|e| Error::io(path, "map sealed segment", e))?;
+        Ok(Some(SealedMap { map, path: path.to_path_buf() }))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.map.bytes()
+    }
+
+    /// Faults `at..at+n` (clamped to the mapping) in; an unreadable page is an error
+    /// naming the file and offset.
+    fn populate(&self, at: u64, n: u64) -> Result<()> {
+        let len = self.bytes().len() as u64;
+        let (at, n) = (at.min(len), n.min(len - at.min(len)));
+        if n == 0 {
+            return Ok(());
+        }
+        self.map.populate(at as usize, n as usize).map(drop).map_err(|source| Error::IoAt {
+            path: self.path.clone(),
+            offset: at,
+            op: "read sealed segment",
+            source,
+        })
+    }
+}
+
+/// A record read without copying, owned: its bytes stay valid and unchanged for as
+/// long as it lives (it keeps the segment's mapping alive), whatever the writer does
+/// meanwhile. Dereferences to the payload. Records that could not be lent (see the
+/// module docs) are copied into it.
+pub struct RecordRef {
+    lsn: Lsn,
+    bytes: Bytes,
+}
+
+enum Bytes {
+    Mapped(Arc<SealedMap>, Range<usize>),
+    Copied(Vec<u8>),
+}
+
+impl RecordRef {
+    /// The record's LSN.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+
+    /// Whether the bytes are lent from a mapping (not copied).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.bytes, Bytes::Mapped(..))
+    }
+}
+
+impl std::ops::Deref for RecordRef {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.bytes {
+            Bytes::Mapped(m, r) => &m.bytes()[r.clone()],
+            Bytes::Copied(v) => v,
+        }
+    }
+}
+
+impl AsRef<[u8]> for RecordRef {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl std::fmt::Debug for RecordRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordRef")
+            .field("lsn", &self.lsn)
+            .field("len", &self.len())
+            .field("mapped", &self.is_mapped())
+            .finish()
+    }
+}
+
+/// A record lent by [`Cursor::next`]: valid until the cursor moves.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The record's LSN.
+    pub lsn: Lsn,
+    /// Its payload.
+    pub bytes: &'a [u8],
+}
+
+/// Where a record read lands: a span of a mapping, or the cursor's own buffer.
+enum At {
+    Mapped(Range<usize>),
+    Copied,
+}
+
+/// What a cursor reads its current segment through.
+struct SegView {
+    seg: Arc<Segment>,
+    /// `None`: the segment's records cannot be lent; each is copied.
+    map: Option<Arc<SealedMap>>,
+    /// `seg.reset` when the view was made: a different value means it is stale.
+    reset: u64,
+    /// Offset of the record `next` names, when known (the frames are walked in order:
+    /// no index lookup per record); `None` to ask the index.
+    off: Option<u64>,
+    /// Faulted in up to here (mapped views).
+    populated: u64,
+    /// The segment keeps holes (a salvaged log): every offset comes from the index.
+    holes: bool,
+}
+
+/// How far ahead a cursor faults a mapping in.
+const POPULATE_WINDOW: u64 = 4 << 20;
+
+/// A reader that lends records without copying them: [`Cursor::next`] returns each
+/// record's bytes where they lie in a sealed segment's mapping, its CRC checked.
+/// Goes up to the durable end as it is at each step (or the appended end, for
+/// [`Log::cursor_appended`]), like [`Log::iter`]. A cursor that is in a segment when
+/// retention purges it reads on to that segment's end.
+pub struct Cursor {
+    inner: Arc<Inner>,
+    next: Lsn,
+    end: Option<Lsn>,
+    upto: Upto,
+    view: Option<SegView>,
+    /// Copied records (the tail, the single-file layout).
+    buf: Vec<u8>,
+}
+
+impl Log {
+    /// A zero-copy reader from `from` to the durable end as it is at each step.
+    pub fn cursor(&self, from: Lsn) -> Cursor {
+        self.make_cursor(from, None, Upto::Durable)
+    }
+
+    /// A zero-copy reader of `from..to` (stops early at the durable end).
+    pub fn cursor_range(&self, from: Lsn, to: Lsn) -> Cursor {
+        self.make_cursor(from, Some(to), Upto::Durable)
+    }
+
+    /// [`Log::range_appended`] as a zero-copy reader: the writer's own reads of
+    /// records appended, durable or not yet.
+    pub fn cursor_appended(&self, from: Lsn, to: Lsn) -> Cursor {
+        self.make_cursor(from, Some(to), Upto::Appended)
+    }
+
+    fn make_cursor(&self, from: Lsn, end: Option<Lsn>, upto: Upto) -> Cursor {
+        Cursor { inner: self.inner.clone(), next: from.max(self.first_lsn()), end, upto, view: None, buf: Vec::new() }
+    }
+
+    /// Calls `f` with the bytes of record `lsn`, lent where they lie when they can be
+    /// (see the module docs), its CRC checked; errors as [`Log::read`].
+    pub fn read_with<R>(&self, lsn: Lsn, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let r = self.read_ref(lsn)?;
+        Ok(f(&r))
+    }
+
+    /// Record `lsn` as an owned handle that lends its bytes without copying them
+    /// (see [`RecordRef`]); errors as [`Log::read`].
+    pub fn read_ref(&self, lsn: Lsn) -> Result<RecordRef> {
+        let inner = &self.inner;
+        let end = inner.visible_end(Upto::Durable);
+        let seg = inner.segment_in_log(lsn, end, Upto::Durable)?;
+        if let Some(map) = seg.frozen()? {
+            let off = inner.offset_in(&seg, lsn)?;
+            let r = decode_at(&seg, &map, off, lsn, inner.opts.max_record)?;
+            return Ok(RecordRef { lsn, bytes: Bytes::Mapped(map, r) });
+        }
+        Ok(RecordRef { lsn, bytes: Bytes::Copied(inner.read_below(lsn, end, Upto::Durable)?) })
+    }
+
+    /// Copies consecutive records from `from` on into `buf` (cleared first), as many
+    /// as its capacity holds (at least one, if any is durable), and lists each one's
+    /// LSN and place in `buf` in `spans` (cleared first): a batch of reads with no
+    /// allocation per record. Returns how many; 0 at the durable end.
+    pub fn read_batch(&self, from: Lsn, buf: &mut Vec<u8>, spans: &mut Vec<(Lsn, Range<usize>)>) -> Result<usize> {
+        buf.clear();
+        spans.clear();
+        let mut c = self.cursor(from);
+        while let Some(r) = c.next() {
+            match r {
+                Ok(e) => {
+                    // One that does not fit is left for the next batch (this cursor is
+                    // ours: the caller's next batch starts at it).
+                    if !spans.is_empty() && e.bytes.len() > buf.capacity() - buf.len() {
+                        break;
+                    }
+                    let at = buf.len();
+                    buf.extend_from_slice(e.bytes);
+                    spans.push((e.lsn, at..buf.len()));
+                }
+                Err(e) if spans.is_empty() => return Err(e),
+                // An error after some records: those are returned, the error comes
+                // with the next batch, which starts at it.
+                Err(_) => break,
+            }
+        }
+        Ok(spans.len())
+    }
+}
+
+impl Inner {
+    /// The segment holding `lsn`, if `lsn` is in the log and below `end`.
+    pub(crate) fn segment_in_log(&self, lsn: Lsn, end: Lsn, upto: Upto) -> Result<Arc<Segment>> {
+        let first = {
+            let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
+            segs.first().map_or(end, |s| s.base())
+        }
+        .max(self.meta.lock().unwrap_or_else(|e| e.into_inner()).purged_before);
+        if lsn < first || lsn >= end {
+            let which = match upto {
+                Upto::Durable => "durable",
+                Upto::Appended => "appended",
+            };
+            return Err(Error::invalid(
+                &self.dir,
+                format!("LSN {lsn} is not in the log ({which} records are {first}..{end})"),
+            ));
+        }
+        self.segment_of(lsn).ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} has no segment")))
+    }
+
+    /// Offset of record `lsn` in `seg`, from its index.
+    pub(crate) fn offset_in(&self, seg: &Arc<Segment>, lsn: Lsn) -> Result<u64> {
+        seg.offset_of(lsn)?
+            .ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} is past the end of {}", seg.path.display())))
+    }
+}
+
+/// Checks the frame of record `lsn` at `off` in the mapping; the payload's span.
+fn decode_at(seg: &Segment, map: &SealedMap, off: u64, lsn: Lsn, max: usize) -> Result<Range<usize>> {
+    let at = off as usize;
+    match seg.frames.decode(map.bytes(), at, lsn, max) {
+        Decoded::Record { len, .. } => {
+            let start = at + seg.frames.header();
+            Ok(start..start + len)
+        }
+        Decoded::End => Err(seg.corrupt(off, format!("record {lsn} reads as the end of the log"))),
+        Decoded::TooLarge { len } => Err(seg.corrupt(off, format!("record {lsn} has length {len}"))),
+        Decoded::Invalid(why) => Err(seg.corrupt(off, format!("record {lsn}: {why}"))),
+    }
+}
+
+impl Cursor {
+    /// The LSN the cursor returns next.
+    pub fn position(&self) -> Lsn {
+        self.next
+    }
+
+    /// The next record, lent until the cursor moves again; `None` at the end.
+    /// After an error (a damaged record, a hole of a salvaged log) the cursor is past
+    /// that record, as [`Log::iter`] is.
+    #[allow(clippy::should_implement_trait)] // lends from itself: not an `Iterator`
+    pub fn next(&mut self) -> Option<Result<Entry<'_>>> {
+        let visible = self.inner.visible_end(self.upto);
+        let lsn = self.next;
+        if lsn >= visible || self.end.is_some_and(|e| lsn >= e) {
+            return None;
+        }
+        self.next += 1;
+        match self.read_at(lsn, visible) {
+            Ok(At::Mapped(r)) => {
+                let map = self.view.as_ref().and_then(|v| v.map.as_ref()).expect("a mapped read has a mapped view");
+                Some(Ok(Entry { lsn, bytes: &map.bytes()[r] }))
+            }
+            Ok(At::Copied) => Some(Ok(Entry { lsn, bytes: &self.buf })),
+            Err(e) => {
+                self.view = None;
+                if self.inner.visible_end(self.upto) <= lsn {
+                    // Cut by a truncation while it was read: the end, for now.
+                    self.next = lsn;
+                    return None;
+                }
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// The next record as an owned [`RecordRef`] (which may outlive the cursor).
+    pub fn next_ref(&mut self) -> Option<Result<RecordRef>> {
+        let visible = self.inner.visible_end(self.upto);
+        let lsn = self.next;
+        if lsn >= visible || self.end.is_some_and(|e| lsn >= e) {
+            return None;
+        }
+        self.next += 1;
+        let read = self.read_at(lsn, visible);
+        if read.is_err() && self.inner.visible_end(self.upto) <= lsn {
+            self.view = None;
+            self.next = lsn; // cut by a truncation while it was read: the end, for now
+            return None;
+        }
+        Some(read.map(|at| match at {
+            At::Mapped(r) => {
+                let map = self.view.as_ref().and_then(|v| v.map.clone()).expect("a mapped read has a mapped view");
+                RecordRef { lsn, bytes: Bytes::Mapped(map, r) }
+            }
+            At::Copied => RecordRef { lsn, bytes: Bytes::Copied(std::mem::take(&mut self.buf)) },
+        }))
+    }
+
+    fn read_at(&mut self, lsn: Lsn, visible: Lsn) -> Result<At> {
+        let max = self.inner.opts.max_record;
+        let stale = self.view.as_ref().is_none_or(|v| {
+            lsn < v.seg.base() || lsn >= v.seg.end_lsn() || v.seg.reset.load(Ordering::Acquire) != v.reset
+        });
+        if stale {
+            self.view = None;
+            let seg = self.inner.segment_in_log(lsn, visible, self.upto)?;
+            let reset = seg.reset.load(Ordering::Acquire);
+            let map = seg.frozen()?;
+            let holes = !seg.index.read().unwrap_or_else(|e| e.into_inner()).holes.is_empty();
+            self.view = Some(SegView { seg, map, reset, off: None, populated: 0, holes });
+        }
+        let v = self.view.as_mut().expect("made above");
+        let Some(map) = &v.map else {
+            // Copied: the tail, a slot of the single-file layout, an unfinished seal.
+            let off = self.inner.offset_in(&v.seg, lsn)?;
+            self.buf = v.seg.read_record(lsn, off, max)?;
+            return Ok(At::Copied);
+        };
+        let off = match v.off {
+            Some(o) if !v.holes => o,
+            _ => self.inner.offset_in(&v.seg, lsn)?,
+        };
+        // Faulted in before it is touched: the header, then the whole frame.
+        let fh = v.seg.frames.header() as u64;
+        if off + fh > v.populated {
+            map.populate(off, POPULATE_WINDOW)?;
+            v.populated = off + POPULATE_WINDOW;
+        }
+        let b = map.bytes();
+        let len =
+            b.get(off as usize..off as usize + 4).map_or(0, |h| u32::from_le_bytes(h.try_into().expect("4 bytes")));
+        let frame_end = off + v.seg.frames.frame_len(len.min(max as u32) as usize) as u64;
+        if frame_end > v.populated {
+            map.populate(off, (frame_end - off).max(POPULATE_WINDOW))?;
+            v.populated = off + (frame_end - off).max(POPULATE_WINDOW);
+        }
+        let r = decode_at(&v.seg, map, off, lsn, max)?;
+        v.off = Some(off + v.seg.frames.frame_len(r.len()) as u64);
+        Ok(At::Mapped(r))
+    }
+}
