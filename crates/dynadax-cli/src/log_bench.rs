@@ -5,8 +5,10 @@
 //! - seal: the time to seal a full segment of each size (trim + switch to cached),
 //!   against copying the same segment to a plain file and fsyncing it (what a user
 //!   without run-time switching does to move a sealed segment out of DAX);
-//! - read: sequential (iterator, and the zero-copy cursor) and random (`read(lsn)`,
-//!   and the zero-copy `read_with`) reads of sealed segments;
+//! - read: sequential (iterator; the zero-copy cursor, cold and warm, and with two
+//!   readers) and random (`read(lsn)`, the zero-copy `read_with`) reads of a sealed
+//!   segment, with bare loops beside them on the same file (`pread` + CRC32C, CRC32C
+//!   in place over a mapping, random `pread`);
 //! - recover: reopening the log, i.e. the scan that rebuilds the index (GB/s).
 //!
 //! With `--layout single-file` every log is made with the single-file layout (a data
@@ -67,6 +69,168 @@ fn append_or_purge(log: &Log, rec: &[u8]) -> dynadax::Result<u64> {
         }
         r => r,
     }
+}
+
+/// The read benchmarks of one sealed segment (`path`, its first `n` records of
+/// `rec_len` bytes), with the bare loops that bound them run beside, on the same file:
+/// `pread` of each frame and its CRC32C, the CRC32C of each payload in place in a
+/// read-only mapping faulted in first, and random `pread`s of frames.
+fn reads(
+    log: &Log,
+    path: &std::path::Path,
+    n: u64,
+    rec_len: usize,
+    label: &str,
+    single: bool,
+    emit: &mut impl FnMut(Row),
+) -> anyhow::Result<()> {
+    let gbs = |bytes: u64, secs: f64| bytes as f64 / secs / 1e9;
+    let detail =
+        |what: &str, secs: f64| format!("{n} records of {rec_len} B, {:.0} records/s ({what})", n as f64 / secs);
+    for pass in ["", "-warm"].iter().take(if single { 2 } else { 1 }) {
+        let t = Instant::now();
+        let mut bytes = 0u64;
+        for r in log.range(0, n) {
+            bytes += r?.1.len() as u64;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        emit(Row {
+            bench: if pass.is_empty() { "read-seq" } else { "read-seq-warm" },
+            case: label.to_string(),
+            value: gbs(bytes, secs),
+            unit: "GB/s",
+            detail: detail("Log::range, a copy per record", secs),
+        });
+    }
+    // Zero-copy: the first pass maps the segment and faults it in, the second reads
+    // the same mapping. The sum of first bytes keeps the reads from being optimised out.
+    let zero_copy = |log: &Log| -> anyhow::Result<(u64, u64)> {
+        let (mut bytes, mut sum) = (0u64, 0u64);
+        let mut c = log.cursor_range(0, n);
+        while let Some(e) = c.next() {
+            let e = e?;
+            bytes += e.bytes.len() as u64;
+            sum = sum.wrapping_add(e.bytes[0] as u64);
+        }
+        Ok((bytes, sum))
+    };
+    for bench in ["read-seq-zero-copy", "read-seq-zero-copy-warm"] {
+        let t = Instant::now();
+        let (bytes, sum) = zero_copy(log)?;
+        let secs = t.elapsed().as_secs_f64();
+        emit(Row {
+            bench,
+            case: label.to_string(),
+            value: gbs(bytes, secs),
+            unit: "GB/s",
+            detail: detail(&format!("Log::cursor; sum {sum}"), secs),
+        });
+    }
+    // Two readers at once, each reading all of it: their bytes over the time of both.
+    let t = Instant::now();
+    let both: Vec<u64> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2).map(|_| s.spawn(|| zero_copy(log).map(|r| r.0))).collect();
+        hs.into_iter().map(|h| h.join().expect("reader")).collect::<anyhow::Result<_>>()
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    emit(Row {
+        bench: "read-seq-zero-copy-2-readers",
+        case: label.to_string(),
+        value: gbs(both.iter().sum(), secs),
+        unit: "GB/s",
+        detail: format!("2 threads, each all {n} records through Log::cursor, in {secs:.3} s"),
+    });
+    if !single {
+        let frame = dynadax::log::frame_len(rec_len);
+        let head = dynadax::log::FRAME_HEADER;
+        let f = std::fs::File::open(path).with_context(|| format!("{}: open", path.display()))?;
+        let at = |i: u64| dynadax::log::HEADER_LEN as u64 + i * frame as u64;
+        // Bare loop 1: pread + CRC32C of each payload.
+        let mut buf = vec![0u8; frame];
+        let (t, mut sum) = (Instant::now(), 0u32);
+        for i in 0..n {
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, at(i))?;
+            sum ^= crc32c::crc32c(&buf[head..head + rec_len]);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        emit(Row {
+            bench: "bare-pread-crc",
+            case: label.to_string(),
+            value: gbs(n * rec_len as u64, secs),
+            unit: "GB/s",
+            detail: detail(&format!("a loop of pread + crc32c per frame; xor {sum:#x}"), secs),
+        });
+        // Bare loop 2: CRC32C in place over a read-only mapping, faulted in first.
+        let len = at(n) as usize;
+        // SAFETY: a read-only private view of a sealed segment that nothing writes or
+        // shrinks while this benchmark runs; unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+            )
+        };
+        anyhow::ensure!(p != libc::MAP_FAILED, "{}: mmap: {}", path.display(), std::io::Error::last_os_error());
+        // SAFETY: `p..p+len` is the mapping just made, readable, unchanged while it lives.
+        let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, len) };
+        let (t, mut sum) = (Instant::now(), 0u32);
+        for i in 0..n {
+            let o = at(i) as usize + head;
+            sum ^= crc32c::crc32c(&bytes[o..o + rec_len]);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        // SAFETY: mapped above; `bytes` is not used after this.
+        unsafe { libc::munmap(p, len) };
+        emit(Row {
+            bench: "bare-mmap-crc",
+            case: label.to_string(),
+            value: gbs(n * rec_len as u64, secs),
+            unit: "GB/s",
+            detail: detail(
+                &format!("a loop of crc32c in place over a populated read-only mapping; xor {sum:#x}"),
+                secs,
+            ),
+        });
+    }
+    let probes = n.clamp(1, 20_000);
+    for bench in ["read-random", "read-random-zero-copy", "bare-pread-random"] {
+        if single && bench == "bare-pread-random" {
+            continue;
+        }
+        let f = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; dynadax::log::frame_len(rec_len)];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut sum = 0u64;
+        let t = Instant::now();
+        for _ in 0..probes {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let lsn = x % n;
+            match bench {
+                "read-random" => sum = sum.wrapping_add(log.read(lsn)?[0] as u64),
+                "read-random-zero-copy" => sum = sum.wrapping_add(log.read_with(lsn, |b| b[0] as u64)?),
+                _ => {
+                    let off = dynadax::log::HEADER_LEN as u64 + lsn * buf.len() as u64;
+                    std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, off)?;
+                    sum = sum.wrapping_add(buf[dynadax::log::FRAME_HEADER] as u64);
+                }
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        emit(Row {
+            bench,
+            case: label.to_string(),
+            value: probes as f64 / secs,
+            unit: "reads/s",
+            detail: format!("{probes} random reads of {rec_len} B records (sum {sum})"),
+        });
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -248,69 +412,8 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         }
 
         step(&format!("read {label} sealed"));
-        let n = sealed.records;
-        for pass in ["", "-warm"].iter().take(if single { 2 } else { 1 }) {
-            let t = Instant::now();
-            let mut bytes = 0u64;
-            for r in log.range(0, n) {
-                bytes += r?.1.len() as u64;
-            }
-            let seq = t.elapsed().as_secs_f64();
-            emit(Row {
-                bench: if pass.is_empty() { "read-seq" } else { "read-seq-warm" },
-                case: label.clone(),
-                value: bytes as f64 / seq / 1e9,
-                unit: "GB/s",
-                detail: format!("{n} records of {rec_len} B, {:.0} records/s", n as f64 / seq),
-            });
-        }
-        // Zero-copy: the cursor lends each record from the sealed segment's mapping
-        // (its CRC checked); the sum of the first bytes keeps the reads honest.
-        let t = Instant::now();
-        let (mut bytes, mut sum) = (0u64, 0u64);
-        let mut c = log.cursor_range(0, n);
-        while let Some(e) = c.next() {
-            let e = e?;
-            bytes += e.bytes.len() as u64;
-            sum = sum.wrapping_add(e.bytes[0] as u64);
-        }
-        let seq = t.elapsed().as_secs_f64();
-        emit(Row {
-            bench: "read-seq-zero-copy",
-            case: label.clone(),
-            value: bytes as f64 / seq / 1e9,
-            unit: "GB/s",
-            detail: format!(
-                "{n} records of {rec_len} B, {:.0} records/s (Log::cursor; checksum {sum})",
-                n as f64 / seq
-            ),
-        });
-        let probes = n.clamp(1, 20_000);
-        for zero_copy in [false, true] {
-            let mut x = 0x9E37_79B9_7F4A_7C15u64;
-            let t = Instant::now();
-            for _ in 0..probes {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                if zero_copy {
-                    sum = sum.wrapping_add(log.read_with(x % n, |b| b[0] as u64)?);
-                } else {
-                    log.read(x % n)?;
-                }
-            }
-            let rnd = t.elapsed().as_secs_f64();
-            emit(Row {
-                bench: if zero_copy { "read-random-zero-copy" } else { "read-random" },
-                case: label.clone(),
-                value: probes as f64 / rnd,
-                unit: "reads/s",
-                detail: format!(
-                    "{probes} random reads of {rec_len} B records{}",
-                    if zero_copy { format!(" (Log::read_with; checksum {sum})") } else { String::new() }
-                ),
-            });
-        }
+        let first = log.segments()?.into_iter().next().context("sealed segment")?;
+        reads(&log, &first.path, sealed.records, rec_len, &label, single, &mut emit)?;
         drop(log);
 
         step(&format!("recover {label}"));

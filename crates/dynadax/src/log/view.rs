@@ -34,13 +34,16 @@ use crate::sys::FrozenMap;
 use std::ops::Range;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A read-only mapping of a sealed segment's records (`0..end` of its file).
 pub(crate) struct SealedMap {
     map: FrozenMap,
     path: PathBuf,
+    /// Faulted in (by any cursor) up to here: later cursors do not ask again. (A page
+    /// the kernel reclaims later is faulted in again when touched.)
+    populated: AtomicU64,
 }
 
 impl SealedMap {
@@ -57,27 +60,33 @@ impl SealedMap {
         // SAFETY: the file is a sealed segment whose seal has finished; by the rule in
         // this module's docs nothing writes or shrinks it while it is mapped.
         let map = unsafe { FrozenMap::new(f.as_fd(), len) }.map_err(|e| Error::io(path, "map sealed segment", e))?;
-        Ok(Some(SealedMap { map, path: path.to_path_buf() }))
+        Ok(Some(SealedMap { map, path: path.to_path_buf(), populated: AtomicU64::new(0) }))
     }
 
     fn bytes(&self) -> &[u8] {
         self.map.bytes()
     }
 
-    /// Faults `at..at+n` (clamped to the mapping) in; an unreadable page is an error
-    /// naming the file and offset.
-    fn populate(&self, at: u64, n: u64) -> Result<()> {
-        let len = self.bytes().len() as u64;
-        let (at, n) = (at.min(len), n.min(len - at.min(len)));
-        if n == 0 {
+    /// Makes sure `at..upto` is faulted in: if it is not yet, faults in from `at` to
+    /// `upto` or a window further (clamped to the mapping); an unreadable page is an
+    /// error naming the file and offset.
+    fn populate(&self, at: u64, upto: u64) -> Result<()> {
+        if upto <= self.populated.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.map.populate(at as usize, n as usize).map(drop).map_err(|source| Error::IoAt {
-            path: self.path.clone(),
-            offset: at,
-            op: "read sealed segment",
-            source,
-        })
+        let len = self.bytes().len() as u64;
+        let end = upto.max(at + POPULATE_WINDOW).min(len);
+        let at = at.min(end);
+        if end > at {
+            self.map.populate(at as usize, (end - at) as usize).map_err(|source| Error::IoAt {
+                path: self.path.clone(),
+                offset: at,
+                op: "read sealed segment",
+                source,
+            })?;
+        }
+        self.populated.fetch_max(end, Ordering::AcqRel);
+        Ok(())
     }
 }
 
@@ -158,8 +167,6 @@ struct SegView {
     /// Offset of the record `next` names, when known (the frames are walked in order:
     /// no index lookup per record); `None` to ask the index.
     off: Option<u64>,
-    /// Faulted in up to here (mapped views).
-    populated: u64,
     /// The segment keeps holes (a salvaged log): every offset comes from the index.
     holes: bool,
 }
@@ -365,7 +372,7 @@ impl Cursor {
             let reset = seg.reset.load(Ordering::Acquire);
             let map = seg.frozen()?;
             let holes = !seg.index.read().unwrap_or_else(|e| e.into_inner()).holes.is_empty();
-            self.view = Some(SegView { seg, map, reset, off: None, populated: 0, holes });
+            self.view = Some(SegView { seg, map, reset, off: None, holes });
         }
         let v = self.view.as_mut().expect("made above");
         let Some(map) = &v.map else {
@@ -379,19 +386,11 @@ impl Cursor {
             _ => self.inner.offset_in(&v.seg, lsn)?,
         };
         // Faulted in before it is touched: the header, then the whole frame.
-        let fh = v.seg.frames.header() as u64;
-        if off + fh > v.populated {
-            map.populate(off, POPULATE_WINDOW)?;
-            v.populated = off + POPULATE_WINDOW;
-        }
+        map.populate(off, off + v.seg.frames.header() as u64)?;
         let b = map.bytes();
         let len =
             b.get(off as usize..off as usize + 4).map_or(0, |h| u32::from_le_bytes(h.try_into().expect("4 bytes")));
-        let frame_end = off + v.seg.frames.frame_len(len.min(max as u32) as usize) as u64;
-        if frame_end > v.populated {
-            map.populate(off, (frame_end - off).max(POPULATE_WINDOW))?;
-            v.populated = off + (frame_end - off).max(POPULATE_WINDOW);
-        }
+        map.populate(off, off + v.seg.frames.frame_len(len.min(max as u32) as usize) as u64)?;
         let r = decode_at(&v.seg, map, off, lsn, max)?;
         v.off = Some(off + v.seg.frames.frame_len(r.len()) as u64);
         Ok(At::Mapped(r))
