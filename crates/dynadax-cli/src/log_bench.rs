@@ -84,6 +84,12 @@ fn reads(
     single: bool,
     emit: &mut impl FnMut(Row),
 ) -> anyhow::Result<()> {
+    // The background preparer (faulting in the new tail, then making the next file)
+    // would take a core from the readers: the reads start once it is done.
+    let t = Instant::now();
+    while !log.next_segment_ready() && t.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let gbs = |bytes: u64, secs: f64| bytes as f64 / secs / 1e9;
     let detail =
         |what: &str, secs: f64| format!("{n} records of {rec_len} B, {:.0} records/s ({what})", n as f64 / secs);
@@ -183,8 +189,6 @@ fn reads(
             sum ^= crc32c::crc32c(&bytes[o..o + rec_len]);
         }
         let secs = t.elapsed().as_secs_f64();
-        // SAFETY: mapped above; `bytes` is not used after this.
-        unsafe { libc::munmap(p, len) };
         emit(Row {
             bench: "bare-mmap-crc",
             case: label.to_string(),
@@ -194,6 +198,28 @@ fn reads(
                 &format!("a loop of crc32c in place over a populated read-only mapping; xor {sum:#x}"),
                 secs,
             ),
+        });
+        // Bare loop 3: random records, CRC32C in place over the same mapping (the floor
+        // of a random zero-copy read: the record's cache misses and its checksum).
+        let probes = n.clamp(1, 20_000);
+        let (mut x, mut sum) = (0x9E37_79B9_7F4A_7C15u64, 0u32);
+        let t = Instant::now();
+        for _ in 0..probes {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let o = at(x % n) as usize + head;
+            sum ^= crc32c::crc32c(&bytes[o..o + rec_len]);
+        }
+        let secs = t.elapsed().as_secs_f64();
+        // SAFETY: mapped above; `bytes` is not used after this.
+        unsafe { libc::munmap(p, len) };
+        emit(Row {
+            bench: "bare-mmap-random-crc",
+            case: label.to_string(),
+            value: probes as f64 / secs,
+            unit: "reads/s",
+            detail: format!("{probes} random records of {rec_len} B, crc32c in place over the mapping; xor {sum:#x}"),
         });
     }
     let probes = n.clamp(1, 20_000);
@@ -233,6 +259,83 @@ fn reads(
     Ok(())
 }
 
+/// CLOCK_MONOTONIC in ns: the same clock in every process of the machine.
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid out-pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Appends records 200 µs apart while a tailer follows: `Log::tail` on a thread, or
+/// (`other`) `dynadax log tail` in a child process whose output is read from a pipe.
+/// Returns the p50, p99 and p99.9 in µs of each record's receipt by the tailer less
+/// the return of its `append` (0 where the tailer had it first), and the count.
+fn tail_latency(dir: &std::path::Path, other: bool, layout: Layout) -> anyhow::Result<(f64, f64, f64, usize)> {
+    use std::io::BufRead;
+    const N: usize = 3000;
+    let log = Log::open(dir, LogOptions { segment_size: 64 << 20, layout, ..LogOptions::default() })?;
+    let first = log.append(b"first")?;
+    // (LSN, receipt time) as the tailer saw them.
+    let received: Vec<(u64, u64)> = std::thread::scope(|s| -> anyhow::Result<Vec<(u64, u64)>> {
+        let reader = if other {
+            let mut child = std::process::Command::new(std::env::current_exe()?)
+                .args(["log", "tail"])
+                .arg(dir)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .context("start dynadax log tail")?;
+            let out = child.stdout.take().context("child's output")?;
+            let mut lines = std::io::BufReader::new(out).lines();
+            // The tailer is up once it printed the first record.
+            lines.next().context("log tail ended")??;
+            s.spawn(move || {
+                let mut got = Vec::with_capacity(N);
+                for line in lines.by_ref().take(N) {
+                    let Ok(line) = line else { break };
+                    let now = mono_ns();
+                    if let Some(lsn) = line.split_once('\t').and_then(|(l, _)| l.parse().ok()) {
+                        got.push((lsn, now));
+                    }
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                got
+            })
+        } else {
+            let mut t = log.tail(first + 1);
+            s.spawn(move || {
+                let mut got = Vec::with_capacity(N);
+                while got.len() < N {
+                    match t.next_timeout(Some(Duration::from_secs(5))) {
+                        Ok(Some((lsn, _))) => got.push((lsn, mono_ns())),
+                        _ => break,
+                    }
+                }
+                got
+            })
+        };
+        let mut returned = Vec::with_capacity(N);
+        for i in 0..N {
+            std::thread::sleep(Duration::from_micros(200));
+            let lsn = log.append(format!("record {i}").as_bytes())?;
+            returned.push((lsn, mono_ns()));
+        }
+        let got = reader.join().expect("tailer");
+        Ok(got
+            .into_iter()
+            .zip(returned)
+            .filter(|(g, r)| g.0 == r.0)
+            .map(|(g, r)| (g.0, g.1.saturating_sub(r.1)))
+            .collect())
+    })?;
+    anyhow::ensure!(received.len() == N, "the tailer saw {} of {N} appends in order", received.len());
+    let mut lat: Vec<u64> = received.into_iter().map(|(_, d)| d).collect();
+    lat.sort_unstable();
+    let q = |p: f64| lat[((p * N as f64).ceil() as usize).clamp(1, N) - 1] as f64 / 1e3;
+    Ok((q(0.5), q(0.99), q(0.999), N))
+}
+
 #[derive(Serialize)]
 struct Row {
     bench: &'static str,
@@ -250,7 +353,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&root).with_context(|| format!("{}: cannot create", root.display()))?;
     let probe = dynadax::probe(&root)?;
     let mut rows = Vec::new();
-    let total_steps = 6 + a.seal_sizes.len() as u64 * (3 + SEAL_REPS as u64);
+    let total_steps = 8 + a.seal_sizes.len() as u64 * (3 + SEAL_REPS as u64);
     let bar = (std::io::stderr().is_terminal() && !a.json).then(|| {
         let b = indicatif::ProgressBar::new(total_steps);
         b.set_style(
@@ -333,6 +436,30 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             detail: format!("{n} appends in {el:.2}s, tail backing {backing}, persists by {persists}, {where_}"),
         });
         drop(log);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    // How soon a tailer sees an append: a thread of this process, and `dynadax log
+    // tail` in another.
+    for other in [false, true] {
+        step(if other { "tail latency, other process" } else { "tail latency, same process" });
+        let dir = root.join(format!("tail-{other}"));
+        let (p50, p99, p999, n) = tail_latency(&dir, other, a.layout(64 << 20, 4))?;
+        emit(Row {
+            bench: "tail-latency",
+            case: if other { "other-process".into() } else { "same-process".into() },
+            value: p50,
+            unit: "µs p50",
+            detail: format!(
+                "{n} appends 200 µs apart, from the append's return to the tailer's receipt: \
+                 p99 {p99:.1} µs, p99.9 {p999:.1} µs ({})",
+                if other {
+                    "`dynadax log tail` in a child process, its output read from a pipe"
+                } else {
+                    "Log::tail, next_timeout"
+                }
+            ),
+        });
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -731,13 +731,6 @@ impl Inner {
             self.moved.notify_all();
         }
     }
-
-    /// The segment holding `lsn`, if any.
-    fn segment_of(&self, lsn: Lsn) -> Option<Arc<Segment>> {
-        let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
-        let i = segs.partition_point(|s| s.base() <= lsn);
-        i.checked_sub(1).map(|i| segs[i].clone())
-    }
 }
 
 /// Options to open an existing log with as it was made: the segment size from its

@@ -264,11 +264,16 @@ impl Log {
 impl Inner {
     /// The segment holding `lsn`, if `lsn` is in the log and below `end`.
     pub(crate) fn segment_in_log(&self, lsn: Lsn, end: Lsn, upto: Upto) -> Result<Arc<Segment>> {
-        let first = {
+        let (mut first, seg, in_first) = {
             let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
-            segs.first().map_or(end, |s| s.base())
+            let i = segs.partition_point(|s| s.base() <= lsn);
+            (segs.first().map_or(end, |s| s.base()), i.checked_sub(1).map(|i| segs[i].clone()), i <= 1)
+        };
+        // The purge point lies in the first segment (a purge removes every segment
+        // wholly below it): `log.meta`'s lock only for a read there.
+        if in_first {
+            first = first.max(self.meta.lock().unwrap_or_else(|e| e.into_inner()).purged_before);
         }
-        .max(self.meta.lock().unwrap_or_else(|e| e.into_inner()).purged_before);
         if lsn < first || lsn >= end {
             let which = match upto {
                 Upto::Durable => "durable",
@@ -279,7 +284,7 @@ impl Inner {
                 format!("LSN {lsn} is not in the log ({which} records are {first}..{end})"),
             ));
         }
-        self.segment_of(lsn).ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} has no segment")))
+        seg.ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} has no segment")))
     }
 
     /// Offset of record `lsn` in `seg`, from its index.
@@ -307,6 +312,13 @@ impl Cursor {
     /// The LSN the cursor returns next.
     pub fn position(&self) -> Lsn {
         self.next
+    }
+
+    /// How many records it has not returned yet that a reader may see now: how far it
+    /// lags the writer (for a read-only log, as of its last [`Log::refresh`]).
+    pub fn lag(&self) -> u64 {
+        let end = self.inner.visible_end(self.upto);
+        self.end.map_or(end, |e| e.min(end)).saturating_sub(self.next)
     }
 
     /// The next record, lent until the cursor moves again; `None` at the end.
