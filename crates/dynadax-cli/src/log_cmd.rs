@@ -175,6 +175,11 @@ pub struct WriteOpts {
     /// segments and a 4 KiB superblock.
     #[arg(long, value_parser = parse_size, required_if_eq("layout", "single-file"))]
     pub capacity: Option<u64>,
+    /// Open sealed segments from their index files (`{segment}.idx`, written after
+    /// each seal) instead of scanning them: the open reads the tail only. Damage in
+    /// them is then found when a record is read, and by `log verify`.
+    #[arg(long)]
+    pub trust_index: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,6 +253,7 @@ impl WriteOpts {
                 (LayoutArg::SingleFile, Some(capacity)) => Layout::SingleFile { capacity },
                 _ => Layout::Files,
             },
+            scan_sealed: !self.trust_index,
         }
     }
 }

@@ -309,6 +309,90 @@ pub fn decode_record(buf: &[u8], at: usize, lsn: u64, max: usize) -> Decoded {
 }
 
 /// The name of the segment whose first LSN is `base`.
+/// The index file of a sealed segment file: `{segment}.idx` beside it (see
+/// [`SegmentIndex`]).
+pub fn index_path(segment: &Path) -> std::path::PathBuf {
+    let mut p = segment.as_os_str().to_owned();
+    p.push(".idx");
+    p.into()
+}
+
+/// A sealed segment's record index, kept in `{segment}.idx` so that an open need not
+/// scan the segment (`LogOptions::scan_sealed` false). It describes one incarnation
+/// of one segment file: its base LSN and creation time (from the header), its record
+/// count and the end of its records, which is the sealed file's length. Written once
+/// after the seal, never changed; not fsynced: one lost or torn in a crash fails its
+/// checksum and the segment is scanned instead (and the index written again).
+///
+/// ```text
+///  0  magic      8  "DDXIDX01"
+///  8  base_lsn   8
+/// 16  created_ns 8
+/// 24  records    8
+/// 32  end        8  offset just past the last record (the file's length)
+/// 40  max_len    4  longest payload
+/// 44  offsets    4 x records  each record's offset, in LSN order
+///  .  crc32c     4  of every byte before it
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentIndex {
+    /// The segment's base LSN (its header's).
+    pub base_lsn: u64,
+    /// Its creation time (its header's): which incarnation of the name this is.
+    pub created_ns: u64,
+    /// Offset just past its last record: the sealed file's length.
+    pub end: u64,
+    /// A bound on its longest payload (the frames' spacing, padding included).
+    pub max_len: u32,
+    /// Each record's offset, in LSN order.
+    pub offsets: Vec<u32>,
+}
+
+const INDEX_MAGIC: &[u8; 8] = b"DDXIDX01";
+const INDEX_HEAD: usize = 44;
+
+impl SegmentIndex {
+    /// The file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(INDEX_HEAD + 4 * self.offsets.len() + 4);
+        b.extend_from_slice(INDEX_MAGIC);
+        for v in [self.base_lsn, self.created_ns, self.offsets.len() as u64, self.end] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&self.max_len.to_le_bytes());
+        for o in &self.offsets {
+            b.extend_from_slice(&o.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Parses an index file, checking its length and checksum; why not, if invalid.
+    pub fn decode(b: &[u8]) -> Result<SegmentIndex, String> {
+        if b.len() < INDEX_HEAD + 4 || &b[..8] != INDEX_MAGIC {
+            return Err("not a segment index".into());
+        }
+        let records = u64_at(b, 24);
+        if records.checked_mul(4).and_then(|n| n.checked_add((INDEX_HEAD + 4) as u64)) != Some(b.len() as u64) {
+            return Err(format!("{} bytes for {records} records", b.len()));
+        }
+        let body = b.len() - 4;
+        if crc32c::crc32c(&b[..body]) != u32_at(b, body) {
+            return Err("checksum mismatch".into());
+        }
+        let offsets =
+            b[INDEX_HEAD..body].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4"))).collect();
+        Ok(SegmentIndex {
+            base_lsn: u64_at(b, 8),
+            created_ns: u64_at(b, 16),
+            end: u64_at(b, 32),
+            max_len: u32_at(b, 40),
+            offsets,
+        })
+    }
+}
+
 pub fn segment_name(base: u64) -> String {
     format!("{base:020}{SEGMENT_SUFFIX}")
 }
@@ -327,6 +411,19 @@ pub fn parse_segment_name(path: &Path) -> Option<u64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_segment_index_round_trips_and_any_flipped_bit_is_refused() {
+        let i = SegmentIndex { base_lsn: 7, created_ns: 99, end: 4096, max_len: 300, offsets: vec![64, 400, 1000] };
+        let b = i.encode();
+        assert_eq!(SegmentIndex::decode(&b).unwrap(), i);
+        for bit in 0..b.len() * 8 {
+            let mut c = b.clone();
+            c[bit / 8] ^= 1 << (bit % 8);
+            assert!(SegmentIndex::decode(&c).is_err(), "bit {bit} flipped was accepted");
+        }
+        assert!(SegmentIndex::decode(&b[..b.len() - 1]).is_err());
+    }
 
     #[test]
     fn header_round_trip_and_damage_is_named() {

@@ -418,7 +418,13 @@ impl Store {
     /// [`Store::synced`] after a batch.
     pub fn remove(&self, path: &Path, offset: u64) -> Result<()> {
         match self {
-            Store::Files { .. } => fsops::remove_file(path).ctx(path, "remove segment"),
+            Store::Files { .. } => {
+                fsops::remove_file(path).ctx(path, "remove segment")?;
+                // Its index goes with it (one left behind describes a file that is gone,
+                // and is never taken for another: it names its segment's creation time).
+                let _ = std::fs::remove_file(format::index_path(path));
+                Ok(())
+            }
             Store::Slots { data, .. } => {
                 // One aligned 8-byte store, the magic: a crash leaves it whole or not
                 // at all (persistent memory's failure atomicity), never a half-zeroed
@@ -440,6 +446,8 @@ impl Store {
         let Store::Files { dir } = self else {
             return Err(Error::invalid(&seg.path, "only a segment file is replaced"));
         };
+        // Its index describes the old file.
+        let _ = std::fs::remove_file(format::index_path(&seg.path));
         let tmp = super::writer::prepare_file(dir, capacity.max(keep))?;
         let res = (|| {
             let src = seg.file()?;

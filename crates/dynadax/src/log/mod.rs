@@ -26,8 +26,8 @@ mod view;
 mod writer;
 
 pub use format::{
-    decode_record, encode_record, frame_len, DataSuper, Decoded, Frames, SegmentHeader, FRAME_HEADER, HEADER_LEN,
-    SUPER_LEN, VERSION,
+    decode_record, encode_record, frame_len, index_path, DataSuper, Decoded, Frames, SegmentHeader, SegmentIndex,
+    FRAME_HEADER, HEADER_LEN, SUPER_LEN, VERSION,
 };
 pub use group::FlushStats;
 pub use layout::{Layout, DATA_FILE};
@@ -138,6 +138,15 @@ pub struct LogOptions {
     pub tail_mode: TailMode,
     /// Where the segments live, for a new log (an existing one keeps its own).
     pub layout: Layout,
+    /// Scan every sealed segment at open, checking every record's CRC (the default).
+    /// `false`: a sealed segment file with a valid index file (`{segment}.idx`,
+    /// written after each seal) is opened from its index without reading its records,
+    /// so an open reads the headers, the indexes and the tail; damage in such a
+    /// segment is then found when a record is read (every read checks its CRC), by
+    /// [`verify`] and by an open with `scan_sealed` or `RecoveryMode::Strict`, which
+    /// always scans. A missing or damaged index is reported and the segment scanned.
+    /// Files layout only (the single-file layout scans).
+    pub scan_sealed: bool,
 }
 
 impl Default for LogOptions {
@@ -151,6 +160,7 @@ impl Default for LogOptions {
             max_segment_age: None,
             tail_mode: TailMode::Auto,
             layout: Layout::Files,
+            scan_sealed: true,
         }
     }
 }
@@ -211,6 +221,8 @@ pub struct RecoveryReport {
     pub dropped: Vec<Dropped>,
     /// Damaged LSNs kept as holes by this open (`RecoveryMode::SkipDamaged`).
     pub holes: Vec<Hole>,
+    /// Sealed segments opened from their index file, not scanned (`scan_sealed` false).
+    pub indexed: usize,
 }
 
 /// An append-only segmented log. Cheap to clone; all clones share one writer.
@@ -479,6 +491,20 @@ impl Log {
             }
             log.adopt_tail()?;
             log.inner.prep.request(&log.inner);
+            // Sealed segment files without an index file (a log of an earlier version,
+            // an index lost in a crash or found damaged) get one, in the background.
+            if log.inner.store.slot_size().is_none() {
+                let segs = log.inner.segments.read().unwrap_or_else(|e| e.into_inner()).clone();
+                for s in segs.into_iter().filter(|s| s.sealed.load(Ordering::Acquire)) {
+                    // Opened from its index: it is valid. Scanned with `scan_sealed`
+                    // false: it was missing or found wrong. Scanned by default: only
+                    // looked for.
+                    let from_index = s.from_index.load(Ordering::Relaxed);
+                    if !from_index && (!log.inner.opts.scan_sealed || !format::index_path(&s.path).exists()) {
+                        log.inner.prep.write_index(s);
+                    }
+                }
+            }
         }
         Ok(log)
     }
@@ -775,6 +801,7 @@ fn recover_racing_writer(
         match recovery::recover(dir, store, opts, recovery::Apply::ReadOnly, recorded, &mut r, files) {
             Ok(segs) => {
                 report.bytes += r.bytes;
+                report.indexed += r.indexed;
                 report.repairs.extend(r.repairs);
                 report.holes.extend(r.holes);
                 return Ok(segs);

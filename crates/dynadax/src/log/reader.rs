@@ -182,8 +182,15 @@ impl Inner {
     /// not purged.
     pub(crate) fn read_below(&self, lsn: Lsn, end: Lsn, upto: Upto) -> Result<Vec<u8>> {
         let seg = self.segment_in_log(lsn, end, upto)?;
-        let off = self.offset_in(&seg, lsn)?;
-        seg.read_record(lsn, off, self.opts.max_record)
+        let read = super::segment::read_stable(&seg, || {
+            self.offset_in(&seg, lsn).and_then(|off| seg.read_record(lsn, off, self.opts.max_record))
+        });
+        // Purged while it was read (its slot may hold another segment now): say so,
+        // rather than report damage.
+        read.map_err(|e| match self.vanished(lsn, upto) {
+            Some(super::view::Vanished::Purged(p)) => p,
+            _ => e,
+        })
     }
 }
 

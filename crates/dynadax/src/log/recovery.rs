@@ -221,7 +221,41 @@ pub(crate) fn recover(
                 }
             }
         };
-        let mut scan = super::segment::scan(&file, &header, frames, opts.max_record)?;
+        // The segment an interrupted truncation cuts (see below).
+        let holds_cut = truncating.filter(|&t| t >= base && next_base.is_none_or(|n| t < n));
+        // A sealed segment file may be opened from its index file instead of a scan
+        // (`LogOptions::scan_sealed` false): not the tail, not one a truncation cuts or
+        // an earlier salvage left holes in, never in `Strict`.
+        let by_index = !opts.scan_sealed
+            && mode != RecoveryMode::Strict
+            && !is_last
+            && holds_cut.is_none()
+            && found.span == u64::MAX
+            && !known.iter().any(|&(a, b)| b > base && next_base.is_none_or(|n| a < n));
+        let indexed = if by_index {
+            match super::segment::read_index(path, &header, file.len()?, opts.max_record) {
+                Ok(i) => Some(i),
+                Err(why) => {
+                    report.repairs.push(format!(
+                        "{}: index {}: {why}: the segment is scanned{}",
+                        label(found),
+                        super::format::index_path(path).display(),
+                        if apply == Apply::Write { " and its index written again" } else { "" }
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let from_index = indexed.is_some();
+        let mut scan = match indexed {
+            Some((index, end)) => {
+                report.indexed += 1;
+                super::segment::Scan { index, end, gaps: Vec::new(), too_large: None }
+            }
+            None => super::segment::scan(&file, &header, frames, opts.max_record)?,
+        };
         if let Some((o, lsn, len)) = scan.too_large {
             return Err(Error::invalid(
                 path,
@@ -236,7 +270,6 @@ pub(crate) fn recover(
         // The segment an interrupted truncation cuts: its records from the cut on
         // (and the half-zeroed bytes after them) go, and the zeroing is finished
         // below, so no old frame can later be found past new records.
-        let holds_cut = truncating.filter(|&t| t >= base && next_base.is_none_or(|n| t < n));
         if let Some(t) = holds_cut {
             clip(&mut scan, base, t);
         }
@@ -279,7 +312,9 @@ pub(crate) fn recover(
                 }
             }
         }
-        report.bytes += scan.last_end();
+        if !from_index {
+            report.bytes += scan.last_end();
+        }
         // Gaps an earlier salvage recorded: holes, silently.
         let mut index = scan.index.clone();
         let mut holes = Vec::new();
@@ -424,6 +459,7 @@ pub(crate) fn recover(
         }
         let sealed = !is_last && !stop_after;
         let seg = Segment::new(path.clone(), found.offset, found.span, header, frames, file, index, end, sealed, files);
+        seg.from_index.store(from_index, std::sync::atomic::Ordering::Relaxed);
         seg.index.write().unwrap_or_else(|e| e.into_inner()).holes = holes;
         if apply.changes() && sealed {
             report.repairs.extend(store.finish_seal(&seg, sealed_trim_ok)?);

@@ -216,6 +216,8 @@ impl Log {
             inner.store.synced()?;
             let seg = segs.last().cloned().expect("a log keeps one segment");
             drop(segs);
+            // Readers of its records retry a read that fails until the cut is done.
+            let _cutting = seg.begin_cut();
             let kept = keep_end.saturating_sub(seg.base());
             let cut_at = match seg.offset_of(seg.base() + kept)? {
                 Some(o) => o,
@@ -236,7 +238,7 @@ impl Log {
                 seg.reset_file();
             }
             seg.truncate_index(kept, cut_at.max(HEADER_LEN as u64));
-            w.open_tail(seg, keep_end, &inner.opts)?;
+            w.open_tail(seg.clone(), keep_end, &inner.opts)?;
             inner.group.written(keep_end);
             let durable = keep_end.min(inner.durable.load(Ordering::SeqCst));
             inner.durable.store(durable, Ordering::SeqCst);

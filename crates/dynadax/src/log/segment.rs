@@ -313,8 +313,10 @@ pub(crate) struct Segment {
     /// A read-only mapping of the sealed segment for zero-copy reads, when made (and
     /// not yet closed by the cache); through [`Segment::frozen`].
     map: Mutex<Option<Arc<super::view::SealedMap>>>,
-    /// Bumped when the file behind this segment is replaced or its records from some
-    /// LSN on are dropped: a reader's mapping made before no longer shows the log.
+    /// Moves when the file behind this segment is replaced or its records from some
+    /// LSN on are dropped: a reader's mapping made before no longer shows the log. Odd
+    /// while a truncation cuts the segment in place ([`Segment::begin_cut`]): a read
+    /// that failed meanwhile, or across a change, raced the cut and is tried again.
     pub reset: AtomicU64,
     cache: Arc<FileCache>,
     /// Never closed by the cache (the tail).
@@ -332,6 +334,38 @@ pub(crate) struct Segment {
     pub end: AtomicU64,
     /// Sealed: trimmed, immutable, switched to cached.
     pub sealed: AtomicBool,
+    /// Opened from its index file at recovery, not scanned.
+    pub from_index: AtomicBool,
+}
+
+/// A cut of a segment in progress (see [`Segment::begin_cut`]).
+pub(crate) struct CutGuard<'a>(&'a Segment);
+
+impl Drop for CutGuard<'_> {
+    fn drop(&mut self) {
+        self.0.reset.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Reads `read` of `seg` again (a few times, yielding between) while it fails and
+/// `seg` was being cut or was cut since it began: a reader racing a truncation in
+/// place then sees the segment before or after it, never a half-cut one.
+pub(crate) fn read_stable<T>(seg: &Segment, mut read: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        let before = seg.reset.load(Ordering::Acquire);
+        match read() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let raced = before % 2 == 1 || seg.reset.load(Ordering::Acquire) != before;
+                if !raced || tries == 100 {
+                    return Err(e);
+                }
+                tries += 1;
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 /// Known record offsets of a segment: `offsets[lsn - base]`, and where the next one starts.
@@ -380,6 +414,7 @@ impl Segment {
             index: RwLock::new(Index { offsets, next: end, holes: Vec::new() }),
             end: AtomicU64::new(end),
             sealed: AtomicBool::new(sealed),
+            from_index: AtomicBool::new(false),
         });
         cache.admit(&seg);
         seg
@@ -426,7 +461,14 @@ impl Segment {
     pub fn reset_file(&self) {
         *self.map.lock().unwrap_or_else(|e| e.into_inner()) = None;
         *self.file.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.reset.fetch_add(2, Ordering::AcqRel); // parity kept: not a cut in progress
+    }
+
+    /// A truncation starts cutting this segment's records (in place): `reset` is odd
+    /// until the returned guard drops.
+    pub fn begin_cut(&self) -> CutGuard<'_> {
         self.reset.fetch_add(1, Ordering::AcqRel);
+        CutGuard(self)
     }
 
     /// Keeps its file open for good (it is the tail) or lets the cache close it.
@@ -463,8 +505,13 @@ impl Segment {
             None => {}
         }
         drop(idx);
-        let file = self.file()?;
         let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
+        // Looked at again under the lock, with the file as it is now: a truncation may
+        // have cut the records (and replaced the file) since.
+        if i >= self.count() {
+            return Ok(None);
+        }
+        let file = self.file()?;
         while idx.offsets.len() as u64 <= i {
             let at = idx.next;
             let mut head = [0u8; 4];
@@ -535,6 +582,74 @@ impl Segment {
     pub fn corrupt(&self, off: u64, why: String) -> Error {
         corrupt(&self.path, self.offset + off, why)
     }
+}
+
+/// Writes the index file of the sealed segment `seg` (files layout) from its complete
+/// in-memory index, unless it has holes or is incomplete (then an open scans it).
+/// Written to a temporary name and renamed; not fsynced (see [`format::SegmentIndex`]).
+pub(crate) fn write_index(seg: &Segment) -> Result<()> {
+    let index = {
+        let idx = seg.index.read().unwrap_or_else(|e| e.into_inner());
+        if !seg.sealed.load(Ordering::Acquire)
+            || !idx.holes.is_empty()
+            || idx.offsets.is_empty()
+            || idx.offsets.len() as u64 != seg.count()
+        {
+            return Ok(());
+        }
+        // The longest payload, bounded from the frames' spacing (padding included).
+        let header = seg.frames.header() as u64;
+        let ends = idx.offsets.iter().skip(1).map(|&o| o as u64).chain(std::iter::once(idx.next));
+        let max_len =
+            idx.offsets.iter().zip(ends).map(|(&o, e)| e.saturating_sub(o as u64 + header)).max().unwrap_or(0);
+        format::SegmentIndex {
+            base_lsn: seg.base(),
+            created_ns: seg.header.created_ns,
+            end: idx.next,
+            max_len: u32::try_from(max_len).unwrap_or(u32::MAX),
+            offsets: idx.offsets.clone(),
+        }
+    };
+    let path = format::index_path(&seg.path);
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, index.encode()).map_err(|e| Error::io(&tmp, "write segment index", e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "rename segment index", e))
+}
+
+/// The index file of the segment file at `path`, if it is valid and describes this
+/// incarnation of it (`header`, a file of `file_len` bytes whose records are at most
+/// `max` bytes): its offsets and the end of its records. Why not, otherwise.
+pub(crate) fn read_index(
+    path: &Path,
+    header: &SegmentHeader,
+    file_len: u64,
+    max: usize,
+) -> std::result::Result<(Vec<u32>, u64), String> {
+    let ip = format::index_path(path);
+    let bytes = match std::fs::read(&ip) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("no index file".into()),
+        Err(e) => return Err(format!("cannot read {}: {e}", ip.display())),
+    };
+    let idx = format::SegmentIndex::decode(&bytes)?;
+    if idx.base_lsn != header.base_lsn || idx.created_ns != header.created_ns {
+        return Err("it describes another segment of the same name".into());
+    }
+    if idx.end != file_len {
+        return Err(format!("it says the records end at byte {}, the file is {file_len} bytes", idx.end));
+    }
+    if idx.max_len as usize > max {
+        return Err(format!("its records may be up to {} bytes, more than the {max} asked for", idx.max_len));
+    }
+    if idx.offsets.windows(2).any(|w| w[0] >= w[1])
+        || idx.offsets.first().is_some_and(|&o| (o as usize) < HEADER_LEN)
+        || idx.offsets.last().is_some_and(|&o| o as u64 >= idx.end)
+    {
+        return Err("its offsets are out of order or out of the file".into());
+    }
+    Ok((idx.offsets, idx.end))
 }
 
 pub(crate) fn corrupt(path: &Path, off: u64, why: String) -> Error {

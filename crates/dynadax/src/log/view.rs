@@ -151,6 +151,14 @@ pub struct Entry<'a> {
     pub bytes: &'a [u8],
 }
 
+/// A record a read missed because the writer dropped it meanwhile.
+pub(crate) enum Vanished {
+    /// Cut by a truncation: past the visible end now.
+    Cut,
+    /// Purged: the error to return.
+    Purged(Error),
+}
+
 /// Where a record read lands: a span of a mapping, or the cursor's own buffer.
 enum At {
     Mapped(Range<usize>),
@@ -287,6 +295,28 @@ impl Inner {
         seg.ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} has no segment")))
     }
 
+    /// Why a read of `lsn` that failed may have failed through no damage: the writer
+    /// cut it (a truncation, now below the visible end) or purged it (now below the
+    /// first LSN; a purged slot of the single-file layout may already hold another
+    /// segment). `None`: the record is still in the log, and the error stands.
+    pub(crate) fn vanished(&self, lsn: Lsn, upto: Upto) -> Option<Vanished> {
+        let end = self.visible_end(upto);
+        if lsn >= end {
+            return Some(Vanished::Cut);
+        }
+        let first = {
+            let segs = self.segments.read().unwrap_or_else(|e| e.into_inner());
+            segs.first().map_or(end, |s| s.base())
+        }
+        .max(self.meta.lock().unwrap_or_else(|e| e.into_inner()).purged_before);
+        (lsn < first).then(|| {
+            Vanished::Purged(Error::invalid(
+                &self.dir,
+                format!("LSN {lsn} is not in the log: it was purged while it was read (records are {first}..{end})"),
+            ))
+        })
+    }
+
     /// Offset of record `lsn` in `seg`, from its index.
     pub(crate) fn offset_in(&self, seg: &Arc<Segment>, lsn: Lsn) -> Result<u64> {
         seg.offset_of(lsn)?
@@ -326,6 +356,31 @@ impl Cursor {
     /// that record, as [`Log::iter`] is.
     #[allow(clippy::should_implement_trait)] // lends from itself: not an `Iterator`
     pub fn next(&mut self) -> Option<Result<Entry<'_>>> {
+        Some(self.step()?.map(|(lsn, at)| match at {
+            At::Mapped(r) => {
+                let map = self.view.as_ref().and_then(|v| v.map.as_ref()).expect("a mapped read has a mapped view");
+                Entry { lsn, bytes: &map.bytes()[r] }
+            }
+            At::Copied => Entry { lsn, bytes: &self.buf },
+        }))
+    }
+
+    /// The next record as an owned [`RecordRef`] (which may outlive the cursor).
+    pub fn next_ref(&mut self) -> Option<Result<RecordRef>> {
+        Some(self.step()?.map(|(lsn, at)| match at {
+            At::Mapped(r) => {
+                let map = self.view.as_ref().and_then(|v| v.map.clone()).expect("a mapped read has a mapped view");
+                RecordRef { lsn, bytes: Bytes::Mapped(map, r) }
+            }
+            At::Copied => RecordRef { lsn, bytes: Bytes::Copied(std::mem::take(&mut self.buf)) },
+        }))
+    }
+
+    /// Reads the record at `next` and moves past it; `None` at the end. A read that
+    /// failed because the writer dropped the record meanwhile is the end (a cut: the
+    /// cursor stays on it, new records may come) or a clean "not in the log" (purged),
+    /// never damage.
+    fn step(&mut self) -> Option<Result<(Lsn, At)>> {
         let visible = self.inner.visible_end(self.upto);
         let lsn = self.next;
         if lsn >= visible || self.end.is_some_and(|e| lsn >= e) {
@@ -333,44 +388,19 @@ impl Cursor {
         }
         self.next += 1;
         match self.read_at(lsn, visible) {
-            Ok(At::Mapped(r)) => {
-                let map = self.view.as_ref().and_then(|v| v.map.as_ref()).expect("a mapped read has a mapped view");
-                Some(Ok(Entry { lsn, bytes: &map.bytes()[r] }))
-            }
-            Ok(At::Copied) => Some(Ok(Entry { lsn, bytes: &self.buf })),
+            Ok(at) => Some(Ok((lsn, at))),
             Err(e) => {
                 self.view = None;
-                if self.inner.visible_end(self.upto) <= lsn {
-                    // Cut by a truncation while it was read: the end, for now.
-                    self.next = lsn;
-                    return None;
+                match self.inner.vanished(lsn, self.upto) {
+                    Some(Vanished::Cut) => {
+                        self.next = lsn;
+                        None
+                    }
+                    Some(Vanished::Purged(e)) => Some(Err(e)),
+                    None => Some(Err(e)),
                 }
-                Some(Err(e))
             }
         }
-    }
-
-    /// The next record as an owned [`RecordRef`] (which may outlive the cursor).
-    pub fn next_ref(&mut self) -> Option<Result<RecordRef>> {
-        let visible = self.inner.visible_end(self.upto);
-        let lsn = self.next;
-        if lsn >= visible || self.end.is_some_and(|e| lsn >= e) {
-            return None;
-        }
-        self.next += 1;
-        let read = self.read_at(lsn, visible);
-        if read.is_err() && self.inner.visible_end(self.upto) <= lsn {
-            self.view = None;
-            self.next = lsn; // cut by a truncation while it was read: the end, for now
-            return None;
-        }
-        Some(read.map(|at| match at {
-            At::Mapped(r) => {
-                let map = self.view.as_ref().and_then(|v| v.map.clone()).expect("a mapped read has a mapped view");
-                RecordRef { lsn, bytes: Bytes::Mapped(map, r) }
-            }
-            At::Copied => RecordRef { lsn, bytes: Bytes::Copied(std::mem::take(&mut self.buf)) },
-        }))
     }
 
     fn read_at(&mut self, lsn: Lsn, visible: Lsn) -> Result<At> {
@@ -389,8 +419,10 @@ impl Cursor {
         let v = self.view.as_mut().expect("made above");
         let Some(map) = &v.map else {
             // Copied: the tail, a slot of the single-file layout, an unfinished seal.
-            let off = self.inner.offset_in(&v.seg, lsn)?;
-            self.buf = v.seg.read_record(lsn, off, max)?;
+            let (inner, seg) = (&self.inner, &v.seg);
+            self.buf = super::segment::read_stable(seg, || {
+                inner.offset_in(seg, lsn).and_then(|off| seg.read_record(lsn, off, max))
+            })?;
             return Ok(At::Copied);
         };
         let off = match v.off {

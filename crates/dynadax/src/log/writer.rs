@@ -35,6 +35,10 @@ pub(crate) struct Writer {
     pub generation: u64,
     /// Frame encoding buffer, reused.
     scratch: Vec<u8>,
+    /// The offset of each record in the tail, pushed by each append (a push under the
+    /// lock already held): at the seal it becomes the sealed segment's index, in
+    /// memory and in its index file, with no scan.
+    offsets: Vec<u32>,
 }
 
 /// A log closed with staged frames (`Durability::None` without a sync, or pipelined
@@ -67,6 +71,7 @@ impl Writer {
             opened: Instant::now(),
             generation: 0,
             scratch: Vec::new(),
+            offsets: Vec::new(),
         }
     }
 
@@ -76,6 +81,12 @@ impl Writer {
     /// keeps the new media it made before the old tail was sealed.)
     pub fn open_tail(&mut self, tail: Arc<Segment>, next_lsn: Lsn, opts: &LogOptions) -> Result<()> {
         let end = tail.end.load(Ordering::Acquire);
+        // The records already in it (recovered, or kept by a truncation): the index is
+        // completed first (readers extend it lazily), a damaged last record aside.
+        if let Some(last) = tail.count().checked_sub(1) {
+            let _ = tail.offset_of(tail.base() + last);
+        }
+        self.offsets = tail.index.read().unwrap_or_else(|e| e.into_inner()).offsets.clone();
         self.guard = Some(tail_media(&tail, opts)?);
         self.tail = Some(tail);
         self.generation += 1;
@@ -402,6 +413,8 @@ enum Job {
         offset: u64,
     },
     Populate(Weak<TailMedia>),
+    /// Write a sealed segment's index file (see [`super::format::SegmentIndex`]).
+    WriteIndex(Arc<Segment>),
 }
 
 /// Faults a new tail's mapping in ahead of the appender, a chunk at a time, holding
@@ -450,6 +463,8 @@ impl Preparer {
                             drop(done);
                         }
                         Job::Populate(media) => populate(&media),
+                        // Advisory: an index not written means a scan at the open that needs it.
+                        Job::WriteIndex(seg) => drop(super::segment::write_index(&seg)),
                     }
                 }
             });
@@ -475,6 +490,11 @@ impl Preparer {
             self.send(Job::Populate(Arc::downgrade(g)));
         }
         self.prepare_next(inner);
+    }
+
+    /// Asks for `seg`'s index file to be written in the background (files layout).
+    pub fn write_index(&self, seg: Arc<Segment>) {
+        self.send(Job::WriteIndex(seg));
     }
 
     /// Asks for the next segment file, unless one is ready or on its way.
@@ -653,6 +673,7 @@ impl Log {
                 put_record(&**guard, off, lsn, acked, r, &mut w.scratch).map_err(|e| inner.poison(e))?;
             }
             w.write_off = off + n;
+            w.offsets.push(off as u32);
             w.next_lsn = lsn + 1;
             tail.records.store(w.next_lsn - tail.base(), Ordering::Release);
             tail.end.store(w.write_off, Ordering::Release);
@@ -932,6 +953,16 @@ impl Inner {
             // still holds a clone (a group-commit leader, the background populater).
             w.guard = None;
             self.store.seal(&old, w.write_off)?;
+            // The writer's offsets are the sealed segment's whole index (a salvaged
+            // segment with holes keeps the one recovery made).
+            {
+                let mut idx = old.index.write().unwrap_or_else(|e| e.into_inner());
+                let offsets = std::mem::take(&mut w.offsets);
+                if idx.holes.is_empty() && offsets.len() as u64 == old.count() {
+                    idx.offsets = offsets;
+                    idx.next = w.write_off;
+                }
+            }
             old.sealed.store(true, Ordering::Release);
             old.pin(false);
             Ok::<_, Error>((new, guard))
@@ -944,7 +975,11 @@ impl Inner {
         w.write_off = HEADER_LEN as u64;
         w.persisted_upto = HEADER_LEN as u64;
         w.opened = Instant::now();
+        w.offsets.clear();
         self.prep.tail_opened(w.guard.as_ref(), self);
+        if self.store.slot_size().is_none() {
+            self.prep.write_index(old);
+        }
         Ok(())
     }
 }

@@ -1,0 +1,179 @@
+//! Opening without a scan of the sealed segments (`LogOptions::scan_sealed` false):
+//! each sealed segment file gets an index file after its seal, an open reads those
+//! instead of the records, a missing, damaged or stale index is reported and the
+//! segment scanned (and the index written again), and damage in an indexed segment is
+//! still found: when the record is read, by `verify`, by the default open and by
+//! `RecoveryMode::Strict`.
+
+mod common;
+use common::*;
+use dynadax::log::{Durability, Log, LogOptions, RecoveryMode};
+
+fn rec(i: u64) -> Vec<u8> {
+    pattern(8 + (i as usize * 41) % 600, i, 3)
+}
+
+fn opts(scan_sealed: bool) -> LogOptions {
+    LogOptions { scan_sealed, ..small_log(Durability::Each) }
+}
+
+/// A closed log of `n` records over several sealed segments; their files.
+fn make(dir: &std::path::Path, n: u64) -> Vec<std::path::PathBuf> {
+    let log = Log::open(dir, opts(true)).unwrap();
+    for i in 0..n {
+        log.append(&rec(i)).unwrap();
+    }
+    let sealed: Vec<_> = log.segments().unwrap().into_iter().filter(|s| s.sealed).map(|s| s.path).collect();
+    assert!(sealed.len() >= 4, "the test needs sealed segments");
+    drop(log); // joins the background thread, which writes the index files
+    sealed
+}
+
+fn idx(seg: &std::path::Path) -> std::path::PathBuf {
+    dynadax::log::index_path(seg)
+}
+
+fn check_all(log: &Log, n: u64) {
+    let mut c = log.cursor(0);
+    let mut k = 0;
+    while let Some(e) = c.next() {
+        let e = e.unwrap();
+        assert_eq!(e.bytes, rec(e.lsn), "record {}", e.lsn);
+        k += 1;
+    }
+    assert_eq!(k, n);
+    for lsn in (0..n).step_by(13) {
+        assert_eq!(log.read(lsn).unwrap(), rec(lsn));
+    }
+}
+
+#[test]
+fn an_open_reads_the_indexes_not_the_sealed_records() {
+    if single_file() {
+        return; // the single-file layout scans (no index files): nothing to test
+    }
+    for d in [kernel_flag_dir(), tmpfs_dir()] {
+        let sealed = make(d.path(), 1200);
+        for s in &sealed {
+            assert!(idx(s).exists(), "{} has no index file", s.display());
+        }
+        let scanned = Log::open(d.path(), opts(true)).unwrap().recovery_report();
+        assert_eq!(scanned.indexed, 0, "the default open scans every segment");
+        let log = Log::open(d.path(), opts(false)).unwrap();
+        let r = log.recovery_report();
+        assert_eq!(r.indexed, sealed.len(), "{r:?}");
+        assert!(r.repairs.is_empty(), "{:?}", r.repairs);
+        assert!(r.bytes * 3 < scanned.bytes, "only the tail was scanned: {} of {} bytes", r.bytes, scanned.bytes);
+        check_all(&log, 1200);
+        // And it goes on: appends, a seal, another indexed open.
+        for i in 1200..1300 {
+            assert_eq!(log.append(&rec(i)).unwrap(), i);
+        }
+        log.seal().unwrap();
+        drop(log);
+        let ro = Log::open_read_only(d.path(), opts(false)).unwrap();
+        let rr = ro.recovery_report();
+        assert!(rr.indexed > sealed.len(), "a read-only open uses them too: {rr:?}");
+        check_all(&ro, 1300);
+    }
+}
+
+#[test]
+fn a_missing_damaged_or_stale_index_is_reported_and_the_segment_scanned() {
+    if single_file() {
+        return;
+    }
+    let d = tmpfs_dir();
+    let sealed = make(d.path(), 1200);
+    // Damaged: one byte of the offsets. Missing. Stale: another segment's index.
+    let mut b = std::fs::read(idx(&sealed[0])).unwrap();
+    b[50] ^= 4;
+    std::fs::write(idx(&sealed[0]), b).unwrap();
+    std::fs::remove_file(idx(&sealed[1])).unwrap();
+    std::fs::copy(idx(&sealed[1 + 2]), idx(&sealed[2])).unwrap();
+    let log = Log::open(d.path(), opts(false)).unwrap();
+    let r = log.recovery_report();
+    assert_eq!(r.indexed, sealed.len() - 3, "{r:?}");
+    let said = r.repairs.join("\n");
+    for (s, why) in [(&sealed[0], "checksum mismatch"), (&sealed[1], "no index file"), (&sealed[2], "another segment")]
+    {
+        assert!(
+            r.repairs.iter().any(|l| l.contains(&*s.to_string_lossy()) && l.contains(why) && l.contains("scanned")),
+            "{} ({why}) not reported: {said}",
+            s.display()
+        );
+    }
+    check_all(&log, 1200);
+    drop(log);
+    // Written again: the next open takes every one.
+    let log = Log::open(d.path(), opts(false)).unwrap();
+    assert_eq!(log.recovery_report().indexed, sealed.len(), "{:?}", log.recovery_report().repairs);
+    check_all(&log, 1200);
+}
+
+#[test]
+fn damage_in_an_indexed_segment_is_found_by_the_read_verify_strict_and_the_default_open() {
+    if single_file() {
+        return;
+    }
+    let d = tmpfs_dir();
+    let sealed = make(d.path(), 1200);
+    // A payload byte of a record in the second sealed segment.
+    let log = Log::open(d.path(), opts(false)).unwrap();
+    let victim = log.segments().unwrap()[1].first_lsn + 3;
+    drop(log);
+    let mut b = std::fs::read(&sealed[1]).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x10;
+    std::fs::write(&sealed[1], &b).unwrap();
+    let log = Log::open(d.path(), opts(false)).unwrap();
+    assert_eq!(log.recovery_report().indexed, sealed.len(), "opened from the indexes: no scan saw it");
+    // Reads check every record's CRC: the damaged one is an error naming the file.
+    let mut bad = Vec::new();
+    for lsn in 0..1200 {
+        match log.read(lsn) {
+            Ok(r) => assert_eq!(r, rec(lsn)),
+            Err(e) => {
+                let s = e.to_string();
+                assert!(s.contains(&*sealed[1].to_string_lossy()), "{s}");
+                assert!(log.read_ref(lsn).is_err(), "the zero-copy read refuses it too");
+                bad.push(lsn);
+            }
+        }
+    }
+    assert_eq!(bad.len(), 1, "one damaged record: {bad:?} (victim near {victim})");
+    drop(log);
+    let v = dynadax::log::verify(d.path(), 4096, &mut |_, _| {}).unwrap();
+    assert!(!v.problems.is_empty(), "verify finds it");
+    let strict = Log::open(d.path(), LogOptions { recovery: RecoveryMode::Strict, ..opts(false) });
+    assert!(strict.is_err(), "Strict scans every segment");
+    assert!(Log::open(d.path(), opts(true)).is_err(), "the default open scans and refuses, as before");
+}
+
+#[test]
+fn index_files_go_with_their_segments() {
+    if single_file() {
+        return;
+    }
+    let d = tmpfs_dir();
+    let sealed = make(d.path(), 1200);
+    let log = Log::open(d.path(), opts(false)).unwrap();
+    let segs = log.segments().unwrap();
+    log.purge_before(segs[2].first_lsn).unwrap();
+    assert!(!idx(&sealed[0]).exists() && !idx(&sealed[1]).exists(), "purged segments' indexes removed");
+    // A truncation into a sealed segment replaces its file: its index goes; the
+    // segment, the tail again, gets a new one at its next seal.
+    let cut = segs[3].first_lsn + 4;
+    log.truncate_from(cut).unwrap();
+    assert!(!idx(&segs[3].path).exists());
+    for i in cut..cut + 300 {
+        log.append(&rec(i)).unwrap();
+    }
+    drop(log);
+    assert!(idx(&segs[3].path).exists(), "sealed again, indexed again");
+    let log = Log::open(d.path(), opts(false)).unwrap();
+    assert!(log.recovery_report().repairs.is_empty(), "{:?}", log.recovery_report().repairs);
+    for lsn in log.first_lsn()..cut + 300 {
+        assert_eq!(log.read(lsn).unwrap(), rec(lsn));
+    }
+}
