@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// the segments as ranges of one data file).
     #[arg(long, value_enum, default_value_t = crate::log_cmd::LayoutArg::Files)]
     pub layout: crate::log_cmd::LayoutArg,
+    /// Log sizes for the open benchmark (suffixes K, M, G): a log of that many bytes
+    /// of sealed 64 MiB segments, opened with a scan of every segment and from their
+    /// index files (`--trust-index`).
+    #[arg(long, value_delimiter = ',', default_values = ["1G"], value_parser = crate::log_cmd::parse_size)]
+    pub open_sizes: Vec<u64>,
     /// Print one JSON object per result.
     #[arg(long)]
     pub json: bool,
@@ -353,7 +358,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&root).with_context(|| format!("{}: cannot create", root.display()))?;
     let probe = dynadax::probe(&root)?;
     let mut rows = Vec::new();
-    let total_steps = 8 + a.seal_sizes.len() as u64 * (3 + SEAL_REPS as u64);
+    let total_steps = 8 + a.seal_sizes.len() as u64 * (3 + SEAL_REPS as u64) + a.open_sizes.len() as u64;
     let bar = (std::io::stderr().is_terminal() && !a.json).then(|| {
         let b = indicatif::ProgressBar::new(total_steps);
         b.set_style(
@@ -460,6 +465,51 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
                 }
             ),
         });
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    // Opening a log of sealed segments: scanning them all, and from their indexes.
+    for &size in &a.open_sizes {
+        let label = human(size);
+        step(&format!("open a {label} log"));
+        let dir = root.join(format!("open-{label}"));
+        let opts = LogOptions {
+            segment_size: 64 << 20,
+            max_record: a.fill_record,
+            durability: Durability::None,
+            layout: a.layout(64 << 20, size.div_ceil(64 << 20) + 2),
+            ..LogOptions::default()
+        };
+        let log = Log::open(&dir, opts.clone())?;
+        let rec = vec![0x3cu8; a.fill_record];
+        let n = size / dynadax::log::frame_len(a.fill_record) as u64;
+        for _ in 0..n {
+            log.append(&rec)?;
+        }
+        log.seal()?;
+        drop(log); // the index files are written by then
+        for trust in [false, true] {
+            let t = Instant::now();
+            let log = Log::open(&dir, LogOptions { scan_sealed: !trust, ..opts.clone() })?;
+            let el = t.elapsed();
+            let rep = log.recovery_report();
+            anyhow::ensure!(
+                log.durable_lsn() == n,
+                "{}: {} records after the open, {n} appended",
+                dir.display(),
+                log.durable_lsn()
+            );
+            emit(Row {
+                bench: if trust { "open-indexed" } else { "open-scan" },
+                case: label.clone(),
+                value: el.as_secs_f64() * 1e3,
+                unit: "ms",
+                detail: format!(
+                    "{n} records of {} B in {} segments: {} opened from their index, {} bytes scanned",
+                    a.fill_record, rep.segments, rep.indexed, rep.bytes
+                ),
+            });
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

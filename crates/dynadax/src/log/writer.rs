@@ -957,7 +957,9 @@ impl Inner {
             // segment with holes keeps the one recovery made).
             {
                 let mut idx = old.index.write().unwrap_or_else(|e| e.into_inner());
-                let offsets = std::mem::take(&mut w.offsets);
+                // The next tail's, sized like this one's: no regrowth on the append path.
+                let next = Vec::with_capacity(w.offsets.len());
+                let offsets = std::mem::replace(&mut w.offsets, next);
                 if idx.holes.is_empty() && offsets.len() as u64 == old.count() {
                     idx.offsets = offsets;
                     idx.next = w.write_off;
