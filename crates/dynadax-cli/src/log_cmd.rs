@@ -537,6 +537,7 @@ fn verify(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
                 dynadax::log::ProblemKind::Damage => "DAMAGE",
                 dynadax::log::ProblemKind::Structure => "structure",
                 dynadax::log::ProblemKind::TooLarge => "too large",
+                dynadax::log::ProblemKind::Index => "index",
             };
             println!("{}: at byte {}: {kind}: {}", p.path.display(), p.offset, p.what);
         }

@@ -30,6 +30,10 @@ pub enum ProblemKind {
     Structure,
     /// A whole record larger than the limit verify was given.
     TooLarge,
+    /// A sealed segment's index file (`{segment}.idx`) that is damaged or does not
+    /// match its records: an open that trusts indexes scans that segment instead and
+    /// writes the index again. No record is affected.
+    Index,
 }
 
 /// One thing wrong with a log.
@@ -193,6 +197,23 @@ fn verify_segments(
                     // A sealed segment's damaged end: the next segment says where it ends.
                     end_lsn = u64::MAX;
                 }
+            }
+        }
+        // A sealed segment file's index, if it has one, against what the scan found.
+        if !is_last && found.span == u64::MAX && scan.gaps.is_empty() && scan.too_large.is_none() {
+            let ip = super::format::index_path(&path);
+            match super::segment::read_index(&path, &header, len, max_record) {
+                Err(why) if ip.exists() => {
+                    problem(0, ProblemKind::Index, Some(base), 0, format!("index {}: {why}", ip.display()))
+                }
+                Ok((offsets, end)) if offsets != scan.index || end != scan.end => problem(
+                    0,
+                    ProblemKind::Index,
+                    Some(base),
+                    0,
+                    format!("index {}: it does not match the segment's records", ip.display()),
+                ),
+                _ => {}
             }
         }
         rep.records += records;
