@@ -321,8 +321,9 @@ pub fn index_path(segment: &Path) -> std::path::PathBuf {
 /// scan the segment (`LogOptions::scan_sealed` false). It describes one incarnation
 /// of one segment file: its base LSN and creation time (from the header), its record
 /// count and the end of its records, which is the sealed file's length. Written once
-/// after the seal, never changed; not fsynced: one lost or torn in a crash fails its
-/// checksum and the segment is scanned instead (and the index written again).
+/// after the seal, never changed; made durable before its rename, so a crash leaves
+/// it whole or missing; one damaged fails its checksum and the segment is scanned
+/// instead (and the index written again).
 ///
 /// ```text
 ///  0  magic      8  "DDXIDX01"

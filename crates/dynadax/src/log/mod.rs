@@ -496,11 +496,16 @@ impl Log {
             if log.inner.store.slot_size().is_none() {
                 let segs = log.inner.segments.read().unwrap_or_else(|e| e.into_inner()).clone();
                 for s in segs.into_iter().filter(|s| s.sealed.load(Ordering::Acquire)) {
-                    // Opened from its index: it is valid. Scanned with `scan_sealed`
-                    // false: it was missing or found wrong. Scanned by default: only
-                    // looked for.
-                    let from_index = s.from_index.load(Ordering::Relaxed);
-                    if !from_index && (!log.inner.opts.scan_sealed || !format::index_path(&s.path).exists()) {
+                    // Opened from its index: it is valid. Otherwise it is read (a scan
+                    // of the whole segment came first) and written again if it is
+                    // missing or wrong.
+                    if s.from_index.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let ok = s.file().and_then(|f| f.len()).is_ok_and(|len| {
+                        segment::read_index(&s.path, &s.header, len, log.inner.opts.max_record).is_ok()
+                    });
+                    if !ok {
                         log.inner.prep.write_index(s);
                     }
                 }

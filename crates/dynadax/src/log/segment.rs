@@ -586,7 +586,7 @@ impl Segment {
 
 /// Writes the index file of the sealed segment `seg` (files layout) from its complete
 /// in-memory index, unless it has holes or is incomplete (then an open scans it).
-/// Written to a temporary name and renamed; not fsynced (see [`format::SegmentIndex`]).
+/// Written to a temporary name, made durable and renamed (see [`format::SegmentIndex`]).
 pub(crate) fn write_index(seg: &Segment) -> Result<()> {
     let index = {
         let idx = seg.index.read().unwrap_or_else(|e| e.into_inner());
@@ -614,7 +614,15 @@ pub(crate) fn write_index(seg: &Segment) -> Result<()> {
     let mut tmp = path.clone().into_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, index.encode()).map_err(|e| Error::io(&tmp, "write segment index", e))?;
+    // Made durable before it is renamed: a renamed index is whole (a power cut before
+    // the rename leaves a temporary file or no index, never a torn one).
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&index.encode())?;
+        f.sync_data()
+    };
+    write().map_err(|e| Error::io(&tmp, "write segment index", e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "rename segment index", e))
 }
 
