@@ -43,7 +43,7 @@ pub struct BenchArgs {
     pub layout: crate::log_cmd::LayoutArg,
     /// Log sizes for the open benchmark (suffixes K, M, G): a log of that many bytes
     /// of sealed 64 MiB segments, opened with a scan of every segment and from their
-    /// index files (`--trust-index`).
+    /// index files (the default; `--scan-sealed` scans).
     #[arg(long, value_delimiter = ',', default_values = ["1G"], value_parser = crate::log_cmd::parse_size)]
     pub open_sizes: Vec<u64>,
     /// Print one JSON object per result.

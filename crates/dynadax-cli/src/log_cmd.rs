@@ -175,11 +175,12 @@ pub struct WriteOpts {
     /// segments and a 4 KiB superblock.
     #[arg(long, value_parser = parse_size, required_if_eq("layout", "single-file"))]
     pub capacity: Option<u64>,
-    /// Open sealed segments from their index files (`{segment}.idx`, written after
-    /// each seal) instead of scanning them: the open reads the tail only. Damage in
-    /// them is then found when a record is read, and by `log verify`.
+    /// Scan every sealed segment at open, checking every record's CRC, instead of
+    /// opening it from its index file (`{segment}.idx`, written after each seal),
+    /// which reads the tail only and finds damage in sealed segments when a record is
+    /// read. `log verify` checks everything without opening the log.
     #[arg(long)]
-    pub trust_index: bool,
+    pub scan_sealed: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,7 +254,7 @@ impl WriteOpts {
                 (LayoutArg::SingleFile, Some(capacity)) => Layout::SingleFile { capacity },
                 _ => Layout::Files,
             },
-            scan_sealed: !self.trust_index,
+            scan_sealed: self.scan_sealed,
         }
     }
 }

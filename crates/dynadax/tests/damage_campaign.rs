@@ -1,12 +1,16 @@
 //! The damage campaign (issue 10): a log with sealed segments and a tail, every
 //! record acknowledged, is damaged at random places in every file it keeps (single
 //! byte flips, zeroed 4 KiB blocks, truncations), each case on a fresh copy. After
-//! each: open for writing with the default recovery, then with `SkipDamaged`, then read
-//! everything. Every outcome must be one of:
+//! each: open for writing with the default options (sealed segments opened from their
+//! index files, not scanned), read everything; then open scanning every sealed
+//! segment with the default recovery, then with `SkipDamaged`, and read everything
+//! after each. Every outcome must be one of:
 //!
 //! - refused, with an error naming the file, and no byte of it changed; or
 //! - opened, with every acknowledged record present at its LSN, exact, or reported
-//!   (a cut listed in the recovery report, a hole read as `Error::Damaged`).
+//!   (a cut listed in the recovery report, a hole read as `Error::Damaged`; after an
+//!   open that did not scan a sealed segment, also a read refused with an error
+//!   naming the damaged file: that open reports damage when a record is read).
 //!
 //! Anything else is counted: a silent loss (a record gone and not reported), a
 //! garbage record (bytes that were not written at that LSN), a panic, a refusal that
@@ -24,8 +28,9 @@ const FLIPS: usize = 1000;
 const ZEROED_BLOCKS: usize = 100;
 const TRUNCATIONS: usize = 100;
 
-fn opts(recovery: RecoveryMode) -> LogOptions {
+fn opts(recovery: RecoveryMode, scan_sealed: bool) -> LogOptions {
     LogOptions {
+        scan_sealed,
         segment_size: 64 << 10,
         max_record: 2048,
         durability: Durability::Each,
@@ -58,6 +63,8 @@ struct Tally {
     refused: usize,
     opened_intact: usize,
     opened_with_reported_losses: usize,
+    /// Cases where the open from index files reported the damage on a read.
+    found_on_read: usize,
     silent_losses: usize,
     garbage: usize,
     panics: usize,
@@ -98,9 +105,15 @@ fn reported(rep: &RecoveryReport, into: &mut Vec<(u64, u64)>) {
 
 /// Every acknowledged LSN below `n` reads back exact or is reported; nothing past
 /// what was written reads. Returns whether anything was lost (reported).
-fn check(log: &Log, n: u64, lost: &[(u64, u64)], t: &mut Tally, case: &str) -> bool {
+/// With `on_read`, a read refused with an error naming a file of the log counts as
+/// reported too (the open did not scan every sealed segment).
+fn check(log: &Log, n: u64, lost: &[(u64, u64)], t: &mut Tally, case: &str, on_read: Option<&Path>) -> bool {
     let covered = |l: u64| lost.iter().any(|&(a, b)| a <= l && l < b);
+    let names_file = |e: &Error| {
+        matches!(e, Error::Corrupt { .. }) && on_read.is_some_and(|d| e.to_string().contains(&*d.to_string_lossy()))
+    };
     let mut any_lost = false;
+    let mut found = false;
     for lsn in 0..n {
         match log.read(lsn) {
             Ok(b) if b == rec(lsn) => {}
@@ -110,6 +123,7 @@ fn check(log: &Log, n: u64, lost: &[(u64, u64)], t: &mut Tally, case: &str) -> b
             }
             Err(Error::Damaged { .. }) => any_lost = true,
             Err(_) if covered(lsn) => any_lost = true,
+            Err(e) if names_file(&e) => found = true,
             Err(e) => {
                 t.silent_losses += 1;
                 t.bad(format!("{case}: LSN {lsn} lost, not reported: {e}"));
@@ -136,6 +150,7 @@ fn check(log: &Log, n: u64, lost: &[(u64, u64)], t: &mut Tally, case: &str) -> b
             Err(Error::Damaged { lsn, .. }) => {
                 seen.insert(lsn);
             }
+            Err(e) if names_file(&e) => found = true,
             Err(e) => {
                 t.bad(format!("{case}: iterator error {e}"));
                 t.silent_losses += 1;
@@ -143,16 +158,23 @@ fn check(log: &Log, n: u64, lost: &[(u64, u64)], t: &mut Tally, case: &str) -> b
             }
         }
     }
-    any_lost
+    if found {
+        t.found_on_read += 1;
+    }
+    any_lost || found
 }
 
 fn run_case(dir: &Path, n: u64, case: &str, t: &mut Tally) {
     let mut lost = Vec::new();
     let mut refused = false;
     let mut any_lost = false;
-    for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::SkipDamaged] {
+    for (mode, scan) in [
+        (RecoveryMode::TolerateTornTail, false),
+        (RecoveryMode::TolerateTornTail, true),
+        (RecoveryMode::SkipDamaged, true),
+    ] {
         let before = snapshot(dir);
-        match Log::open(dir, opts(mode)) {
+        match Log::open(dir, opts(mode, scan)) {
             Err(e) => {
                 let msg = e.to_string();
                 if !msg.contains(&*dir.to_string_lossy()) {
@@ -167,7 +189,8 @@ fn run_case(dir: &Path, n: u64, case: &str, t: &mut Tally) {
             }
             Ok(log) => {
                 reported(&log.recovery_report(), &mut lost);
-                any_lost |= check(&log, n, &lost, t, &format!("{case} {mode:?}"));
+                let on_read = (!scan).then_some(dir);
+                any_lost |= check(&log, n, &lost, t, &format!("{case} {mode:?} scan {scan}"), on_read);
             }
         }
     }
@@ -186,7 +209,7 @@ fn damage_campaign_loses_nothing_silently() {
     let mut rng = Rng(seed | 1);
     let root = tmpfs_dir();
     let base = root.path().join("base");
-    let log = Log::open(&base, opts(RecoveryMode::TolerateTornTail)).unwrap();
+    let log = Log::open(&base, opts(RecoveryMode::TolerateTornTail, false)).unwrap();
     let mut n = 0;
     while log.segments().unwrap().len() < 5 {
         assert_eq!(log.append(&rec(n)).unwrap(), n);
@@ -252,6 +275,7 @@ fn damage_campaign_loses_nothing_silently() {
                 t.refused += l.refused;
                 t.opened_intact += l.opened_intact;
                 t.opened_with_reported_losses += l.opened_with_reported_losses;
+                t.found_on_read += l.found_on_read;
                 t.silent_losses += l.silent_losses;
                 t.garbage += l.garbage;
                 t.bad_refusals += l.bad_refusals;
@@ -274,12 +298,13 @@ fn damage_campaign_loses_nothing_silently() {
     let line = format!(
         "damage campaign{tag}: {} cases ({FLIPS} byte flips, {ZEROED_BLOCKS} zeroed 4 KiB blocks, {TRUNCATIONS} truncations \
          over {} files, {n} records, seed {seed:#x}): {} refused naming the file, {} opened with every record, {} opened \
-         with every lost record reported; {} silent losses, {} garbage records, {} panics, {} bad refusals",
+         with every lost record reported ({} of them, opened from the index files, on a read); {} silent losses, {} garbage records, {} panics, {} bad refusals",
         t.cases,
         names.len(),
         t.refused,
         t.opened_intact,
         t.opened_with_reported_losses,
+        t.found_on_read,
         t.silent_losses,
         t.garbage,
         t.panics,

@@ -281,7 +281,21 @@ fn damage_in_a_sealed_segment_is_an_error_naming_file_and_offset() {
     use std::os::unix::fs::FileExt;
     f.write_all_at(b"XX", 5000).unwrap();
     drop(f);
-    let err = Log::open(&dir, small(Durability::Group)).err().expect("damage is an error").to_string();
+    // The default open reads the segment's index, not its records (files layout):
+    // the damaged record is an error when it is read, the others read.
+    if !single_file() {
+        let log = Log::open(&dir, small(Durability::Group)).unwrap();
+        let bad: Vec<_> = (0..400).filter_map(|l| log.read(l).err().map(|e| (l, e.to_string()))).collect();
+        assert!(!bad.is_empty() && bad.len() < 3, "{bad:?}");
+        for (_, err) in &bad {
+            assert!(err.contains(&*first.path.to_string_lossy()) && err.contains("at byte"), "{err}");
+        }
+    }
+    // An open that scans sealed segments (every open, single-file) refuses it.
+    let err = Log::open(&dir, LogOptions { scan_sealed: true, ..small(Durability::Group) })
+        .err()
+        .expect("damage is an error")
+        .to_string();
     assert!(err.contains(&*first.path.to_string_lossy()) && err.contains("at byte"), "{err}");
     // Point-in-time keeps what precedes the damage and drops the rest.
     let log = Log::open(&dir, LogOptions { recovery: RecoveryMode::PointInTime, ..small(Durability::Group) }).unwrap();
@@ -505,8 +519,11 @@ fn unfinished_seal_is_finished_at_recovery() {
 
         let log = Log::open(&dir, small_direct(Durability::Each)).unwrap();
         let rep = log.recovery_report();
-        assert_eq!(rep.repairs.len(), 1, "{:?}", rep.repairs);
-        assert!(rep.repairs[0].contains("unfinished seal"), "{:?}", rep.repairs);
+        // (Its index, which says where the records end, no longer matches the longer
+        // file: the segment is scanned instead.)
+        let seal: Vec<_> = rep.repairs.iter().filter(|l| !l.contains(".idx")).collect();
+        assert_eq!(seal.len(), 1, "{:?}", rep.repairs);
+        assert!(seal[0].contains("unfinished seal"), "{:?}", rep.repairs);
         assert_eq!(std::fs::metadata(&first.path).unwrap().len(), sealed_len, "trimmed back to its records");
         let seg = &log.segments().unwrap()[0];
         assert_eq!(seg.physical, Mode::Cached, "{}", seg.path.display());

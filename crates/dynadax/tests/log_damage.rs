@@ -188,7 +188,8 @@ fn damage_in_a_sealed_segment_is_salvaged_or_set_aside() {
     }
     flip(&segs[1].path, at + 28);
     let before = snapshot(&dir);
-    let err = Log::open(&dir, o(RecoveryMode::TolerateTornTail)).err().unwrap().to_string();
+    let scanning = LogOptions { scan_sealed: true, ..o(RecoveryMode::TolerateTornTail) };
+    let err = Log::open(&dir, scanning).err().unwrap().to_string();
     assert!(
         err.contains(&*segs[1].path.to_string_lossy()) && err.contains(&format!("record {victim} is damaged")),
         "{err}"

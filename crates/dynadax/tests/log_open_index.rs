@@ -1,9 +1,10 @@
-//! Opening without a scan of the sealed segments (`LogOptions::scan_sealed` false):
-//! each sealed segment file gets an index file after its seal, an open reads those
-//! instead of the records, a missing, damaged or stale index is reported and the
-//! segment scanned (and the index written again), and damage in an indexed segment is
-//! still found: when the record is read, by `verify`, by the default open and by
-//! `RecoveryMode::Strict`.
+//! Opening without a scan of the sealed segments (`LogOptions::scan_sealed` false,
+//! the default): each sealed segment file gets an index file after its seal, an open
+//! reads their heads instead of the records, a missing, damaged or stale index is
+//! reported and the segment scanned (and the index written again), damage in an
+//! indexed segment is still found: when the record is read, by `verify`, by an open
+//! with `scan_sealed` and by `RecoveryMode::Strict`; and sealed segments keep a sparse
+//! index in RAM (at most a byte per record), loaded on their first read.
 
 mod common;
 use common::*;
@@ -58,7 +59,7 @@ fn an_open_reads_the_indexes_not_the_sealed_records() {
             assert!(idx(s).exists(), "{} has no index file", s.display());
         }
         let scanned = Log::open(d.path(), opts(true)).unwrap().recovery_report();
-        assert_eq!(scanned.indexed, 0, "the default open scans every segment");
+        assert_eq!(scanned.indexed, 0, "scan_sealed scans every segment");
         let log = Log::open(d.path(), opts(false)).unwrap();
         let r = log.recovery_report();
         assert_eq!(r.indexed, sealed.len(), "{r:?}");
@@ -85,24 +86,40 @@ fn a_missing_damaged_or_stale_index_is_reported_and_the_segment_scanned() {
     }
     let d = tmpfs_dir();
     let sealed = make(d.path(), 1200);
-    // Damaged: one byte of the offsets. Missing. Stale: another segment's index.
-    let mut b = std::fs::read(idx(&sealed[0])).unwrap();
-    b[50] ^= 4;
-    std::fs::write(idx(&sealed[0]), b).unwrap();
+    // Damaged: one byte of the offsets, one of the head. Missing. Stale: another
+    // segment's index.
+    let flip = |p: &std::path::Path, at: usize| {
+        let mut b = std::fs::read(p).unwrap();
+        b[at] ^= 4;
+        std::fs::write(p, b).unwrap();
+    };
+    flip(&idx(&sealed[0]), 60);
     std::fs::remove_file(idx(&sealed[1])).unwrap();
     std::fs::copy(idx(&sealed[1 + 2]), idx(&sealed[2])).unwrap();
+    flip(&idx(&sealed[3]), 30);
     let log = Log::open(d.path(), opts(false)).unwrap();
     let r = log.recovery_report();
+    // The open reads only the heads: the damaged offsets are found on the first read.
     assert_eq!(r.indexed, sealed.len() - 3, "{r:?}");
-    let said = r.repairs.join("\n");
-    for (s, why) in [(&sealed[0], "checksum mismatch"), (&sealed[1], "no index file"), (&sealed[2], "another segment")]
-    {
+    let reported = |r: &dynadax::log::RecoveryReport, s: &std::path::Path, why: &str, when: &str| {
         assert!(
-            r.repairs.iter().any(|l| l.contains(&*s.to_string_lossy()) && l.contains(why) && l.contains("scanned")),
-            "{} ({why}) not reported: {said}",
-            s.display()
+            r.repairs.iter().any(|l| l.contains(&*s.to_string_lossy()) && l.contains(why) && l.contains(when)),
+            "{} ({why}) not reported: {}",
+            s.display(),
+            r.repairs.join("\n")
         );
+    };
+    for (s, why) in [(&sealed[1], "no index file"), (&sealed[2], "another segment"), (&sealed[3], "in its head")] {
+        reported(&r, s, why, "scanned");
     }
+    assert!(!r.repairs.iter().any(|l| l.contains(&*sealed[0].to_string_lossy())), "{:?}", r.repairs);
+    check_all(&log, 1200);
+    reported(
+        &log.recovery_report(),
+        &sealed[0],
+        "checksum mismatch",
+        "scanned on its first read, and its index written again",
+    );
     check_all(&log, 1200);
     drop(log);
     // Written again (and verify, which checks each index against its segment, finds
@@ -134,7 +151,7 @@ fn verify_names_a_damaged_index_and_nothing_else() {
 }
 
 #[test]
-fn damage_in_an_indexed_segment_is_found_by_the_read_verify_strict_and_the_default_open() {
+fn damage_in_an_indexed_segment_is_found_by_the_read_verify_strict_and_a_scanning_open() {
     if single_file() {
         return;
     }
@@ -169,7 +186,7 @@ fn damage_in_an_indexed_segment_is_found_by_the_read_verify_strict_and_the_defau
     assert!(!v.problems.is_empty(), "verify finds it");
     let strict = Log::open(d.path(), LogOptions { recovery: RecoveryMode::Strict, ..opts(false) });
     assert!(strict.is_err(), "Strict scans every segment");
-    assert!(Log::open(d.path(), opts(true)).is_err(), "the default open scans and refuses, as before");
+    assert!(Log::open(d.path(), opts(true)).is_err(), "an open with scan_sealed scans and refuses");
 }
 
 #[test]
@@ -197,5 +214,48 @@ fn index_files_go_with_their_segments() {
     assert!(log.recovery_report().repairs.is_empty(), "{:?}", log.recovery_report().repairs);
     for lsn in log.first_lsn()..cut + 300 {
         assert_eq!(log.read(lsn).unwrap(), rec(lsn));
+    }
+}
+
+/// RAM per record of sealed segments: none until a segment is first read, then at
+/// most a byte per record (the tail: 4); every record reads back, at every place
+/// between two marks of the sparse index, by random and sequential reads, copying
+/// and zero-copy, in a writer and in a read-only reader.
+#[test]
+fn sealed_segments_keep_at_most_a_byte_per_record_in_ram() {
+    let d = tmpfs_dir();
+    let n = 3000;
+    make(d.path(), n);
+    for read_only in [false, true] {
+        let log = if read_only {
+            Log::open_read_only(d.path(), opts(false)).unwrap()
+        } else {
+            Log::open(d.path(), opts(false)).unwrap()
+        };
+        let sealed = |log: &Log| log.segments().unwrap().into_iter().filter(|s| s.sealed).collect::<Vec<_>>();
+        if !single_file() {
+            for s in sealed(&log) {
+                assert_eq!(s.index_ram, 0, "{} loaded before its first read", s.path.display());
+            }
+        }
+        // Random order, then every LSN through both APIs.
+        let mut lsn = 7u64;
+        for _ in 0..n {
+            lsn = (lsn * 1103 + 12345) % n;
+            assert_eq!(log.read(lsn).unwrap(), rec(lsn), "LSN {lsn}");
+            assert_eq!(&*log.read_ref(lsn).unwrap(), &rec(lsn)[..], "LSN {lsn}");
+        }
+        check_all(&log, n);
+        let segs = sealed(&log);
+        assert!(segs.len() >= 4);
+        for s in &segs {
+            assert!(
+                s.index_ram > 0 && s.index_ram as u64 <= s.records,
+                "{}: {} bytes for {} records",
+                s.path.display(),
+                s.index_ram,
+                s.records
+            );
+        }
     }
 }

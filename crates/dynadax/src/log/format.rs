@@ -325,14 +325,19 @@ pub fn index_path(segment: &Path) -> std::path::PathBuf {
 /// it whole or missing; one damaged fails its checksum and the segment is scanned
 /// instead (and the index written again).
 ///
+/// The head has its own checksum: an open reads only the head (what it needs to
+/// place the segment's LSNs), so its cost does not grow with the log; the offsets
+/// are read, and their checksum checked, when a record of the segment is first read.
+///
 /// ```text
-///  0  magic      8  "DDXIDX01"
+///  0  magic      8  "DDXIDX02"
 ///  8  base_lsn   8
 /// 16  created_ns 8
 /// 24  records    8
 /// 32  end        8  offset just past the last record (the file's length)
 /// 40  max_len    4  longest payload
-/// 44  offsets    4 x records  each record's offset, in LSN order
+/// 44  head_crc   4  crc32c of bytes 0..44
+/// 48  offsets    4 x records  each record's offset, in LSN order
 ///  .  crc32c     4  of every byte before it
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,8 +354,48 @@ pub struct SegmentIndex {
     pub offsets: Vec<u32>,
 }
 
-const INDEX_MAGIC: &[u8; 8] = b"DDXIDX01";
-const INDEX_HEAD: usize = 44;
+/// The head of an index file: all an open needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexHead {
+    /// As in [`SegmentIndex`].
+    pub base_lsn: u64,
+    /// As in [`SegmentIndex`].
+    pub created_ns: u64,
+    /// Number of records.
+    pub records: u64,
+    /// As in [`SegmentIndex`].
+    pub end: u64,
+    /// As in [`SegmentIndex`].
+    pub max_len: u32,
+}
+
+const INDEX_MAGIC: &[u8; 8] = b"DDXIDX02";
+/// Bytes of an index file's head (its checksum included).
+pub const INDEX_HEAD: usize = 48;
+
+impl IndexHead {
+    /// Parses and checks the head (the first [`INDEX_HEAD`] bytes of an index file).
+    pub fn decode(b: &[u8]) -> Result<IndexHead, String> {
+        if b.len() < INDEX_HEAD || &b[..8] != INDEX_MAGIC {
+            return Err("not a segment index (of this version)".into());
+        }
+        if crc32c::crc32c(&b[..44]) != u32_at(b, 44) {
+            return Err("checksum mismatch in its head".into());
+        }
+        Ok(IndexHead {
+            base_lsn: u64_at(b, 8),
+            created_ns: u64_at(b, 16),
+            records: u64_at(b, 24),
+            end: u64_at(b, 32),
+            max_len: u32_at(b, 40),
+        })
+    }
+
+    /// The length of the whole index file this head describes.
+    pub fn file_len(&self) -> Option<u64> {
+        self.records.checked_mul(4)?.checked_add((INDEX_HEAD + 4) as u64)
+    }
+}
 
 impl SegmentIndex {
     /// The file's bytes.
@@ -361,6 +406,8 @@ impl SegmentIndex {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&self.max_len.to_le_bytes());
+        let head_crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&head_crc.to_le_bytes());
         for o in &self.offsets {
             b.extend_from_slice(&o.to_le_bytes());
         }
@@ -369,14 +416,11 @@ impl SegmentIndex {
         b
     }
 
-    /// Parses an index file, checking its length and checksum; why not, if invalid.
+    /// Parses an index file, checking its length and checksums; why not, if invalid.
     pub fn decode(b: &[u8]) -> Result<SegmentIndex, String> {
-        if b.len() < INDEX_HEAD + 4 || &b[..8] != INDEX_MAGIC {
-            return Err("not a segment index".into());
-        }
-        let records = u64_at(b, 24);
-        if records.checked_mul(4).and_then(|n| n.checked_add((INDEX_HEAD + 4) as u64)) != Some(b.len() as u64) {
-            return Err(format!("{} bytes for {records} records", b.len()));
+        let head = IndexHead::decode(b)?;
+        if head.file_len() != Some(b.len() as u64) {
+            return Err(format!("{} bytes for {} records", b.len(), head.records));
         }
         let body = b.len() - 4;
         if crc32c::crc32c(&b[..body]) != u32_at(b, body) {
@@ -385,10 +429,10 @@ impl SegmentIndex {
         let offsets =
             b[INDEX_HEAD..body].chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4"))).collect();
         Ok(SegmentIndex {
-            base_lsn: u64_at(b, 8),
-            created_ns: u64_at(b, 16),
-            end: u64_at(b, 32),
-            max_len: u32_at(b, 40),
+            base_lsn: head.base_lsn,
+            created_ns: head.created_ns,
+            end: head.end,
+            max_len: head.max_len,
             offsets,
         })
     }
@@ -424,6 +468,14 @@ mod tests {
             assert!(SegmentIndex::decode(&c).is_err(), "bit {bit} flipped was accepted");
         }
         assert!(SegmentIndex::decode(&b[..b.len() - 1]).is_err());
+        // The head alone: checked by its own checksum.
+        let h = IndexHead::decode(&b[..INDEX_HEAD]).unwrap();
+        assert_eq!((h.base_lsn, h.records, h.end, h.file_len()), (7, 3, 4096, Some(b.len() as u64)));
+        for bit in 0..INDEX_HEAD * 8 {
+            let mut c = b.clone();
+            c[bit / 8] ^= 1 << (bit % 8);
+            assert!(IndexHead::decode(&c).is_err(), "bit {bit} of the head flipped was accepted");
+        }
     }
 
     #[test]

@@ -276,8 +276,7 @@ impl Store {
                     header,
                     format::Frames::V2,
                     file,
-                    Vec::new(),
-                    HEADER_LEN as u64,
+                    super::segment::Index::dense(Vec::new(), HEADER_LEN as u64),
                     false,
                     files,
                 ))
@@ -300,8 +299,7 @@ impl Store {
                     header,
                     format::Frames::V2,
                     sf,
-                    Vec::new(),
-                    HEADER_LEN as u64,
+                    super::segment::Index::dense(Vec::new(), HEADER_LEN as u64),
                     false,
                     files,
                 ))

@@ -138,13 +138,15 @@ pub struct LogOptions {
     pub tail_mode: TailMode,
     /// Where the segments live, for a new log (an existing one keeps its own).
     pub layout: Layout,
-    /// Scan every sealed segment at open, checking every record's CRC (the default).
-    /// `false`: a sealed segment file with a valid index file (`{segment}.idx`,
-    /// written after each seal) is opened from its index without reading its records,
-    /// so an open reads the headers, the indexes and the tail; damage in such a
-    /// segment is then found when a record is read (every read checks its CRC), by
-    /// [`verify`] and by an open with `scan_sealed` or `RecoveryMode::Strict`, which
-    /// always scans. A missing or damaged index is reported and the segment scanned.
+    /// Scan every sealed segment at open, checking every record's CRC. `false` (the
+    /// default): a sealed segment file with a valid index file (`{segment}.idx`,
+    /// written after each seal) is opened from the index's head without reading its
+    /// records, so an open reads the segment headers, the index heads and the tail,
+    /// whatever the log's size; the index's offsets are read (their checksum checked)
+    /// on the segment's first read. Damage in such a segment is found when a record
+    /// is read (every read checks its CRC), by [`verify`], and by an open with
+    /// `scan_sealed`, `RecoveryMode::Strict` or a salvage, which always scan. A missing or
+    /// damaged index is reported ([`Log::recovery_report`]) and the segment scanned.
     /// Files layout only (the single-file layout scans).
     pub scan_sealed: bool,
 }
@@ -160,7 +162,7 @@ impl Default for LogOptions {
             max_segment_age: None,
             tail_mode: TailMode::Auto,
             layout: Layout::Files,
-            scan_sealed: true,
+            scan_sealed: false,
         }
     }
 }
@@ -201,6 +203,9 @@ pub struct SegmentInfo {
     pub backing: Option<Backing>,
     /// Creation time, ns since the Unix epoch.
     pub created_ns: u64,
+    /// Bytes of RAM its record index takes now: 4 per record for the tail, about
+    /// half a byte per record for a sealed segment once read, 0 before.
+    pub index_ram: usize,
 }
 
 /// What recovery did when the log was opened.
@@ -354,7 +359,7 @@ impl Log {
             }
         }
         let recorded = recovery::Recorded::of(loaded.as_ref());
-        let files = segment::FileCache::new(read_only);
+        let files = segment::FileCache::new(read_only, opts.max_record);
         let mut segments = if read_only {
             recover_racing_writer(dir, &store, &opts, &recorded, &mut report, &files)?
         } else {
@@ -491,24 +496,22 @@ impl Log {
             }
             log.adopt_tail()?;
             log.inner.prep.request(&log.inner);
-            // Sealed segment files without an index file (a log of an earlier version,
-            // an index lost in a crash or found damaged) get one, in the background.
-            if log.inner.store.slot_size().is_none() {
-                let segs = log.inner.segments.read().unwrap_or_else(|e| e.into_inner()).clone();
-                for s in segs.into_iter().filter(|s| s.sealed.load(Ordering::Acquire)) {
-                    // Opened from its index: it is valid. Otherwise it is read (a scan
-                    // of the whole segment came first) and written again if it is
-                    // missing or wrong.
-                    if s.from_index.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    let ok = s.file().and_then(|f| f.len()).is_ok_and(|len| {
-                        segment::read_index(&s.path, &s.header, len, log.inner.opts.max_record).is_ok()
-                    });
-                    if !ok {
-                        log.inner.prep.write_index(s);
-                    }
-                }
+        }
+        // Sealed segments keep a sparse index in RAM. Those scanned (their index file
+        // was missing or did not check, or the options asked for a scan) have their
+        // index file written again if it is missing or wrong, in the background.
+        let files_layout = log.inner.store.slot_size().is_none();
+        let segs = log.inner.segments.read().unwrap_or_else(|e| e.into_inner()).clone();
+        for s in segs.into_iter().filter(|s| s.sealed.load(Ordering::Acquire)) {
+            let Some(dense) = s.sparsify() else { continue };
+            if read_only || !files_layout || s.from_index.load(Ordering::Relaxed) {
+                continue;
+            }
+            let end = s.end.load(Ordering::Acquire);
+            let ok = segment::read_index_head(&s.path, &s.header, end, log.inner.opts.max_record)
+                .is_ok_and(|n| n == dense.len() as u64);
+            if !ok {
+                log.inner.prep.write_index(s, dense, end);
             }
         }
         Ok(log)
@@ -539,7 +542,7 @@ impl Log {
             }
             report.repairs.push(format!("{}: {e}: would be rebuilt from the segments", dir.join(META_FILE).display()));
         }
-        let files = segment::FileCache::new(true);
+        let files = segment::FileCache::new(true, opts.max_record);
         let store = layout::Store::open(dir, Layout::Files, opts.segment_size, false)?;
         let segs = recovery::recover(dir, &store, &opts, recovery::Apply::DryRun, &recorded, &mut report, &files)?;
         report.segments = segs.len();
@@ -591,8 +594,12 @@ impl Log {
     }
 
     /// What recovery did when this log was opened.
+    /// Index files found damaged or missing when a sealed segment was first read
+    /// (after the open) are in its `repairs` too.
     pub fn recovery_report(&self) -> RecoveryReport {
-        self.inner.report.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut r = self.inner.report.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        r.repairs.extend(self.inner.files.notes.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
+        r
     }
 
     /// The segments, oldest first, with their modes.
@@ -621,6 +628,7 @@ impl Log {
                     effective,
                     backing,
                     created_ns: s.header.created_ns,
+                    index_ram: s.index.read().unwrap_or_else(|e| e.into_inner()).ram(),
                 })
             })
             .collect()

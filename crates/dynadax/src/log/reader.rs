@@ -109,8 +109,7 @@ impl Inner {
                 header,
                 frames,
                 file,
-                Vec::new(),
-                super::HEADER_LEN as u64,
+                super::segment::Index::dense(Vec::new(), super::HEADER_LEN as u64),
                 false,
                 &self.files,
             );
@@ -118,6 +117,9 @@ impl Inner {
             if let Some(prev) = segs.last() {
                 prev.sealed.store(true, Ordering::Release);
                 prev.pin(false);
+                // A tailer that follows the writer for days keeps half a byte per
+                // record of what it saw sealed, like the writer.
+                prev.sparsify();
             }
             segs.push(seg);
         }
@@ -204,12 +206,9 @@ fn forget_from(segs: &mut Vec<std::sync::Arc<super::segment::Segment>>, lsn: Lsn
     if let Some(seg) = segs.last() {
         let keep = lsn - seg.base();
         let mut idx = seg.index.write().unwrap_or_else(|e| e.into_inner());
-        if (idx.offsets.len() as u64) > keep {
-            idx.next = idx.offsets[keep as usize] as u64;
-            idx.offsets.truncate(keep as usize);
-        }
+        idx.truncate(keep, None);
         idx.holes.retain(|(r, _)| r.start < lsn);
-        let (n, next) = (idx.offsets.len() as u64, idx.next);
+        let (n, next) = (idx.len(), idx.next);
         drop(idx);
         seg.records.store(n, Ordering::Release);
         seg.end.store(next, Ordering::Release);
@@ -245,11 +244,12 @@ fn extend_scan(seg: &std::sync::Arc<super::segment::Segment>, max: usize) -> Res
         let mut c = 0usize;
         let mut progressed = false;
         let stop = loop {
-            let lsn = seg.base() + idx.offsets.len() as u64;
+            let lsn = seg.base() + idx.len();
             match frames.decode(&buf, c, lsn, max) {
                 Decoded::Record { len, .. } => {
-                    idx.offsets.push((at + c as u64) as u32);
+                    let off = at + c as u64;
                     c += frames.frame_len(len);
+                    idx.push(off as u32, at + c as u64);
                     progressed = true;
                 }
                 Decoded::End => break true,
@@ -267,7 +267,7 @@ fn extend_scan(seg: &std::sync::Arc<super::segment::Segment>, max: usize) -> Res
         }
     }
     idx.next = at;
-    seg.records.store(idx.offsets.len() as u64, Ordering::Release);
+    seg.records.store(idx.len(), Ordering::Release);
     seg.end.store(at, Ordering::Release);
     Ok(())
 }

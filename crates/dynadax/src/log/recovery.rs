@@ -175,11 +175,11 @@ pub(crate) fn recover(
             };
             let holey = base > e && known_hole(e..base);
             match mode {
-                _ if holey => hole_bridge(&mut out, base),
+                _ if holey => hole_bridge(&mut out, base)?,
                 RecoveryMode::SkipDamaged if base > e => {
                     report.repairs.push(format!("{}: {why}: LSNs {e}..{base} kept as a hole", label(found)));
                     report.holes.push(Hole { lsns: (e, base), path: path.clone(), offset: at(0) });
-                    hole_bridge(&mut out, base);
+                    hole_bridge(&mut out, base)?;
                 }
                 RecoveryMode::PointInTime => {
                     set_aside(store, &names[i..], apply, &why, report)?;
@@ -203,7 +203,7 @@ pub(crate) fn recover(
                         set_aside(store, &names[i..i + 1], apply, &why, report)?;
                         // The next segment follows the hole.
                         i += 1;
-                        hole_bridge(&mut out, next);
+                        hole_bridge(&mut out, next)?;
                         continue;
                     }
                     (RecoveryMode::PointInTime, _) => {
@@ -225,37 +225,50 @@ pub(crate) fn recover(
         let holds_cut = truncating.filter(|&t| t >= base && next_base.is_none_or(|n| t < n));
         // A sealed segment file may be opened from its index file instead of a scan
         // (`LogOptions::scan_sealed` false): not the tail, not one a truncation cuts or
-        // an earlier salvage left holes in, never in `Strict`.
+        // an earlier salvage left holes in; with the default recovery only (`Strict`
+        // checks everything, a salvage looks for the damage it is asked to handle).
         let by_index = !opts.scan_sealed
-            && mode != RecoveryMode::Strict
+            && mode == RecoveryMode::TolerateTornTail
             && !is_last
             && holds_cut.is_none()
             && found.span == u64::MAX
             && !known.iter().any(|&(a, b)| b > base && next_base.is_none_or(|n| a < n));
-        let indexed = if by_index {
-            match super::segment::read_index(path, &header, file.len()?, opts.max_record) {
-                Ok(i) => Some(i),
-                Err(why) => {
-                    report.repairs.push(format!(
-                        "{}: index {}: {why}: the segment is scanned{}",
-                        label(found),
-                        super::format::index_path(path).display(),
-                        if apply == Apply::Write { " and its index written again" } else { "" }
-                    ));
-                    None
+        if by_index {
+            // The index file's head places the segment's LSNs; its offsets are read
+            // on the segment's first read (`Segment::offset_of`).
+            let file_len = file.len()?;
+            let counted =
+                super::segment::read_index_head(path, &header, file_len, opts.max_record).and_then(
+                    |n| match next_base {
+                        Some(next) if base.checked_add(n) != Some(next) => Err(format!(
+                            "it lists {n} records from LSN {base}, but the next segment starts at LSN {next}"
+                        )),
+                        _ => Ok(n),
+                    },
+                );
+            match counted {
+                Ok(records) => {
+                    report.indexed += 1;
+                    let index = super::segment::Index::unloaded(records, file_len);
+                    let seg =
+                        Segment::new(path.clone(), found.offset, found.span, header, frames, file, index, true, files);
+                    seg.from_index.store(true, Ordering::Relaxed);
+                    if apply.changes() {
+                        report.repairs.extend(store.finish_seal(&seg, true)?);
+                    }
+                    out.push(seg);
+                    i += 1;
+                    continue;
                 }
+                Err(why) => report.repairs.push(format!(
+                    "{}: index {}: {why}: the segment is scanned{}",
+                    label(found),
+                    super::format::index_path(path).display(),
+                    if apply == Apply::Write { " and its index written again" } else { "" }
+                )),
             }
-        } else {
-            None
-        };
-        let from_index = indexed.is_some();
-        let mut scan = match indexed {
-            Some((index, end)) => {
-                report.indexed += 1;
-                super::segment::Scan { index, end, gaps: Vec::new(), too_large: None }
-            }
-            None => super::segment::scan(&file, &header, frames, opts.max_record)?,
-        };
+        }
+        let mut scan = super::segment::scan(&file, &header, frames, opts.max_record)?;
         if let Some((o, lsn, len)) = scan.too_large {
             return Err(Error::invalid(
                 path,
@@ -312,9 +325,7 @@ pub(crate) fn recover(
                 }
             }
         }
-        if !from_index {
-            report.bytes += scan.last_end();
-        }
+        report.bytes += scan.last_end();
         // Gaps an earlier salvage recorded: holes, silently.
         let mut index = scan.index.clone();
         let mut holes = Vec::new();
@@ -458,9 +469,9 @@ pub(crate) fn recover(
             file.zero_from(end)?;
         }
         let sealed = !is_last && !stop_after;
-        let seg = Segment::new(path.clone(), found.offset, found.span, header, frames, file, index, end, sealed, files);
-        seg.from_index.store(from_index, std::sync::atomic::Ordering::Relaxed);
-        seg.index.write().unwrap_or_else(|e| e.into_inner()).holes = holes;
+        let mut index = super::segment::Index::dense(index, end);
+        index.holes = holes;
+        let seg = Segment::new(path.clone(), found.offset, found.span, header, frames, file, index, sealed, files);
         if apply.changes() && sealed {
             report.repairs.extend(store.finish_seal(&seg, sealed_trim_ok)?);
         }
@@ -573,17 +584,27 @@ fn push_hole(index: &mut Vec<u32>, holes: &mut Vec<(Range<Lsn>, u64)>, base: Lsn
 
 /// When a salvaged segment was set aside whole, the previous one is extended by a
 /// hole up to `next` so the chain check of the next segment passes.
-fn hole_bridge(out: &mut [Arc<Segment>], next: Lsn) {
+fn hole_bridge(out: &mut [Arc<Segment>], next: Lsn) -> Result<()> {
     if let Some(p) = out.last() {
-        let mut idx = p.index.write().unwrap_or_else(|e| e.into_inner());
         let start = p.end_lsn();
         if next > start {
+            // Holes are kept in a dense index: one opened from its index file is
+            // indexed again record by record first.
+            let dense = p.index.read().unwrap_or_else(|e| e.into_inner()).dense_offsets().is_some();
+            if !dense {
+                p.index.write().unwrap_or_else(|e| e.into_inner()).truncate(0, None);
+                if let Some(last) = p.count().checked_sub(1) {
+                    p.offset_of(p.base() + last)?;
+                }
+            }
+            let mut idx = p.index.write().unwrap_or_else(|e| e.into_inner());
             let at = p.end.load(Ordering::Acquire);
-            idx.offsets.resize((next - p.base()) as usize, HOLE);
+            idx.push_holes(next - p.base());
             idx.holes.push((start..next, at));
-            p.records.store(idx.offsets.len() as u64, Ordering::Release);
+            p.records.store(idx.len(), Ordering::Release);
         }
     }
+    Ok(())
 }
 
 fn damage_text(first: &Gap, following: u64, later: usize, is_last: bool) -> String {

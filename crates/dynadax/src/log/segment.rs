@@ -261,6 +261,11 @@ pub(crate) fn read_full(f: &std::fs::File, path: &Path, buf: &mut [u8], off: u64
 pub(crate) struct FileCache {
     read_only: bool,
     max: usize,
+    /// The log's maximum record size (what a scan of a segment accepts).
+    max_record: usize,
+    /// What went wrong loading a sealed segment's index file on its first read (after
+    /// the open): reported with the open's own repairs (`Log::recovery_report`).
+    pub notes: Mutex<Vec<String>>,
     /// Segments whose file is open (dead weak references are dropped as found).
     open: Mutex<Vec<Weak<Segment>>>,
     hand: AtomicUsize,
@@ -269,10 +274,17 @@ pub(crate) struct FileCache {
 impl FileCache {
     /// A cache for a log opened for writing or for reading only: a quarter of the
     /// process's descriptor limit, at least 8 and at most 1,024 files.
-    pub fn new(read_only: bool) -> Arc<FileCache> {
+    pub fn new(read_only: bool, max_record: usize) -> Arc<FileCache> {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1024);
         let max = ((limit / 4) as usize).clamp(8, 1024);
-        Arc::new(FileCache { read_only, max, open: Mutex::new(Vec::new()), hand: AtomicUsize::new(0) })
+        Arc::new(FileCache {
+            read_only,
+            max,
+            max_record,
+            notes: Mutex::new(Vec::new()),
+            open: Mutex::new(Vec::new()),
+            hand: AtomicUsize::new(0),
+        })
     }
 
     /// Records that `seg`'s file is open, and closes others beyond the bound.
@@ -368,11 +380,24 @@ pub(crate) fn read_stable<T>(seg: &Segment, mut read: impl FnMut() -> Result<T>)
     }
 }
 
-/// Known record offsets of a segment: `offsets[lsn - base]`, and where the next one starts.
-#[derive(Debug, Default)]
+/// Known record offsets of a segment, and where the record after them starts.
+///
+/// One of three shapes, kept by these methods alone:
+/// - **dense**: `marks[i]` is record `i`'s offset, for each record known. A segment
+///   that grows (the tail, extended lazily by readers) or has holes (a salvage).
+/// - **sparse**: a complete, hole-free sealed segment keeps the offset of every
+///   [`SPARSE`]-th record only (half a byte of RAM per record); a record between
+///   two marks is found by stepping over the frames from the mark before it.
+/// - **unloaded**: a sealed segment opened from its index file, whose offsets are
+///   read (and their checksum checked) on its first read, then kept sparse.
+#[derive(Debug)]
 pub(crate) struct Index {
-    /// [`HOLE`] for a damaged record of a salvaged log (its place is in `holes`).
-    pub offsets: Vec<u32>,
+    marks: Vec<u32>,
+    /// 1 (dense) or [`SPARSE`].
+    stride: u32,
+    /// Records indexed.
+    len: u64,
+    loaded: bool,
     pub next: u64,
     /// Damaged LSNs kept as holes (`RecoveryMode::SkipDamaged`), with where the
     /// damage begins.
@@ -381,6 +406,118 @@ pub(crate) struct Index {
 
 /// The index entry of a damaged record.
 pub(crate) const HOLE: u32 = u32::MAX;
+
+/// One mark per this many records in a sealed segment's index: 0.5 byte per record,
+/// and a random read steps over at most 7 frame headers (in the mapping, next to the
+/// record it reads).
+pub(crate) const SPARSE: u32 = 8;
+
+/// Where [`Index::lookup`] says a record is.
+pub(crate) enum Lookup {
+    At(u64),
+    /// `frames` frames after the record at `from`.
+    Step {
+        from: u64,
+        frames: u32,
+    },
+    Hole,
+    /// The index file is not read yet.
+    Unloaded,
+    /// Past what is indexed.
+    Unknown,
+}
+
+impl Index {
+    /// Every record's offset, as a scan or the writer found them.
+    pub fn dense(offsets: Vec<u32>, next: u64) -> Index {
+        Index { len: offsets.len() as u64, marks: offsets, stride: 1, loaded: true, next, holes: Vec::new() }
+    }
+
+    /// `records` records ending at `next`, their offsets in the index file.
+    pub fn unloaded(records: u64, next: u64) -> Index {
+        Index { marks: Vec::new(), stride: SPARSE, len: records, loaded: false, next, holes: Vec::new() }
+    }
+
+    /// Records indexed.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Bytes of RAM the offsets take.
+    pub fn ram(&self) -> usize {
+        self.marks.capacity() * 4
+    }
+
+    /// Every record's offset, if this index is dense.
+    pub fn dense_offsets(&self) -> Option<&[u32]> {
+        (self.stride == 1).then_some(&self.marks[..])
+    }
+
+    pub fn lookup(&self, i: u64) -> Lookup {
+        if !self.loaded {
+            return Lookup::Unloaded;
+        }
+        if i >= self.len {
+            return Lookup::Unknown;
+        }
+        let (m, frames) = ((i / self.stride as u64) as usize, (i % self.stride as u64) as u32);
+        match self.marks[m] {
+            HOLE => Lookup::Hole,
+            o if frames == 0 => Lookup::At(o as u64),
+            o => Lookup::Step { from: o as u64, frames },
+        }
+    }
+
+    /// Indexes the next record, at `off` (dense only: a sparse index is complete).
+    pub fn push(&mut self, off: u32, next: u64) {
+        debug_assert_eq!(self.stride, 1, "a sparse index does not grow");
+        self.marks.push(off);
+        self.len += 1;
+        self.next = next;
+    }
+
+    /// Holes for the records from the last indexed to the `upto`-th.
+    pub fn push_holes(&mut self, upto: u64) {
+        debug_assert_eq!(self.stride, 1);
+        self.marks.resize(upto as usize, HOLE);
+        self.len = upto;
+    }
+
+    /// Forgets the records from the `keep`-th on; the next then starts at `new_end`
+    /// (`None`: where the `keep`-th did). A sparse or unloaded index forgets every
+    /// record (even with nothing to cut) and is dense again, to be extended record by
+    /// record from the first: the segment grows again.
+    pub fn truncate(&mut self, keep: u64, new_end: Option<u64>) {
+        if self.stride == 1 {
+            if self.len > keep {
+                self.next = new_end.unwrap_or(self.marks[keep as usize] as u64);
+                self.marks.truncate(keep as usize);
+                self.len = keep;
+            }
+        } else {
+            *self = Index { holes: std::mem::take(&mut self.holes), ..Index::dense(Vec::new(), HEADER_LEN as u64) };
+        }
+    }
+
+    /// Makes the dense, complete (`records` long), hole-free index of a sealed
+    /// segment sparse; returns the dense offsets it had (for its index file).
+    pub fn sparsify(&mut self, records: u64) -> Option<Vec<u32>> {
+        if self.stride != 1 || !self.holes.is_empty() || self.len != records || records == 0 {
+            return None;
+        }
+        let dense = std::mem::take(&mut self.marks);
+        self.load(&dense);
+        Some(dense)
+    }
+
+    /// Keeps every [`SPARSE`]-th of the complete offsets `dense`.
+    fn load(&mut self, dense: &[u32]) {
+        self.marks = dense.iter().step_by(SPARSE as usize).copied().collect();
+        self.stride = SPARSE;
+        self.len = dense.len() as u64;
+        self.loaded = true;
+    }
+}
 
 impl Segment {
     /// A segment and its index, as a scan found it, with its file open (and counted
@@ -393,11 +530,11 @@ impl Segment {
         header: SegmentHeader,
         frames: Frames,
         file: SegFile,
-        offsets: Vec<u32>,
-        end: u64,
+        index: Index,
         sealed: bool,
         cache: &Arc<FileCache>,
     ) -> Arc<Segment> {
+        let (records, end) = (index.len(), index.next);
         let seg = Arc::new(Segment {
             path,
             offset,
@@ -410,8 +547,8 @@ impl Segment {
             cache: cache.clone(),
             pinned: AtomicBool::new(!sealed),
             used: AtomicBool::new(true),
-            records: AtomicU64::new(offsets.len() as u64),
-            index: RwLock::new(Index { offsets, next: end, holes: Vec::new() }),
+            records: AtomicU64::new(records),
+            index: RwLock::new(index),
             end: AtomicU64::new(end),
             sealed: AtomicBool::new(sealed),
             from_index: AtomicBool::new(false),
@@ -492,17 +629,22 @@ impl Segment {
     }
 
     /// Offset of record `lsn`, if this segment has it; [`Error::Damaged`] for a hole.
-    /// Extends the index by decoding frame headers forward when a reader asks past it.
+    /// Loads an unloaded index; steps from a sparse index's mark; extends a dense one
+    /// by decoding frame headers forward when a reader asks past it.
     pub fn offset_of(self: &Arc<Self>, lsn: u64) -> Result<Option<u64>> {
         let Some(i) = lsn.checked_sub(self.base()) else { return Ok(None) };
         if i >= self.count() {
             return Ok(None);
         }
         let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
-        match idx.offsets.get(i as usize) {
-            Some(&HOLE) => return Err(self.hole(&idx, lsn)),
-            Some(&o) => return Ok(Some(o as u64)),
-            None => {}
+        match idx.lookup(i) {
+            Lookup::At(o) => return Ok(Some(o)),
+            Lookup::Step { from, frames } => {
+                drop(idx);
+                return self.step(from, frames).map(Some);
+            }
+            Lookup::Hole => return Err(self.hole(&idx, lsn)),
+            Lookup::Unloaded | Lookup::Unknown => {}
         }
         drop(idx);
         let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
@@ -511,8 +653,11 @@ impl Segment {
         if i >= self.count() {
             return Ok(None);
         }
+        if let Lookup::Unloaded = idx.lookup(i) {
+            self.load_index(&mut idx)?;
+        }
         let file = self.file()?;
-        while idx.offsets.len() as u64 <= i {
+        while idx.len() <= i {
             let at = idx.next;
             let mut head = [0u8; 4];
             if file.read_at(&mut head, at)? < 4 {
@@ -520,15 +665,98 @@ impl Segment {
             }
             let len = u32::from_le_bytes(head) as usize;
             if len == 0 {
-                return Err(self.corrupt(
-                    at,
-                    format!("record {} expected, found the end", self.base() + idx.offsets.len() as u64),
-                ));
+                return Err(self.corrupt(at, format!("record {} expected, found the end", self.base() + idx.len())));
             }
-            idx.offsets.push(u32::try_from(at).map_err(|_| self.corrupt(at, "offset past 4 GiB".into()))?);
-            idx.next = at + self.frames.frame_len(len) as u64;
+            let off = u32::try_from(at).map_err(|_| self.corrupt(at, "offset past 4 GiB".into()))?;
+            idx.push(off, at + self.frames.frame_len(len) as u64);
         }
-        Ok(Some(idx.offsets[i as usize] as u64))
+        match idx.lookup(i) {
+            Lookup::At(o) => Ok(Some(o)),
+            Lookup::Step { from, frames } => {
+                drop(idx);
+                self.step(from, frames).map(Some)
+            }
+            Lookup::Hole => Err(self.hole(&idx, lsn)),
+            Lookup::Unloaded | Lookup::Unknown => unreachable!("loaded and extended above"),
+        }
+    }
+
+    /// The offset `frames` records after the one at `from`, by their lengths: read in
+    /// the segment's mapping where it has one (a sealed segment file; the record to be
+    /// read lies right after), else from the file a window at a time.
+    fn step(self: &Arc<Self>, mut from: u64, frames: u32) -> Result<u64> {
+        let map = self.frozen()?;
+        let mut buf = Vec::new();
+        let mut buf_at = 0u64;
+        for _ in 0..frames {
+            let len = match &map {
+                Some(m) => m.len_at(from),
+                None => {
+                    if from < buf_at || from + 4 > buf_at + buf.len() as u64 {
+                        buf.resize(16 << 10, 0);
+                        let n = self.file()?.read_at(&mut buf, from)?;
+                        buf.truncate(n);
+                        buf_at = from;
+                    }
+                    let at = (from - buf_at) as usize;
+                    buf.get(at..at + 4).map(|h| u32::from_le_bytes(h.try_into().expect("4 bytes")))
+                }
+            };
+            match len {
+                Some(l) if l != 0 => from += self.frames.frame_len(l as usize) as u64,
+                _ => return Err(self.corrupt(from, "a record of the segment's index is not there".into())),
+            }
+        }
+        Ok(from)
+    }
+
+    /// Reads the offsets of an unloaded index from the index file (checking its
+    /// checksum), kept sparse. An index file that is gone or fails its checks now is
+    /// reported, and the segment scanned (every record's CRC checked) instead; the
+    /// writer then writes the index again.
+    fn load_index(self: &Arc<Self>, idx: &mut Index) -> Result<()> {
+        let end = idx.next;
+        let why = match read_index(&self.path, &self.header, end, usize::MAX) {
+            Ok((dense, e)) if e == end && dense.len() as u64 == idx.len() => {
+                idx.load(&dense);
+                return Ok(());
+            }
+            Ok((dense, _)) => format!("it lists {} records, its head said {}", dense.len(), idx.len()),
+            Err(why) => why,
+        };
+        let scan = scan(&*self.file()?, &self.header, self.frames, self.cache.max_record)?;
+        let whole = scan.gaps.is_empty() && scan.too_large.is_none() && scan.end == end;
+        let ip = format::index_path(&self.path);
+        let mut note = format!(
+            "{}: index {}: {why}: the segment was scanned on its first read",
+            self.path.display(),
+            ip.display()
+        );
+        if whole && scan.index.len() as u64 == idx.len() {
+            idx.load(&scan.index);
+            if !self.cache.read_only {
+                match write_index(self, &scan.index, end) {
+                    Ok(()) => note.push_str(", and its index written again"),
+                    Err(e) => note.push_str(&format!(", and its index could not be written again: {e}")),
+                }
+            }
+        } else {
+            // Damage in the segment: what precedes it is readable, a read past it fails
+            // its checks. `log verify` names it.
+            let (n, at) = (scan.index.len(), scan.end);
+            *idx = Index { holes: std::mem::take(&mut idx.holes), ..Index::dense(scan.index, at) };
+            note.push_str(&format!(
+                ", and is damaged after its first {n} records (byte {at}): reads past them fail; `dynadax log verify` names the damage"
+            ));
+        }
+        self.cache.notes.lock().unwrap_or_else(|e| e.into_inner()).push(note);
+        Ok(())
+    }
+
+    /// Makes the index of this sealed segment sparse, if it is dense and complete;
+    /// the dense offsets it had (for an index file).
+    pub fn sparsify(&self) -> Option<Vec<u32>> {
+        self.index.write().unwrap_or_else(|e| e.into_inner()).sparsify(self.count())
     }
 
     fn hole(&self, idx: &Index, lsn: u64) -> Error {
@@ -539,10 +767,7 @@ impl Segment {
     /// Forgets records from the `keep`-th on (suffix truncation).
     pub fn truncate_index(&self, keep: u64, new_end: u64) {
         let mut idx = self.index.write().unwrap_or_else(|e| e.into_inner());
-        if idx.offsets.len() as u64 > keep {
-            idx.offsets.truncate(keep as usize);
-            idx.next = new_end;
-        }
+        idx.truncate(keep, Some(new_end));
         let base = self.base();
         idx.holes.retain(|(r, _)| r.start < base + keep);
         for (r, _) in idx.holes.iter_mut() {
@@ -584,30 +809,21 @@ impl Segment {
     }
 }
 
-/// Writes the index file of the sealed segment `seg` (files layout) from its complete
-/// in-memory index, unless it has holes or is incomplete (then an open scans it).
+/// Writes the index file of the sealed segment `seg` (files layout) from the offsets
+/// of all its records, `dense`, which end at `end`.
 /// Written to a temporary name, made durable and renamed (see [`format::SegmentIndex`]).
-pub(crate) fn write_index(seg: &Segment) -> Result<()> {
+pub(crate) fn write_index(seg: &Segment, dense: &[u32], end: u64) -> Result<()> {
     let index = {
-        let idx = seg.index.read().unwrap_or_else(|e| e.into_inner());
-        if !seg.sealed.load(Ordering::Acquire)
-            || !idx.holes.is_empty()
-            || idx.offsets.is_empty()
-            || idx.offsets.len() as u64 != seg.count()
-        {
-            return Ok(());
-        }
         // The longest payload, bounded from the frames' spacing (padding included).
         let header = seg.frames.header() as u64;
-        let ends = idx.offsets.iter().skip(1).map(|&o| o as u64).chain(std::iter::once(idx.next));
-        let max_len =
-            idx.offsets.iter().zip(ends).map(|(&o, e)| e.saturating_sub(o as u64 + header)).max().unwrap_or(0);
+        let ends = dense.iter().skip(1).map(|&o| o as u64).chain(std::iter::once(end));
+        let max_len = dense.iter().zip(ends).map(|(&o, e)| e.saturating_sub(o as u64 + header)).max().unwrap_or(0);
         format::SegmentIndex {
             base_lsn: seg.base(),
             created_ns: seg.header.created_ns,
-            end: idx.next,
+            end,
             max_len: u32::try_from(max_len).unwrap_or(u32::MAX),
-            offsets: idx.offsets.clone(),
+            offsets: dense.to_vec(),
         }
     };
     let path = format::index_path(&seg.path);
@@ -642,15 +858,8 @@ pub(crate) fn read_index(
         Err(e) => return Err(format!("cannot read {}: {e}", ip.display())),
     };
     let idx = format::SegmentIndex::decode(&bytes)?;
-    if idx.base_lsn != header.base_lsn || idx.created_ns != header.created_ns {
-        return Err("it describes another segment of the same name".into());
-    }
-    if idx.end != file_len {
-        return Err(format!("it says the records end at byte {}, the file is {file_len} bytes", idx.end));
-    }
-    if idx.max_len as usize > max {
-        return Err(format!("its records may be up to {} bytes, more than the {max} asked for", idx.max_len));
-    }
+    let head = format::IndexHead::decode(&bytes)?;
+    check_head(&head, header, file_len, max)?;
     if idx.offsets.windows(2).any(|w| w[0] >= w[1])
         || idx.offsets.first().is_some_and(|&o| (o as usize) < HEADER_LEN)
         || idx.offsets.last().is_some_and(|&o| o as u64 >= idx.end)
@@ -658,6 +867,56 @@ pub(crate) fn read_index(
         return Err("its offsets are out of order or out of the file".into());
     }
     Ok((idx.offsets, idx.end))
+}
+
+/// [`read_index`] reading the index file's head only (what an open needs): its
+/// record count, if the head is valid, describes this incarnation of the segment
+/// and the file is as long as it says. Its offsets are checked when they are read.
+pub(crate) fn read_index_head(
+    path: &Path,
+    header: &SegmentHeader,
+    file_len: u64,
+    max: usize,
+) -> std::result::Result<u64, String> {
+    use std::io::Read;
+    let ip = format::index_path(path);
+    let cannot = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => "no index file".to_string(),
+        _ => format!("cannot read {}: {e}", ip.display()),
+    };
+    let mut f = std::fs::File::open(&ip).map_err(cannot)?;
+    let mut b = [0u8; format::INDEX_HEAD];
+    f.read_exact(&mut b).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => "not a segment index (too short)".to_string(),
+        _ => cannot(e),
+    })?;
+    let head = format::IndexHead::decode(&b)?;
+    check_head(&head, header, file_len, max)?;
+    let len = f.metadata().map_err(cannot)?.len();
+    if head.file_len() != Some(len) {
+        return Err(format!("{len} bytes for {} records", head.records));
+    }
+    Ok(head.records)
+}
+
+fn check_head(
+    head: &format::IndexHead,
+    header: &SegmentHeader,
+    file_len: u64,
+    max: usize,
+) -> std::result::Result<(), String> {
+    if head.base_lsn != header.base_lsn || head.created_ns != header.created_ns {
+        return Err("it describes another segment of the same name".into());
+    }
+    if head.end != file_len {
+        return Err(format!("it says the records end at byte {}, the file is {file_len} bytes", head.end));
+    }
+    // `max_len` is bounded from the frames' spacing, which includes up to 7 bytes of
+    // padding: a record of exactly `max` bytes may show as a few more.
+    if head.max_len as usize > max.saturating_add(ALIGN - 1) {
+        return Err(format!("its records may be up to {} bytes, more than the {max} asked for", head.max_len));
+    }
+    Ok(())
 }
 
 pub(crate) fn corrupt(path: &Path, off: u64, why: String) -> Error {

@@ -67,6 +67,13 @@ impl SealedMap {
         self.map.bytes()
     }
 
+    /// The frame length field at `at`, if it lies in the mapping. (Not faulted in
+    /// first: a single read touches the mapping as [`Log::read_with`] does.)
+    pub fn len_at(&self, at: u64) -> Option<u32> {
+        let at = usize::try_from(at).ok()?;
+        self.bytes().get(at..at.checked_add(4)?).map(|h| u32::from_le_bytes(h.try_into().expect("4 bytes")))
+    }
+
     /// Makes sure `at..upto` is faulted in: if it is not yet, faults in from `at` to
     /// `upto` or a window further (clamped to the mapping); an unreadable page is an
     /// error naming the file and offset.

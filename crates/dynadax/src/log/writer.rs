@@ -86,7 +86,13 @@ impl Writer {
         if let Some(last) = tail.count().checked_sub(1) {
             let _ = tail.offset_of(tail.base() + last);
         }
-        self.offsets = tail.index.read().unwrap_or_else(|e| e.into_inner()).offsets.clone();
+        self.offsets = tail
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .dense_offsets()
+            .map(<[u32]>::to_vec)
+            .unwrap_or_default();
         self.guard = Some(tail_media(&tail, opts)?);
         self.tail = Some(tail);
         self.generation += 1;
@@ -414,7 +420,7 @@ enum Job {
     },
     Populate(Weak<TailMedia>),
     /// Write a sealed segment's index file (see [`super::format::SegmentIndex`]).
-    WriteIndex(Arc<Segment>),
+    WriteIndex(Arc<Segment>, Vec<u32>, u64),
 }
 
 /// Faults a new tail's mapping in ahead of the appender, a chunk at a time, holding
@@ -464,7 +470,7 @@ impl Preparer {
                         }
                         Job::Populate(media) => populate(&media),
                         // Advisory: an index not written means a scan at the open that needs it.
-                        Job::WriteIndex(seg) => drop(super::segment::write_index(&seg)),
+                        Job::WriteIndex(seg, dense, end) => drop(super::segment::write_index(&seg, &dense, end)),
                     }
                 }
             });
@@ -492,9 +498,10 @@ impl Preparer {
         self.prepare_next(inner);
     }
 
-    /// Asks for `seg`'s index file to be written in the background (files layout).
-    pub fn write_index(&self, seg: Arc<Segment>) {
-        self.send(Job::WriteIndex(seg));
+    /// Asks for `seg`'s index file to be written in the background (files layout),
+    /// from its records' offsets `dense`, which end at `end`.
+    pub fn write_index(&self, seg: Arc<Segment>, dense: Vec<u32>, end: u64) {
+        self.send(Job::WriteIndex(seg, dense, end));
     }
 
     /// Asks for the next segment file, unless one is ready or on its way.
@@ -954,22 +961,25 @@ impl Inner {
             w.guard = None;
             self.store.seal(&old, w.write_off)?;
             // The writer's offsets are the sealed segment's whole index (a salvaged
-            // segment with holes keeps the one recovery made).
-            {
+            // segment with holes keeps the one recovery made); kept sparse, and
+            // written whole to its index file.
+            let dense = {
                 let mut idx = old.index.write().unwrap_or_else(|e| e.into_inner());
                 // The next tail's, sized like this one's: no regrowth on the append path.
                 let next = Vec::with_capacity(w.offsets.len());
                 let offsets = std::mem::replace(&mut w.offsets, next);
                 if idx.holes.is_empty() && offsets.len() as u64 == old.count() {
-                    idx.offsets = offsets;
-                    idx.next = w.write_off;
+                    *idx = super::segment::Index::dense(offsets, w.write_off);
+                    idx.sparsify(old.count())
+                } else {
+                    None
                 }
-            }
+            };
             old.sealed.store(true, Ordering::Release);
             old.pin(false);
-            Ok::<_, Error>((new, guard))
+            Ok::<_, Error>((new, guard, dense))
         })();
-        let (new, guard) = res.map_err(|e| self.poison(e))?;
+        let (new, guard, dense) = res.map_err(|e| self.poison(e))?;
         self.segments.write().unwrap_or_else(|e| e.into_inner()).push(new.clone());
         w.tail = Some(new);
         w.guard = Some(guard);
@@ -979,8 +989,9 @@ impl Inner {
         w.opened = Instant::now();
         w.offsets.clear();
         self.prep.tail_opened(w.guard.as_ref(), self);
-        if self.store.slot_size().is_none() {
-            self.prep.write_index(old);
+        if let Some(dense) = dense.filter(|_| self.store.slot_size().is_none()) {
+            let end = old.end.load(Ordering::Acquire);
+            self.prep.write_index(old, dense, end);
         }
         Ok(())
     }
