@@ -204,7 +204,7 @@ pub struct SegmentInfo {
     /// Creation time, ns since the Unix epoch.
     pub created_ns: u64,
     /// Bytes of RAM its record index takes now: 4 per record for the tail, about
-    /// half a byte per record for a sealed segment once read, 0 before.
+    /// a byte per record for a sealed segment once read, 0 before.
     pub index_ram: usize,
 }
 

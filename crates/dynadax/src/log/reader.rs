@@ -117,7 +117,7 @@ impl Inner {
             if let Some(prev) = segs.last() {
                 prev.sealed.store(true, Ordering::Release);
                 prev.pin(false);
-                // A tailer that follows the writer for days keeps half a byte per
+                // A tailer that follows the writer for days keeps a byte per
                 // record of what it saw sealed, like the writer.
                 prev.sparsify();
             }
@@ -185,7 +185,7 @@ impl Inner {
     pub(crate) fn read_below(&self, lsn: Lsn, end: Lsn, upto: Upto) -> Result<Vec<u8>> {
         let seg = self.segment_in_log(lsn, end, upto)?;
         let read = super::segment::read_stable(&seg, || {
-            self.offset_in(&seg, lsn).and_then(|off| seg.read_record(lsn, off, self.opts.max_record))
+            self.offset_in(&seg, lsn, None).and_then(|off| seg.read_record(lsn, off, self.opts.max_record))
         });
         // Purged while it was read (its slot may hold another segment now): say so,
         // rather than report damage.

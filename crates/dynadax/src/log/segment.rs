@@ -386,7 +386,7 @@ pub(crate) fn read_stable<T>(seg: &Segment, mut read: impl FnMut() -> Result<T>)
 /// - **dense**: `marks[i]` is record `i`'s offset, for each record known. A segment
 ///   that grows (the tail, extended lazily by readers) or has holes (a salvage).
 /// - **sparse**: a complete, hole-free sealed segment keeps the offset of every
-///   [`SPARSE`]-th record only (half a byte of RAM per record); a record between
+///   [`SPARSE`]-th record only (a byte of RAM per record); a record between
 ///   two marks is found by stepping over the frames from the mark before it.
 /// - **unloaded**: a sealed segment opened from its index file, whose offsets are
 ///   read (and their checksum checked) on its first read, then kept sparse.
@@ -407,10 +407,12 @@ pub(crate) struct Index {
 /// The index entry of a damaged record.
 pub(crate) const HOLE: u32 = u32::MAX;
 
-/// One mark per this many records in a sealed segment's index: 0.5 byte per record,
-/// and a random read steps over at most 7 frame headers (in the mapping, next to the
-/// record it reads).
-pub(crate) const SPARSE: u32 = 8;
+/// One mark per this many records in a sealed segment's index: a byte of RAM per
+/// record, and a random read steps over at most 3 frame headers (in the mapping, just
+/// before the record it reads). Measured with 4,000 B records (docs/benchmarks.md):
+/// each step is a dependent miss, about 170 ns; 8 would halve the RAM and cost a
+/// third of the random read rate.
+pub(crate) const SPARSE: u32 = 4;
 
 /// Where [`Index::lookup`] says a record is.
 pub(crate) enum Lookup {
@@ -632,6 +634,11 @@ impl Segment {
     /// Loads an unloaded index; steps from a sparse index's mark; extends a dense one
     /// by decoding frame headers forward when a reader asks past it.
     pub fn offset_of(self: &Arc<Self>, lsn: u64) -> Result<Option<u64>> {
+        self.offset_in(lsn, None)
+    }
+
+    /// [`Segment::offset_of`], stepping in `map` (this segment's mapping) if given.
+    pub fn offset_in(self: &Arc<Self>, lsn: u64, map: Option<&super::view::SealedMap>) -> Result<Option<u64>> {
         let Some(i) = lsn.checked_sub(self.base()) else { return Ok(None) };
         if i >= self.count() {
             return Ok(None);
@@ -641,7 +648,7 @@ impl Segment {
             Lookup::At(o) => return Ok(Some(o)),
             Lookup::Step { from, frames } => {
                 drop(idx);
-                return self.step(from, frames).map(Some);
+                return self.step(from, frames, map).map(Some);
             }
             Lookup::Hole => return Err(self.hole(&idx, lsn)),
             Lookup::Unloaded | Lookup::Unknown => {}
@@ -674,7 +681,7 @@ impl Segment {
             Lookup::At(o) => Ok(Some(o)),
             Lookup::Step { from, frames } => {
                 drop(idx);
-                self.step(from, frames).map(Some)
+                self.step(from, frames, map).map(Some)
             }
             Lookup::Hole => Err(self.hole(&idx, lsn)),
             Lookup::Unloaded | Lookup::Unknown => unreachable!("loaded and extended above"),
@@ -684,12 +691,16 @@ impl Segment {
     /// The offset `frames` records after the one at `from`, by their lengths: read in
     /// the segment's mapping where it has one (a sealed segment file; the record to be
     /// read lies right after), else from the file a window at a time.
-    fn step(self: &Arc<Self>, mut from: u64, frames: u32) -> Result<u64> {
-        let map = self.frozen()?;
+    fn step(self: &Arc<Self>, mut from: u64, frames: u32, map: Option<&super::view::SealedMap>) -> Result<u64> {
+        let frozen = match map {
+            Some(_) => None,
+            None => self.frozen()?,
+        };
+        let map = map.or(frozen.as_deref());
         let mut buf = Vec::new();
         let mut buf_at = 0u64;
         for _ in 0..frames {
-            let len = match &map {
+            let len = match map {
                 Some(m) => m.len_at(from),
                 None => {
                     if from < buf_at || from + 4 > buf_at + buf.len() as u64 {

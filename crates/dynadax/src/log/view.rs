@@ -239,7 +239,7 @@ impl Log {
         let end = inner.visible_end(Upto::Durable);
         let seg = inner.segment_in_log(lsn, end, Upto::Durable)?;
         if let Some(map) = seg.frozen()? {
-            let off = inner.offset_in(&seg, lsn)?;
+            let off = inner.offset_in(&seg, lsn, Some(&map))?;
             let r = decode_at(&seg, &map, off, lsn, inner.opts.max_record)?;
             return Ok(RecordRef { lsn, bytes: Bytes::Mapped(map, r) });
         }
@@ -325,8 +325,8 @@ impl Inner {
     }
 
     /// Offset of record `lsn` in `seg`, from its index.
-    pub(crate) fn offset_in(&self, seg: &Arc<Segment>, lsn: Lsn) -> Result<u64> {
-        seg.offset_of(lsn)?
+    pub(crate) fn offset_in(&self, seg: &Arc<Segment>, lsn: Lsn, map: Option<&SealedMap>) -> Result<u64> {
+        seg.offset_in(lsn, map)?
             .ok_or_else(|| Error::invalid(&self.dir, format!("LSN {lsn} is past the end of {}", seg.path.display())))
     }
 }
@@ -428,13 +428,13 @@ impl Cursor {
             // Copied: the tail, a slot of the single-file layout, an unfinished seal.
             let (inner, seg) = (&self.inner, &v.seg);
             self.buf = super::segment::read_stable(seg, || {
-                inner.offset_in(seg, lsn).and_then(|off| seg.read_record(lsn, off, max))
+                inner.offset_in(seg, lsn, None).and_then(|off| seg.read_record(lsn, off, max))
             })?;
             return Ok(At::Copied);
         };
         let off = match v.off {
             Some(o) if !v.holes => o,
-            _ => self.inner.offset_in(&v.seg, lsn)?,
+            _ => self.inner.offset_in(&v.seg, lsn, Some(map))?,
         };
         // Faulted in before it is touched: the header, then the whole frame.
         map.populate(off, off + v.seg.frames.header() as u64)?;
