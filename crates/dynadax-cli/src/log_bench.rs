@@ -204,6 +204,25 @@ fn reads(
                 secs,
             ),
         });
+        // Bare loop 2 on two threads at once, each over all of it: how far two readers
+        // can scale on this machine (the bound for `read-seq-zero-copy-2-readers`).
+        let crc_all = || (0..n).fold(0u32, |s, i| s ^ crc32c::crc32c(&bytes[at(i) as usize + head..][..rec_len]));
+        let t = Instant::now();
+        let sums: Vec<u32> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2).map(|_| s.spawn(crc_all)).collect();
+            hs.into_iter().map(|h| h.join().expect("bare reader")).collect()
+        });
+        let secs = t.elapsed().as_secs_f64();
+        emit(Row {
+            bench: "bare-mmap-crc-2-threads",
+            case: label.to_string(),
+            value: gbs(2 * n * rec_len as u64, secs),
+            unit: "GB/s",
+            detail: format!(
+                "2 threads, each the loop of crc32c in place over all {n} records, in {secs:.3} s; xor {:#x}",
+                sums[0] ^ sums[1]
+            ),
+        });
         // Bare loop 3: random records, CRC32C in place over the same mapping (the floor
         // of a random zero-copy read: the record's cache misses and its checksum).
         let probes = n.clamp(1, 20_000);
