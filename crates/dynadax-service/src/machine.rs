@@ -1,0 +1,728 @@
+//! [`StateMachine`]: openraft's state machine, which is the replicated log itself.
+//!
+//! Each committed client append that is not a duplicate becomes the next record of a
+//! second dynadax log, the *applied log* (`DIR/applied`). Apply order is Raft order,
+//! so record `i` is the same on every node: `i` is the record's index in the
+//! replicated log, what a client is told.
+//!
+//! Each applied record is self-describing: `RECORD_FORMAT`, then a [`Header`] in
+//! postcard (the Raft log id of its entry, the client id, its seq and acked), then the
+//! client's bytes. The applied state (last applied log id, membership,
+//! deduplication table, and the applied log's length it covers) is a *checkpoint* in
+//! the applied log's metadata record, written after a `sync` of the records it
+//! covers. A restart reads the checkpoint and replays the headers of the records
+//! after it, so the state it rebuilds is exactly the one the records say: it can
+//! never claim an entry whose record is missing (which would skip it) nor miss one
+//! whose record is there (which would apply it twice). Records lost with an unsynced
+//! page cache are simply applied again from the Raft log, to the same indexes:
+//! openraft purges its log only below a snapshot, and a snapshot is built from synced
+//! records.
+
+use crate::types::{Records, Request, Response, TypeConfig};
+use dynadax::log::{Durability, Log, LogOptions};
+use futures_util::{Stream, TryStreamExt};
+use openraft::alias::{EntryOf, LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+type C = TypeConfig;
+
+/// Format byte of an applied record.
+const RECORD_FORMAT: u8 = 1;
+/// Format byte of the checkpoint in the applied log's metadata record.
+const CHECKPOINT_FORMAT: u8 = 1;
+/// Format byte of a snapshot's data.
+const SNAPSHOT_FORMAT: u8 = 1;
+/// Bytes of header an applied record may carry besides the client's bytes (a log id
+/// and three varints: well under this).
+pub(crate) const HEADER_MAX: usize = 64;
+/// Answers kept per client at most, whatever it acknowledges: bounds the table for a
+/// client that never moves `acked`.
+const WINDOW_MAX: usize = 1 << 16;
+/// A checkpoint is written after this many applied records, or this long after the
+/// last one if anything was applied meanwhile: it bounds the replay at restart.
+const CHECKPOINT_RECORDS: u64 = 50_000;
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The header of an applied record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Header {
+    log_id: LogIdOf<C>,
+    client: u64,
+    seq: u64,
+    acked: u64,
+}
+
+/// What one client has been answered, for deduplication.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Window {
+    /// Every seq below this has been answered (the client said so).
+    acked: u64,
+    /// seq -> index of the applied requests at or above `acked`.
+    answers: BTreeMap<u64, u64>,
+}
+
+/// The applied state: what a checkpoint and a snapshot hold besides the records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Applied {
+    /// The applied log's length this state covers: its next LSN.
+    next: u64,
+    last_applied: Option<LogIdOf<C>>,
+    membership: StoredMembershipOf<C>,
+    clients: BTreeMap<u64, Window>,
+}
+
+impl Applied {
+    /// Applies request `r` of entry `log_id`; returns the answer and, unless it is a
+    /// duplicate, the index its record takes. Deterministic: every node computes the
+    /// same from the same entries.
+    fn apply(&mut self, r: &Request) -> (Response, bool) {
+        let w = self.clients.entry(r.client).or_default();
+        if r.acked > w.acked {
+            w.acked = r.acked;
+            w.answers = w.answers.split_off(&r.acked);
+        }
+        if let Some(&index) = w.answers.get(&r.seq) {
+            return (Response { index: Some(index), duplicate: true }, false);
+        }
+        if r.seq < w.acked {
+            return (Response { index: None, duplicate: true }, false);
+        }
+        let index = self.next;
+        self.next += 1;
+        w.answers.insert(r.seq, index);
+        if w.answers.len() > WINDOW_MAX {
+            w.answers.pop_first();
+        }
+        (Response { index: Some(index), duplicate: false }, true)
+    }
+}
+
+/// What a snapshot's data holds: the applied state and every applied record (with
+/// its header) from the applied log's first.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    applied: Applied,
+    first: u64,
+    records: Vec<Vec<u8>>,
+}
+
+/// Where the applied log is, and the progress it publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// The Raft index of the last applied entry.
+    pub raft_applied: Option<u64>,
+    /// One past the last record of the applied log: records `0..next` can be read.
+    pub next: u64,
+}
+
+/// The state machine: the applied log in `DIR/applied`, its last snapshot in
+/// `DIR/snapshot`. Cheap to clone; clones share one state.
+#[derive(Clone)]
+pub struct StateMachine {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    opts: LogOptions,
+    state: Mutex<State>,
+    progress: watch::Sender<Progress>,
+}
+
+struct State {
+    /// `None` only while a snapshot install swaps the applied log (under the lock).
+    log: Option<Log>,
+    applied: Applied,
+    /// Records applied since the last checkpoint.
+    unsaved: u64,
+    saved_at: Instant,
+    /// The meta of the snapshot in `DIR/snapshot`, if any.
+    snapshot: Option<SnapshotMetaOf<C>>,
+}
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn corrupt(path: &Path, what: &'static str, why: String) -> dynadax::Error {
+    dynadax::Error::Corrupt { path: path.to_path_buf(), what, why, offset: None }
+}
+
+fn encode_record(h: &Header, bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(RECORD_FORMAT);
+    postcard::to_io(h, &mut *out).expect("serializing into a Vec does not fail");
+    out.extend_from_slice(bytes);
+}
+
+/// The header and the client's bytes of applied record `lsn`.
+fn decode_record<'a>(dir: &Path, lsn: u64, rec: &'a [u8]) -> dynadax::Result<(Header, &'a [u8])> {
+    match rec.split_first() {
+        Some((&RECORD_FORMAT, body)) => postcard::take_from_bytes::<Header>(body)
+            .map_err(|e| corrupt(dir, "applied record", format!("record {lsn}: header: {e}"))),
+        Some((&f, _)) => Err(corrupt(dir, "applied record", format!("record {lsn}: unknown format {f}"))),
+        None => Err(corrupt(dir, "applied record", format!("record {lsn} is empty"))),
+    }
+}
+
+fn encode_applied(a: &Applied) -> Vec<u8> {
+    let mut out = vec![CHECKPOINT_FORMAT];
+    postcard::to_io(a, &mut out).expect("serializing into a Vec does not fail");
+    out
+}
+
+impl StateMachine {
+    /// Opens (or creates) the state machine of the node directory `dir`: the applied
+    /// log in `dir/applied`, recovered as `opts` says (its damage rules refuse a
+    /// damaged log: the node does not start rather than serve wrong data). A snapshot
+    /// install cut by a crash is finished or dropped here.
+    pub fn open(dir: impl AsRef<Path>, opts: LogOptions) -> dynadax::Result<StateMachine> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| dynadax::Error::Io {
+            path: dir.to_path_buf(),
+            op: "create",
+            source: e,
+        })?;
+        let opts = LogOptions { durability: Durability::None, max_record: crate::MAX_RECORD + HEADER_MAX, ..opts };
+        finish_install(&dir)?;
+        let (log, applied) = open_applied(&dir.join("applied"), &opts)?;
+        let snapshot = read_snapshot_file(&dir)?.map(|(m, _)| m);
+        let progress = Progress { raft_applied: applied.last_applied.map(|l| l.index), next: applied.next };
+        let state = State { log: Some(log), applied, unsaved: 0, saved_at: Instant::now(), snapshot };
+        Ok(StateMachine {
+            shared: Arc::new(Shared { dir, opts, state: Mutex::new(state), progress: watch::Sender::new(progress) }),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the applied log is; changes as entries are applied.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.shared.progress.subscribe()
+    }
+
+    /// Records `from..to` of the applied log (clipped to what is applied), at most
+    /// `max_bytes` of them (at least one if any), each with its index; and the applied
+    /// log's length.
+    pub fn read(&self, from: u64, to: u64, max_bytes: usize) -> dynadax::Result<Records> {
+        let st = self.state();
+        let end = st.applied.next.min(to);
+        visible(st.log()?, end)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut c = st.log()?.cursor_appended(from, end);
+        while let Some(r) = c.next() {
+            let e = r?;
+            let (_, rec) = decode_record(st.log()?.dir(), e.lsn, e.bytes)?;
+            if !out.is_empty() && bytes + rec.len() > max_bytes {
+                break;
+            }
+            bytes += rec.len();
+            out.push((e.lsn, rec.to_vec()));
+        }
+        Ok(Records { records: out, next: st.applied.next })
+    }
+
+    /// Who wrote applied record `index`: (client, seq). For checkers and tests.
+    pub fn origin(&self, index: u64) -> dynadax::Result<(u64, u64)> {
+        let st = self.state();
+        visible(st.log()?, index + 1)?;
+        let mut c = st.log()?.cursor_appended(index, index + 1);
+        match c.next() {
+            Some(r) => {
+                let e = r?;
+                let (h, _) = decode_record(st.log()?.dir(), e.lsn, e.bytes)?;
+                Ok((h.client, h.seq))
+            }
+            None => Err(dynadax::Error::Invalid {
+                path: st.log()?.dir().to_path_buf(),
+                what: format!("record {index} is not applied"),
+            }),
+        }
+    }
+
+    /// Applies `entries` in order: appends the records of new client appends to the
+    /// applied log (one batch), writes a checkpoint when one is due (a membership
+    /// change is always followed by one), and returns each entry's answer (`None` for
+    /// blank and membership entries).
+    pub(crate) fn apply_entries(&self, entries: &[EntryOf<C>]) -> io::Result<Vec<Option<Response>>> {
+        let mut st = self.state();
+        let mut out = Vec::with_capacity(entries.len());
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        let mut membership = false;
+        let first = st.applied.next;
+        for e in entries {
+            st.applied.last_applied = Some(e.log_id());
+            match &e.payload {
+                EntryPayload::Blank => out.push(None),
+                EntryPayload::Normal(r) => {
+                    let (resp, new) = st.applied.apply(r);
+                    if new {
+                        let h = Header { log_id: e.log_id(), client: r.client, seq: r.seq, acked: r.acked };
+                        encode_record(&h, &r.bytes, &mut buf);
+                        ends.push(buf.len());
+                    }
+                    out.push(Some(resp));
+                }
+                EntryPayload::Membership(m) => {
+                    st.applied.membership = StoredMembershipOf::<C>::new(Some(e.log_id()), m.clone());
+                    membership = true;
+                    out.push(None);
+                }
+            }
+        }
+        if !ends.is_empty() {
+            let mut recs = Vec::with_capacity(ends.len());
+            let mut start = 0;
+            for &end in &ends {
+                recs.push(&buf[start..end]);
+                start = end;
+            }
+            let r = st.log().map_err(other)?.append_batch(&recs).map_err(other)?;
+            if r.start != first {
+                // The applied log and the applied state disagree: stop before a record
+                // lands at the wrong index.
+                return Err(other(format!(
+                    "{}: records appended at {} where the applied state expects {first}",
+                    st.log().map_err(other)?.dir().display(),
+                    r.start
+                )));
+            }
+            st.unsaved += ends.len() as u64;
+        }
+        if membership
+            || st.unsaved >= CHECKPOINT_RECORDS
+            || (st.unsaved > 0 && st.saved_at.elapsed() >= CHECKPOINT_INTERVAL)
+        {
+            checkpoint(&mut st).map_err(other)?;
+        }
+        let p = Progress { raft_applied: st.applied.last_applied.map(|l| l.index), next: st.applied.next };
+        drop(st);
+        self.shared.progress.send_replace(p);
+        Ok(out)
+    }
+
+    fn build(&self) -> io::Result<SnapshotOf<C, Cursor<Vec<u8>>>> {
+        let mut st = self.state();
+        // The snapshot lets openraft purge its log up to here: these records must be
+        // durable first.
+        checkpoint(&mut st).map_err(other)?;
+        let first = st.log().map_err(other)?.first_lsn();
+        let mut records = Vec::with_capacity((st.applied.next - first) as usize);
+        let mut c = st.log().map_err(other)?.cursor_appended(first, st.applied.next);
+        while let Some(r) = c.next() {
+            records.push(r.map_err(other)?.bytes.to_vec());
+        }
+        if records.len() as u64 != st.applied.next - first {
+            return Err(other(format!(
+                "{}: {} records read for a snapshot of {first}..{}",
+                st.log().map_err(other)?.dir().display(),
+                records.len(),
+                st.applied.next
+            )));
+        }
+        let body = SnapshotBody { applied: st.applied.clone(), first, records };
+        let mut data = vec![SNAPSHOT_FORMAT];
+        postcard::to_io(&body, &mut data).map_err(other)?;
+        let meta = SnapshotMetaOf::<C> {
+            last_log_id: st.applied.last_applied,
+            last_membership: st.applied.membership.clone(),
+        };
+        write_snapshot_file(&self.shared.dir, &meta, &data)?;
+        st.snapshot = Some(meta.clone());
+        Ok(SnapshotOf::<C, Cursor<Vec<u8>>> { meta, snapshot: Cursor::new(data) })
+    }
+
+    fn install(&self, meta: &SnapshotMetaOf<C>, data: Vec<u8>) -> io::Result<()> {
+        let dir = &self.shared.dir;
+        let body: SnapshotBody = match data.split_first() {
+            Some((&SNAPSHOT_FORMAT, b)) => postcard::from_bytes(b).map_err(|e| other(format!("snapshot: {e}")))?,
+            _ => return Err(other("snapshot: not a dynadax-service snapshot (format byte)")),
+        };
+        if body.first + body.records.len() as u64 != body.applied.next {
+            return Err(other(format!(
+                "snapshot: {} records from {} do not end at {}",
+                body.records.len(),
+                body.first,
+                body.applied.next
+            )));
+        }
+        // Build the new applied log beside the old one, then swap them by rename: a
+        // crash before the swap leaves the old log (the new one is dropped at open),
+        // after it the new one.
+        let new = dir.join("applied.new");
+        remove_dir(&new)?;
+        {
+            let log =
+                Log::open(&new, LogOptions { first_lsn: body.first, ..self.shared.opts.clone() }).map_err(other)?;
+            for chunk in body.records.chunks(4096) {
+                let recs: Vec<&[u8]> = chunk.iter().map(|r| r.as_slice()).collect();
+                log.append_batch(&recs).map_err(other)?;
+            }
+            log.sync().map_err(other)?;
+            log.set_metadata(&encode_applied(&body.applied)).map_err(other)?;
+        }
+        write_snapshot_file(dir, meta, &data)?;
+        let mut st = self.state();
+        // The old log is closed before its directory moves (it writes its metadata by
+        // path); nothing else holds it: readers use it under this lock only.
+        drop(st.log.take());
+        let applied = dir.join("applied");
+        let old = dir.join("applied.old");
+        remove_dir(&old)?;
+        fs::rename(&applied, &old).map_err(|e| other(format!("{}: {e}", applied.display())))?;
+        fs::rename(&new, &applied).map_err(|e| other(format!("{}: {e}", new.display())))?;
+        sync_dir(dir)?;
+        remove_dir(&old)?;
+        st.log = Some(Log::open(&applied, self.shared.opts.clone()).map_err(other)?);
+        st.applied = body.applied;
+        st.unsaved = 0;
+        st.saved_at = Instant::now();
+        st.snapshot = Some(meta.clone());
+        let p = Progress { raft_applied: st.applied.last_applied.map(|l| l.index), next: st.applied.next };
+        drop(st);
+        self.shared.progress.send_replace(p);
+        Ok(())
+    }
+}
+
+impl State {
+    fn log(&self) -> dynadax::Result<&Log> {
+        self.log.as_ref().ok_or_else(|| dynadax::Error::Invalid {
+            path: PathBuf::from("applied"),
+            what: "the applied log could not be reopened after a snapshot install".to_string(),
+        })
+    }
+}
+
+/// Makes records below `end` readable. The applied log is written with
+/// `Durability::None`; where its tail is written with `pwrite` (a disk without DAX)
+/// appended records wait in memory until a persist, and the log's readers do not see
+/// them before (`cursor_appended` reports "record expected, found the end"). So a
+/// read that reaches past the durable end syncs first: readers pay for the persist,
+/// appliers do not, and concurrent readers share one.
+fn visible(log: &Log, end: u64) -> dynadax::Result<()> {
+    if end > log.durable_lsn() {
+        log.sync()?;
+    }
+    Ok(())
+}
+
+/// Makes the applied records durable, then writes the applied state as the
+/// checkpoint: a checkpoint never covers a record that a crash could lose.
+fn checkpoint(st: &mut State) -> dynadax::Result<()> {
+    st.log()?.sync()?;
+    st.log()?.set_metadata(&encode_applied(&st.applied))?;
+    st.unsaved = 0;
+    st.saved_at = Instant::now();
+    Ok(())
+}
+
+/// Opens the applied log in `path` and rebuilds the applied state: the checkpoint,
+/// then every record after it.
+fn open_applied(path: &Path, opts: &LogOptions) -> dynadax::Result<(Log, Applied)> {
+    let log = Log::open(path, opts.clone())?;
+    let meta = log.metadata();
+    let mut applied = match meta.split_first() {
+        None => Applied { next: log.first_lsn(), ..Applied::default() },
+        Some((&CHECKPOINT_FORMAT, b)) => {
+            postcard::from_bytes(b).map_err(|e| corrupt(path, "applied state", format!("in log.meta: {e}")))?
+        }
+        Some((&f, _)) => return Err(corrupt(path, "applied state", format!("in log.meta: unknown format {f}"))),
+    };
+    let end = log.next_lsn();
+    if end < applied.next {
+        return Err(corrupt(
+            path,
+            "applied log",
+            format!("it ends at record {end} but its checkpoint covers {} records: records were lost", applied.next),
+        ));
+    }
+    let mut c = log.cursor_appended(applied.next, end);
+    while let Some(r) = c.next() {
+        let e = r?;
+        let (h, _) = decode_record(path, e.lsn, e.bytes)?;
+        if applied.last_applied.as_ref().is_some_and(|l| l >= &h.log_id) {
+            return Err(corrupt(
+                path,
+                "applied log",
+                format!("record {} comes from entry {} at or before {:?}", e.lsn, h.log_id, applied.last_applied),
+            ));
+        }
+        let r = Request { client: h.client, seq: h.seq, acked: h.acked, bytes: Vec::new() };
+        let (resp, new) = applied.apply(&r);
+        if !new || resp.index != Some(e.lsn) {
+            return Err(corrupt(path, "applied log", format!("record {} is a duplicate of {resp}", e.lsn)));
+        }
+        applied.last_applied = Some(h.log_id);
+    }
+    Ok((log, applied))
+}
+
+/// A snapshot install cut by a crash: a new applied log that was not swapped in yet
+/// is dropped (openraft sends the snapshot again); one whose swap began is finished.
+fn finish_install(dir: &Path) -> dynadax::Result<()> {
+    let applied = dir.join("applied");
+    let new = dir.join("applied.new");
+    let old = dir.join("applied.old");
+    if !applied.exists() && new.exists() && old.exists() {
+        fs::rename(&new, &applied).map_err(|e| dynadax::Error::Io {
+            path: new.to_path_buf(),
+            op: "rename",
+            source: e,
+        })?;
+    }
+    for d in [new, old] {
+        if d.exists() {
+            fs::remove_dir_all(&d).map_err(|e| dynadax::Error::Io {
+                path: d.to_path_buf(),
+                op: "remove",
+                source: e,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_dir(d: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(d) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(other(format!("{}: {e}", d.display()))),
+        _ => Ok(()),
+    }
+}
+
+fn sync_dir(d: &Path) -> io::Result<()> {
+    fs::File::open(d).and_then(|f| f.sync_all()).map_err(|e| other(format!("{}: {e}", d.display())))
+}
+
+/// Writes the snapshot file (`DIR/snapshot`: the meta and the data, in postcard),
+/// replacing the last one atomically.
+fn write_snapshot_file(dir: &Path, meta: &SnapshotMetaOf<C>, data: &[u8]) -> io::Result<()> {
+    let tmp = dir.join("snapshot.tmp");
+    let path = dir.join("snapshot");
+    let bytes = postcard::to_stdvec(&(meta, data)).map_err(other)?;
+    let mut f = fs::File::create(&tmp).map_err(|e| other(format!("{}: {e}", tmp.display())))?;
+    f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(|e| other(format!("{}: {e}", tmp.display())))?;
+    fs::rename(&tmp, &path).map_err(|e| other(format!("{}: {e}", path.display())))?;
+    sync_dir(dir)
+}
+
+fn read_snapshot_file(dir: &Path) -> dynadax::Result<Option<(SnapshotMetaOf<C>, Vec<u8>)>> {
+    let path = dir.join("snapshot");
+    match fs::read(&path) {
+        Ok(b) => postcard::from_bytes::<(SnapshotMetaOf<C>, Vec<u8>)>(&b)
+            .map(Some)
+            .map_err(|e| corrupt(&path, "snapshot", e.to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(dynadax::Error::Io { path: path.to_path_buf(), op: "read", source: e }),
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // A clean close saves the replay at the next open. Best effort: without it
+        // the next open replays the records after the last checkpoint.
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if st.unsaved > 0 {
+            let _ = checkpoint(st);
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<C> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, Cursor<Vec<u8>>>, io::Error> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.build()).await.map_err(other)?
+    }
+}
+
+impl RaftStateMachine<C> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
+        let st = self.state();
+        Ok((st.applied.last_applied, st.applied.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut batch = Vec::new();
+        let mut responders = Vec::new();
+        while let Some((entry, responder)) = entries.try_next().await? {
+            batch.push(entry);
+            responders.push(responder);
+        }
+        let answers = self.apply_entries(&batch)?;
+        for (answer, responder) in answers.into_iter().zip(responders) {
+            if let Some(r) = responder {
+                r.send(answer.unwrap_or(Response { index: None, duplicate: false }));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<C>, snapshot: Cursor<Vec<u8>>) -> Result<(), io::Error> {
+        let me = self.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || me.install(&meta, snapshot.into_inner())).await.map_err(other)?
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<C, Cursor<Vec<u8>>>>, io::Error> {
+        if self.state().snapshot.is_none() {
+            return Ok(None);
+        }
+        let dir = self.shared.dir.clone();
+        let read = tokio::task::spawn_blocking(move || read_snapshot_file(&dir)).await.map_err(other)?;
+        Ok(read
+            .map_err(other)?
+            .map(|(meta, data)| SnapshotOf::<C, Cursor<Vec<u8>>> { meta, snapshot: Cursor::new(data) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::testing::log_id;
+    use openraft::Membership;
+    use std::collections::BTreeSet;
+
+    fn req(client: u64, seq: u64, acked: u64, bytes: &str) -> Request {
+        Request { client, seq, acked, bytes: bytes.as_bytes().to_vec() }
+    }
+
+    fn normal(index: u64, r: Request) -> EntryOf<C> {
+        EntryOf::<C>::new_normal(log_id::<C>(1, 1, index), r)
+    }
+
+    fn records(sm: &StateMachine) -> Vec<(u64, String)> {
+        let r = sm.read(0, u64::MAX, usize::MAX).unwrap();
+        assert_eq!(r.records.len() as u64, r.next);
+        r.records.into_iter().map(|(i, b)| (i, String::from_utf8(b).unwrap())).collect()
+    }
+
+    fn opts() -> LogOptions {
+        LogOptions { segment_size: 4 << 20, ..LogOptions::default() }
+    }
+
+    #[test]
+    fn appends_get_consecutive_indexes_and_duplicates_are_applied_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path(), opts()).unwrap();
+        let members = Membership::<u64, openraft::impls::BasicNode>::new_with_defaults(vec![BTreeSet::from([1])], []);
+        let entries = vec![
+            EntryOf::<C>::new_blank(log_id::<C>(1, 1, 0)),
+            EntryOf::<C>::new_membership(log_id::<C>(1, 1, 1), members),
+            normal(2, req(7, 0, 0, "a")),
+            normal(3, req(8, 0, 0, "b")),
+            // Seq 2 before seq 1 (two requests in flight), then a retry of each.
+            normal(4, req(7, 2, 0, "c")),
+            normal(5, req(7, 1, 0, "d")),
+            normal(6, req(7, 2, 0, "c")),
+            normal(7, req(7, 0, 0, "a")),
+        ];
+        let answers = sm.apply_entries(&entries).unwrap();
+        let idx = |i: usize| answers[i].map(|r| (r.index, r.duplicate));
+        assert_eq!(idx(0), None);
+        assert_eq!(idx(1), None);
+        assert_eq!(idx(2), Some((Some(0), false)));
+        assert_eq!(idx(3), Some((Some(1), false)));
+        assert_eq!(idx(4), Some((Some(2), false)));
+        assert_eq!(idx(5), Some((Some(3), false)));
+        assert_eq!(idx(6), Some((Some(2), true)));
+        assert_eq!(idx(7), Some((Some(0), true)));
+        assert_eq!(records(&sm), vec![(0, "a".into()), (1, "b".into()), (2, "c".into()), (3, "d".into())]);
+        assert_eq!(sm.origin(3).unwrap(), (7, 1));
+        // Once the client says seqs below 3 are answered, their answers go.
+        let a = sm.apply_entries(&[normal(8, req(7, 3, 3, "e")), normal(9, req(7, 1, 3, "d"))]).unwrap();
+        assert_eq!(a[0], Some(Response { index: Some(4), duplicate: false }));
+        assert_eq!(a[1], Some(Response { index: None, duplicate: true }));
+        assert_eq!(*sm.progress().borrow(), Progress { raft_applied: Some(9), next: 5 });
+    }
+
+    #[test]
+    fn a_restart_rebuilds_the_state_from_the_checkpoint_and_the_records_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path(), opts()).unwrap();
+        let members = Membership::<u64, openraft::impls::BasicNode>::new_with_defaults(vec![BTreeSet::from([1])], []);
+        // The membership entry forces a checkpoint after its batch; the later batches
+        // are not checkpointed: a crash leaves them as records only.
+        sm.apply_entries(&[EntryOf::<C>::new_membership(log_id::<C>(1, 1, 0), members), normal(1, req(5, 0, 0, "x"))])
+            .unwrap();
+        sm.apply_entries(&[normal(2, req(5, 1, 0, "y")), normal(3, req(6, 0, 0, "z"))]).unwrap();
+        sm.apply_entries(&[EntryOf::<C>::new_blank(log_id::<C>(2, 2, 4))]).unwrap();
+        let before = sm.state().applied.clone();
+        // A crash: no clean close, so no checkpoint at drop.
+        sm.state().unsaved = 0;
+        drop(sm);
+        let sm = StateMachine::open(dir.path(), opts()).unwrap();
+        let after = sm.state().applied.clone();
+        // The blank entry left no record: the rebuilt state stops at the last record,
+        // and openraft applies the blank entry again.
+        assert_eq!(after.last_applied, Some(log_id::<C>(1, 1, 3)));
+        assert_eq!(after.clients, before.clients);
+        assert_eq!(after.membership, before.membership);
+        assert_eq!(after.next, 3);
+        // A retry after the restart is still a duplicate; a new request goes next.
+        let a = sm.apply_entries(&[normal(5, req(5, 1, 0, "y")), normal(6, req(6, 1, 0, "w"))]).unwrap();
+        assert_eq!(a[0], Some(Response { index: Some(1), duplicate: true }));
+        assert_eq!(a[1], Some(Response { index: Some(3), duplicate: false }));
+        assert_eq!(records(&sm).len(), 4);
+    }
+
+    #[test]
+    fn a_checkpoint_covering_lost_records_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path(), opts()).unwrap();
+        sm.apply_entries(&[normal(0, req(1, 0, 0, "a")), normal(1, req(1, 1, 0, "b"))]).unwrap();
+        drop(sm); // clean close: checkpoint covers 2 records
+        let log = Log::open(dir.path().join("applied"), opts()).unwrap();
+        log.truncate_from(1).unwrap();
+        drop(log);
+        let err = StateMachine::open(dir.path(), opts()).err().expect("must refuse").to_string();
+        assert!(err.contains("records were lost"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_installed_elsewhere_gives_the_same_log_and_table() {
+        let a_dir = tempfile::tempdir().unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let mut a = StateMachine::open(a_dir.path(), opts()).unwrap();
+        let mut b = StateMachine::open(b_dir.path(), opts()).unwrap();
+        a.apply_entries(&(0..100).map(|i| normal(i, req(9, i, 0, &format!("r{i}")))).collect::<Vec<_>>()).unwrap();
+        b.apply_entries(&[normal(0, req(3, 0, 0, "stale"))]).unwrap();
+        let snap = a.build_snapshot().await.unwrap();
+        assert_eq!(snap.meta.last_log_id, Some(log_id::<C>(1, 1, 99)));
+        b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+        assert_eq!(records(&b), records(&a));
+        assert_eq!(b.state().applied, a.state().applied);
+        let cur = b.get_current_snapshot().await.unwrap().expect("installed snapshot kept");
+        assert_eq!(cur.meta, snap.meta);
+        // Survives a reopen, and dedups what `a` applied.
+        drop(b);
+        let b = StateMachine::open(b_dir.path(), opts()).unwrap();
+        assert_eq!(records(&b).len(), 100);
+        let r = b.apply_entries(&[normal(100, req(9, 50, 0, "r50"))]).unwrap();
+        assert_eq!(r[0], Some(Response { index: Some(50), duplicate: true }));
+    }
+}
