@@ -761,3 +761,28 @@ fn a_log_closed_at_once_leaves_its_directory_alone() {
         std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("round {i}: {e}"));
     }
 }
+
+/// The writer reads its own appended records before they are durable (what a Raft
+/// engine does with its log while the flush is under way): on a disk, where the tail
+/// is written with `pwrite` and appends stage their frames in memory until a persist,
+/// those reads must see the staged frames, through every reading API.
+#[test]
+fn appended_records_read_back_before_they_are_durable() {
+    for d in dirs() {
+        for durability in [Durability::None, Durability::Group] {
+            let dir = d.path().join(format!("{durability:?}"));
+            let log = Log::open(&dir, LogOptions { durability, ..small(durability) }).unwrap();
+            for i in 0..50u64 {
+                // Pipelined: appended, not yet waited for.
+                let lsn = log.append_nowait(&i.to_le_bytes()).unwrap();
+                let mut c = log.cursor_appended(lsn, lsn + 1);
+                let e = c.next().expect("the record just appended").unwrap();
+                assert_eq!(e.bytes, i.to_le_bytes(), "{}: LSN {lsn}", dir.display());
+                let (l, b) = log.range_appended(lsn, lsn + 1).next().expect("appended").unwrap();
+                assert_eq!((l, b), (lsn, i.to_le_bytes().to_vec()));
+            }
+            let all: Vec<_> = log.range_appended(0, 50).map(|r| r.unwrap().0).collect();
+            assert_eq!(all, (0..50).collect::<Vec<_>>());
+        }
+    }
+}

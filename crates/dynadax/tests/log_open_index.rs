@@ -8,7 +8,8 @@
 
 mod common;
 use common::*;
-use dynadax::log::{Durability, Log, LogOptions, RecoveryMode};
+use dynadax::log::{Durability, Log, LogOptions, RecoveryMode, SegmentInfo};
+use std::path::PathBuf;
 
 fn rec(i: u64) -> Vec<u8> {
     pattern(8 + (i as usize * 41) % 600, i, 3)
@@ -18,20 +19,25 @@ fn opts(scan_sealed: bool) -> LogOptions {
     LogOptions { scan_sealed, ..small_log(Durability::Each) }
 }
 
-/// A closed log of `n` records over several sealed segments; their files.
-fn make(dir: &std::path::Path, n: u64) -> Vec<std::path::PathBuf> {
+/// A closed log of `n` records over several sealed segments; those segments.
+fn make(dir: &std::path::Path, n: u64) -> Vec<SegmentInfo> {
     let log = Log::open(dir, opts(true)).unwrap();
     for i in 0..n {
         log.append(&rec(i)).unwrap();
     }
-    let sealed: Vec<_> = log.segments().unwrap().into_iter().filter(|s| s.sealed).map(|s| s.path).collect();
+    let sealed: Vec<_> = log.segments().unwrap().into_iter().filter(|s| s.sealed).collect();
     assert!(sealed.len() >= 4, "the test needs sealed segments");
     drop(log); // joins the background thread, which writes the index files
     sealed
 }
 
-fn idx(seg: &std::path::Path) -> std::path::PathBuf {
-    dynadax::log::index_path(seg)
+/// Its index file (`{segment}.idx`, or `{data}.{offset}.idx` for a slot).
+fn idx(seg: &SegmentInfo) -> PathBuf {
+    let p = seg.index_file.clone().expect("a sealed segment has an index file");
+    if !single_file() {
+        assert_eq!(p, dynadax::log::index_path(&seg.path));
+    }
+    p
 }
 
 fn check_all(log: &Log, n: u64) {
@@ -50,13 +56,10 @@ fn check_all(log: &Log, n: u64) {
 
 #[test]
 fn an_open_reads_the_indexes_not_the_sealed_records() {
-    if single_file() {
-        return; // the single-file layout scans (no index files): nothing to test
-    }
     for d in [kernel_flag_dir(), tmpfs_dir()] {
         let sealed = make(d.path(), 1200);
         for s in &sealed {
-            assert!(idx(s).exists(), "{} has no index file", s.display());
+            assert!(idx(s).exists(), "{} has no index file", idx(s).display());
         }
         let scanned = Log::open(d.path(), opts(true)).unwrap().recovery_report();
         assert_eq!(scanned.indexed, 0, "scan_sealed scans every segment");
@@ -81,9 +84,6 @@ fn an_open_reads_the_indexes_not_the_sealed_records() {
 
 #[test]
 fn a_missing_damaged_or_stale_index_is_reported_and_the_segment_scanned() {
-    if single_file() {
-        return;
-    }
     let d = tmpfs_dir();
     let sealed = make(d.path(), 1200);
     // Damaged: one byte of the offsets, one of the head. Missing. Stale: another
@@ -110,13 +110,13 @@ fn a_missing_damaged_or_stale_index_is_reported_and_the_segment_scanned() {
         );
     };
     for (s, why) in [(&sealed[1], "no index file"), (&sealed[2], "another segment"), (&sealed[3], "in its head")] {
-        reported(&r, s, why, "scanned");
+        reported(&r, &idx(s), why, "scanned");
     }
-    assert!(!r.repairs.iter().any(|l| l.contains(&*sealed[0].to_string_lossy())), "{:?}", r.repairs);
+    assert!(!r.repairs.iter().any(|l| l.contains(&*idx(&sealed[0]).to_string_lossy())), "{:?}", r.repairs);
     check_all(&log, 1200);
     reported(
         &log.recovery_report(),
-        &sealed[0],
+        &idx(&sealed[0]),
         "checksum mismatch",
         "scanned on its first read, and its index written again",
     );
@@ -133,9 +133,6 @@ fn a_missing_damaged_or_stale_index_is_reported_and_the_segment_scanned() {
 
 #[test]
 fn verify_names_a_damaged_index_and_nothing_else() {
-    if single_file() {
-        return;
-    }
     let d = tmpfs_dir();
     let sealed = make(d.path(), 1200);
     assert!(dynadax::log::verify(d.path(), 4096, &mut |_, _| {}).unwrap().problems.is_empty());
@@ -152,19 +149,16 @@ fn verify_names_a_damaged_index_and_nothing_else() {
 
 #[test]
 fn damage_in_an_indexed_segment_is_found_by_the_read_verify_strict_and_a_scanning_open() {
-    if single_file() {
-        return;
-    }
     let d = tmpfs_dir();
     let sealed = make(d.path(), 1200);
     // A payload byte of a record in the second sealed segment.
     let log = Log::open(d.path(), opts(false)).unwrap();
     let victim = log.segments().unwrap()[1].first_lsn + 3;
     drop(log);
-    let mut b = std::fs::read(&sealed[1]).unwrap();
-    let at = b.len() / 2;
+    let mut b = std::fs::read(&sealed[1].path).unwrap();
+    let at = (sealed[1].offset + sealed[1].bytes / 2) as usize;
     b[at] ^= 0x10;
-    std::fs::write(&sealed[1], &b).unwrap();
+    std::fs::write(&sealed[1].path, &b).unwrap();
     let log = Log::open(d.path(), opts(false)).unwrap();
     assert_eq!(log.recovery_report().indexed, sealed.len(), "opened from the indexes: no scan saw it");
     // Reads check every record's CRC: the damaged one is an error naming the file.
@@ -174,7 +168,7 @@ fn damage_in_an_indexed_segment_is_found_by_the_read_verify_strict_and_a_scannin
             Ok(r) => assert_eq!(r, rec(lsn)),
             Err(e) => {
                 let s = e.to_string();
-                assert!(s.contains(&*sealed[1].to_string_lossy()), "{s}");
+                assert!(s.contains(&*sealed[1].path.to_string_lossy()), "{s}");
                 assert!(log.read_ref(lsn).is_err(), "the zero-copy read refuses it too");
                 bad.push(lsn);
             }
@@ -191,25 +185,23 @@ fn damage_in_an_indexed_segment_is_found_by_the_read_verify_strict_and_a_scannin
 
 #[test]
 fn index_files_go_with_their_segments() {
-    if single_file() {
-        return;
-    }
     let d = tmpfs_dir();
     let sealed = make(d.path(), 1200);
     let log = Log::open(d.path(), opts(false)).unwrap();
     let segs = log.segments().unwrap();
     log.purge_before(segs[2].first_lsn).unwrap();
     assert!(!idx(&sealed[0]).exists() && !idx(&sealed[1]).exists(), "purged segments' indexes removed");
-    // A truncation into a sealed segment replaces its file: its index goes; the
-    // segment, the tail again, gets a new one at its next seal.
+    // A truncation into a sealed segment (which replaces its file, or cuts its slot in
+    // place): its index goes; the segment, the tail again, gets a new one at its next
+    // seal.
     let cut = segs[3].first_lsn + 4;
     log.truncate_from(cut).unwrap();
-    assert!(!idx(&segs[3].path).exists());
+    assert!(!idx(&segs[3]).exists());
     for i in cut..cut + 300 {
         log.append(&rec(i)).unwrap();
     }
     drop(log);
-    assert!(idx(&segs[3].path).exists(), "sealed again, indexed again");
+    assert!(idx(&segs[3]).exists(), "sealed again, indexed again");
     let log = Log::open(d.path(), opts(false)).unwrap();
     assert!(log.recovery_report().repairs.is_empty(), "{:?}", log.recovery_report().repairs);
     for lsn in log.first_lsn()..cut + 300 {
@@ -233,10 +225,8 @@ fn sealed_segments_keep_at_most_a_byte_per_record_in_ram() {
             Log::open(d.path(), opts(false)).unwrap()
         };
         let sealed = |log: &Log| log.segments().unwrap().into_iter().filter(|s| s.sealed).collect::<Vec<_>>();
-        if !single_file() {
-            for s in sealed(&log) {
-                assert_eq!(s.index_ram, 0, "{} loaded before its first read", s.path.display());
-            }
+        for s in sealed(&log) {
+            assert_eq!(s.index_ram, 0, "{} loaded before its first read", s.path.display());
         }
         // Random order, then every LSN through both APIs.
         let mut lsn = 7u64;

@@ -317,6 +317,14 @@ pub fn index_path(segment: &Path) -> std::path::PathBuf {
     p.into()
 }
 
+/// The index file of the single-file layout's segment in the slot at byte `offset`
+/// of the data file `data`: `{data}.{offset, 20 digits}.idx`, beside it.
+pub fn slot_index_path(data: &Path, offset: u64) -> std::path::PathBuf {
+    let mut p = data.as_os_str().to_owned();
+    p.push(format!(".{offset:020}.idx"));
+    p.into()
+}
+
 /// A sealed segment's record index, kept in `{segment}.idx` so that an open need not
 /// scan the segment (`LogOptions::scan_sealed` false). It describes one incarnation
 /// of one segment file: its base LSN and creation time (from the header), its record

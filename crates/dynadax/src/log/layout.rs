@@ -430,8 +430,29 @@ impl Store {
                 // readied for reuse.
                 let f = File::open(data)?;
                 f.write_at(&[0u8; 8], offset)?;
-                f.persist(offset, 8)
+                f.persist(offset, 8)?;
+                // Its index goes too (one left behind never matches the slot's next
+                // segment, whose header has another creation time).
+                let _ = std::fs::remove_file(format::slot_index_path(data, offset));
+                Ok(())
             }
+        }
+    }
+
+    /// Removes `seg`'s index file durably (the directory synced), before its records
+    /// are cut: the segment, sealed again later with other records, must not meet its
+    /// old index after a crash (same segment, same header).
+    pub fn remove_index(&self, seg: &Segment) -> Result<()> {
+        let ip = seg.index_file();
+        match std::fs::remove_file(&ip) {
+            Ok(()) => {
+                let dir = match self {
+                    Store::Files { dir } | Store::Slots { dir, .. } => dir,
+                };
+                sync_dir(dir)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&ip, "remove segment index", e)),
         }
     }
 
@@ -445,7 +466,7 @@ impl Store {
             return Err(Error::invalid(&seg.path, "only a segment file is replaced"));
         };
         // Its index describes the old file.
-        let _ = std::fs::remove_file(format::index_path(&seg.path));
+        self.remove_index(seg)?;
         let tmp = super::writer::prepare_file(dir, capacity.max(keep))?;
         let res = (|| {
             let src = seg.file()?;

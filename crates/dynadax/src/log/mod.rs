@@ -206,6 +206,9 @@ pub struct SegmentInfo {
     /// Bytes of RAM its record index takes now: 4 per record for the tail, about
     /// a byte per record for a sealed segment once read, 0 before.
     pub index_ram: usize,
+    /// Its index file (written after its seal): `{segment}.idx`, or
+    /// `{data}.{offset}.idx` for the single-file layout. `None` for the tail.
+    pub index_file: Option<PathBuf>,
 }
 
 /// What recovery did when the log was opened.
@@ -500,16 +503,15 @@ impl Log {
         // Sealed segments keep a sparse index in RAM. Those scanned (their index file
         // was missing or did not check, or the options asked for a scan) have their
         // index file written again if it is missing or wrong, in the background.
-        let files_layout = log.inner.store.slot_size().is_none();
         let segs = log.inner.segments.read().unwrap_or_else(|e| e.into_inner()).clone();
         for s in segs.into_iter().filter(|s| s.sealed.load(Ordering::Acquire)) {
             let Some(dense) = s.sparsify() else { continue };
-            if read_only || !files_layout || s.from_index.load(Ordering::Relaxed) {
+            if read_only || s.from_index.load(Ordering::Relaxed) {
                 continue;
             }
             let end = s.end.load(Ordering::Acquire);
-            let ok = segment::read_index_head(&s.path, &s.header, end, log.inner.opts.max_record)
-                .is_ok_and(|n| n == dense.len() as u64);
+            let ok = segment::read_index_head(&s.index_file(), &s.header, s.extent(end), log.inner.opts.max_record)
+                .is_ok_and(|(n, e)| n == dense.len() as u64 && e == end);
             if !ok {
                 log.inner.prep.write_index(s, dense, end);
             }
@@ -629,6 +631,7 @@ impl Log {
                     backing,
                     created_ns: s.header.created_ns,
                     index_ram: s.index.read().unwrap_or_else(|e| e.into_inner()).ram(),
+                    index_file: s.sealed.load(Ordering::Acquire).then(|| s.index_file()),
                 })
             })
             .collect()

@@ -184,6 +184,7 @@ impl Inner {
     /// not purged.
     pub(crate) fn read_below(&self, lsn: Lsn, end: Lsn, upto: Upto) -> Result<Vec<u8>> {
         let seg = self.segment_in_log(lsn, end, upto)?;
+        self.unstage_for(lsn, upto)?;
         let read = super::segment::read_stable(&seg, || {
             self.offset_in(&seg, lsn, None).and_then(|off| seg.read_record(lsn, off, self.opts.max_record))
         });
@@ -193,6 +194,22 @@ impl Inner {
             Some(super::view::Vanished::Purged(p)) => p,
             _ => e,
         })
+    }
+}
+
+impl Inner {
+    /// Before the writer's own read of appended record `lsn` (`Upto::Appended`): a
+    /// cached tail may still hold it staged in memory, not in its file (see
+    /// `writer::Staging`), if it is not durable yet; the staged frames are written
+    /// to the file first (not durably).
+    pub(crate) fn unstage_for(&self, lsn: Lsn, upto: Upto) -> Result<()> {
+        if upto == Upto::Appended && !self.read_only && lsn >= self.durable.load(Ordering::SeqCst) {
+            let media = self.writer.lock().unwrap_or_else(|e| e.into_inner()).guard.clone();
+            if let Some(m) = media {
+                m.write_staged()?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -231,25 +231,30 @@ pub(crate) fn recover(
             && mode == RecoveryMode::TolerateTornTail
             && !is_last
             && holds_cut.is_none()
-            && found.span == u64::MAX
             && !known.iter().any(|&(a, b)| b > base && next_base.is_none_or(|n| a < n));
         if by_index {
             // The index file's head places the segment's LSNs; its offsets are read
             // on the segment's first read (`Segment::offset_of`).
             let file_len = file.len()?;
+            let extent = if found.span == u64::MAX {
+                super::segment::Extent::File(file_len)
+            } else {
+                super::segment::Extent::Slot(found.span)
+            };
+            let ip = super::segment::index_file(path, found.offset, found.span);
             let counted =
-                super::segment::read_index_head(path, &header, file_len, opts.max_record).and_then(
-                    |n| match next_base {
+                super::segment::read_index_head(&ip, &header, extent, opts.max_record).and_then(|(n, end)| {
+                    match next_base {
                         Some(next) if base.checked_add(n) != Some(next) => Err(format!(
                             "it lists {n} records from LSN {base}, but the next segment starts at LSN {next}"
                         )),
-                        _ => Ok(n),
-                    },
-                );
+                        _ => Ok((n, end)),
+                    }
+                });
             match counted {
-                Ok(records) => {
+                Ok((records, end)) => {
                     report.indexed += 1;
-                    let index = super::segment::Index::unloaded(records, file_len);
+                    let index = super::segment::Index::unloaded(records, end);
                     let seg =
                         Segment::new(path.clone(), found.offset, found.span, header, frames, file, index, true, files);
                     seg.from_index.store(true, Ordering::Relaxed);
@@ -263,7 +268,7 @@ pub(crate) fn recover(
                 Err(why) => report.repairs.push(format!(
                     "{}: index {}: {why}: the segment is scanned{}",
                     label(found),
-                    super::format::index_path(path).display(),
+                    ip.display(),
                     if apply == Apply::Write { " and its index written again" } else { "" }
                 )),
             }

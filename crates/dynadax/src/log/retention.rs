@@ -228,6 +228,7 @@ impl Log {
             w.guard = None;
             let was_sealed = seg.sealed.swap(false, Ordering::AcqRel);
             seg.pin(true);
+            inner.store.remove_index(&seg)?;
             if was_sealed && inner.store.slot_size().is_none() {
                 // Zero-copy readers (here and in other processes) may map the sealed
                 // file, and what they were lent must not change (`view.rs`): the kept

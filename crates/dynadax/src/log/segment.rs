@@ -727,7 +727,7 @@ impl Segment {
     /// writer then writes the index again.
     fn load_index(self: &Arc<Self>, idx: &mut Index) -> Result<()> {
         let end = idx.next;
-        let why = match read_index(&self.path, &self.header, end, usize::MAX) {
+        let why = match read_index(&self.index_file(), &self.header, self.extent(end), usize::MAX) {
             Ok((dense, e)) if e == end && dense.len() as u64 == idx.len() => {
                 idx.load(&dense);
                 return Ok(());
@@ -737,7 +737,7 @@ impl Segment {
         };
         let scan = scan(&*self.file()?, &self.header, self.frames, self.cache.max_record)?;
         let whole = scan.gaps.is_empty() && scan.too_large.is_none() && scan.end == end;
-        let ip = format::index_path(&self.path);
+        let ip = self.index_file();
         let mut note = format!(
             "{}: index {}: {why}: the segment was scanned on its first read",
             self.path.display(),
@@ -762,6 +762,20 @@ impl Segment {
         }
         self.cache.notes.lock().unwrap_or_else(|e| e.into_inner()).push(note);
         Ok(())
+    }
+
+    /// Its index file (see [`index_file`]).
+    pub fn index_file(&self) -> PathBuf {
+        index_file(&self.path, self.offset, self.span)
+    }
+
+    /// Where its records may end, sealed, with `end` its records' end now.
+    pub fn extent(&self, end: u64) -> Extent {
+        if self.span == u64::MAX {
+            Extent::File(end)
+        } else {
+            Extent::Slot(self.span)
+        }
     }
 
     /// Makes the index of this sealed segment sparse, if it is dense and complete;
@@ -820,7 +834,7 @@ impl Segment {
     }
 }
 
-/// Writes the index file of the sealed segment `seg` (files layout) from the offsets
+/// Writes the index file of the sealed segment `seg` from the offsets
 /// of all its records, `dense`, which end at `end`.
 /// Written to a temporary name, made durable and renamed (see [`format::SegmentIndex`]).
 pub(crate) fn write_index(seg: &Segment, dense: &[u32], end: u64) -> Result<()> {
@@ -837,7 +851,7 @@ pub(crate) fn write_index(seg: &Segment, dense: &[u32], end: u64) -> Result<()> 
             offsets: dense.to_vec(),
         }
     };
-    let path = format::index_path(&seg.path);
+    let path = seg.index_file();
     let mut tmp = path.clone().into_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -853,74 +867,98 @@ pub(crate) fn write_index(seg: &Segment, dense: &[u32], end: u64) -> Result<()> 
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "rename segment index", e))
 }
 
-/// The index file of the segment file at `path`, if it is valid and describes this
-/// incarnation of it (`header`, a file of `file_len` bytes whose records are at most
-/// `max` bytes): its offsets and the end of its records. Why not, otherwise.
+/// Where a sealed segment's records may end, for checking its index: the sealed
+/// file's length (exactly there: the trim is the seal's last step), or a slot's size
+/// (anywhere in it: a slot is not trimmed).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Extent {
+    File(u64),
+    Slot(u64),
+}
+
+/// The index file of the segment at `offset` of `path` whose slot is `span` bytes
+/// (`u64::MAX` for a segment file).
+pub(crate) fn index_file(path: &Path, offset: u64, span: u64) -> PathBuf {
+    if span == u64::MAX {
+        format::index_path(path)
+    } else {
+        format::slot_index_path(path, offset)
+    }
+}
+
+/// The index file `ip`, if it is valid and describes this incarnation of its segment
+/// (`header`, records ending as `extent` allows, at most `max` bytes each): its
+/// offsets and the end of its records. Why not, otherwise.
 pub(crate) fn read_index(
-    path: &Path,
+    ip: &Path,
     header: &SegmentHeader,
-    file_len: u64,
+    extent: Extent,
     max: usize,
 ) -> std::result::Result<(Vec<u32>, u64), String> {
-    let ip = format::index_path(path);
-    let bytes = match std::fs::read(&ip) {
+    let bytes = match std::fs::read(ip) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("no index file".into()),
         Err(e) => return Err(format!("cannot read {}: {e}", ip.display())),
     };
     let idx = format::SegmentIndex::decode(&bytes)?;
     let head = format::IndexHead::decode(&bytes)?;
-    check_head(&head, header, file_len, max)?;
+    check_head(&head, header, extent, max)?;
     if idx.offsets.windows(2).any(|w| w[0] >= w[1])
         || idx.offsets.first().is_some_and(|&o| (o as usize) < HEADER_LEN)
         || idx.offsets.last().is_some_and(|&o| o as u64 >= idx.end)
     {
-        return Err("its offsets are out of order or out of the file".into());
+        return Err("its offsets are out of order or out of the segment".into());
     }
     Ok((idx.offsets, idx.end))
 }
 
 /// [`read_index`] reading the index file's head only (what an open needs): its
-/// record count, if the head is valid, describes this incarnation of the segment
-/// and the file is as long as it says. Its offsets are checked when they are read.
+/// record count and the end of its records, if the head is valid, describes this
+/// incarnation of the segment and the file is as long as it says. Its offsets are
+/// checked when they are read.
 pub(crate) fn read_index_head(
-    path: &Path,
+    ip: &Path,
     header: &SegmentHeader,
-    file_len: u64,
+    extent: Extent,
     max: usize,
-) -> std::result::Result<u64, String> {
+) -> std::result::Result<(u64, u64), String> {
     use std::io::Read;
-    let ip = format::index_path(path);
     let cannot = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => "no index file".to_string(),
         _ => format!("cannot read {}: {e}", ip.display()),
     };
-    let mut f = std::fs::File::open(&ip).map_err(cannot)?;
+    let mut f = std::fs::File::open(ip).map_err(cannot)?;
     let mut b = [0u8; format::INDEX_HEAD];
     f.read_exact(&mut b).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => "not a segment index (too short)".to_string(),
         _ => cannot(e),
     })?;
     let head = format::IndexHead::decode(&b)?;
-    check_head(&head, header, file_len, max)?;
+    check_head(&head, header, extent, max)?;
     let len = f.metadata().map_err(cannot)?.len();
     if head.file_len() != Some(len) {
         return Err(format!("{len} bytes for {} records", head.records));
     }
-    Ok(head.records)
+    Ok((head.records, head.end))
 }
 
 fn check_head(
     head: &format::IndexHead,
     header: &SegmentHeader,
-    file_len: u64,
+    extent: Extent,
     max: usize,
 ) -> std::result::Result<(), String> {
     if head.base_lsn != header.base_lsn || head.created_ns != header.created_ns {
         return Err("it describes another segment of the same name".into());
     }
-    if head.end != file_len {
-        return Err(format!("it says the records end at byte {}, the file is {file_len} bytes", head.end));
+    match extent {
+        Extent::File(len) if head.end != len => {
+            return Err(format!("it says the records end at byte {}, the file is {len} bytes", head.end));
+        }
+        Extent::Slot(span) if head.end < HEADER_LEN as u64 || head.end > span => {
+            return Err(format!("it says the records end at byte {}, outside the {span}-byte slot", head.end));
+        }
+        _ => {}
     }
     // `max_len` is bounded from the frames' spacing, which includes up to 7 bytes of
     // padding: a record of exactly `max` bytes may show as a few more.

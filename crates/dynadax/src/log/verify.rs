@@ -200,9 +200,14 @@ fn verify_segments(
             }
         }
         // A sealed segment file's index, if it has one, against what the scan found.
-        if !is_last && found.span == u64::MAX && scan.gaps.is_empty() && scan.too_large.is_none() {
-            let ip = super::format::index_path(&path);
-            match super::segment::read_index(&path, &header, len, max_record) {
+        if !is_last && scan.gaps.is_empty() && scan.too_large.is_none() {
+            let ip = super::segment::index_file(&path, found.offset, found.span);
+            let extent = if found.span == u64::MAX {
+                super::segment::Extent::File(len)
+            } else {
+                super::segment::Extent::Slot(found.span)
+            };
+            match super::segment::read_index(&ip, &header, extent, max_record) {
                 Err(why) if ip.exists() => {
                     problem(0, ProblemKind::Index, Some(base), 0, format!("index {}: {why}", ip.display()))
                 }

@@ -427,6 +427,7 @@ impl Cursor {
         let Some(map) = &v.map else {
             // Copied: the tail, a slot of the single-file layout, an unfinished seal.
             let (inner, seg) = (&self.inner, &v.seg);
+            inner.unstage_for(lsn, self.upto)?;
             self.buf = super::segment::read_stable(seg, || {
                 inner.offset_in(seg, lsn, None).and_then(|off| seg.read_record(lsn, off, max))
             })?;

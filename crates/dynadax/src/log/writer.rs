@@ -989,7 +989,7 @@ impl Inner {
         w.opened = Instant::now();
         w.offsets.clear();
         self.prep.tail_opened(w.guard.as_ref(), self);
-        if let Some(dense) = dense.filter(|_| self.store.slot_size().is_none()) {
+        if let Some(dense) = dense {
             let end = old.end.load(Ordering::Acquire);
             self.prep.write_index(old, dense, end);
         }
