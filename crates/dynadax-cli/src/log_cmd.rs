@@ -323,8 +323,8 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<()> {
             let mut t = log.tail(from.unwrap_or_else(|| log.first_lsn()));
             let mut out = std::io::stdout().lock();
             loop {
-                if let Some((lsn, rec)) = t.next_timeout(None)? {
-                    write_record(&mut out, lsn, &rec)?;
+                if let Some(rec) = t.next_ref_timeout(None)? {
+                    write_record(&mut out, rec.lsn(), &rec)?;
                     out.flush()?;
                 }
             }

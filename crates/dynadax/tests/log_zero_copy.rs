@@ -260,3 +260,37 @@ fn stress_borrowers_against_a_writer_that_seals_truncates_and_purges() {
     // Lent from mappings in segment files; always copied in the single-file layout.
     assert_eq!(mapped.into_inner() > 0, !single_file());
 }
+
+/// A tailer lends records too (`Tailer::next_ref_timeout`, what `dynadax log tail`
+/// uses): the same records as `next_timeout`, mapped where they are in a sealed
+/// segment file, then it waits at the end and takes what is appended next.
+#[test]
+fn a_tailer_lends_the_records_it_follows() {
+    for d in dirs() {
+        let log = Log::open(d.path(), opts()).unwrap();
+        for lsn in 0..400 {
+            log.append(&rec(lsn, 0)).unwrap();
+        }
+        let sealed_end = log.segments().unwrap().last().unwrap().first_lsn;
+        assert!(sealed_end > 0);
+        let (mut lending, mut copying) = (log.tail(0), log.tail(0));
+        for lsn in 0..400 {
+            let r = lending.next_ref_timeout(Some(std::time::Duration::ZERO)).unwrap().expect("durable");
+            let (l, b) = copying.next_timeout(Some(std::time::Duration::ZERO)).unwrap().expect("durable");
+            assert_eq!((r.lsn(), &*r), (l, &b[..]));
+            assert_eq!(r.lsn(), lsn);
+            if !single_file() {
+                assert_eq!(r.is_mapped(), lsn < sealed_end, "LSN {lsn}");
+            }
+        }
+        assert!(lending.next_ref_timeout(Some(std::time::Duration::from_millis(5))).unwrap().is_none());
+        let writer = log.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            writer.append(&rec(400, 0)).unwrap();
+        });
+        let r = lending.next_ref_timeout(Some(std::time::Duration::from_secs(10))).unwrap().expect("woken");
+        assert_eq!((r.lsn(), gen_of(400, &r)), (400, 0));
+        t.join().unwrap();
+    }
+}

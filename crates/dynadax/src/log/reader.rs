@@ -344,6 +344,41 @@ impl Tailer {
     /// The next record, waiting up to `timeout` for it (`None` waits forever).
     /// `Ok(None)` if the timeout passed first.
     pub fn next_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<(Lsn, Vec<u8>)>> {
+        if !self.wait(timeout)? {
+            return Ok(None);
+        }
+        self.take(|i, lsn| i.read(lsn))
+    }
+
+    /// [`Tailer::next_timeout`] lending the record where it lies, as
+    /// [`Log::read_ref`] does (a record of a sealed segment is not copied; one of the
+    /// tail is).
+    pub fn next_ref_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<super::view::RecordRef>> {
+        if !self.wait(timeout)? {
+            return Ok(None);
+        }
+        self.take(|i, lsn| i.read_ref(lsn)).map(|r| r.map(|(_, rec)| rec))
+    }
+
+    /// Reads the record at `next` with `read` and moves past it; past a hole too.
+    fn take<T>(&mut self, read: impl FnOnce(&Inner, Lsn) -> Result<T>) -> Result<Option<(Lsn, T)>> {
+        let lsn = self.next;
+        match read(&self.inner, lsn) {
+            Ok(rec) => {
+                self.next += 1;
+                Ok(Some((lsn, rec)))
+            }
+            Err(e @ Error::Damaged { .. }) => {
+                // A hole of a salvaged log: reported once, then the records after it.
+                self.next += 1;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits up to `timeout` for the record at `next` to be durable; whether it is.
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<bool> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let i = &self.inner;
         if i.read_only {
@@ -355,7 +390,7 @@ impl Tailer {
                     break;
                 }
                 let left = match deadline {
-                    Some(d) if Instant::now() >= d => return Ok(None),
+                    Some(d) if Instant::now() >= d => return Ok(false),
                     Some(d) => (d - Instant::now()).min(Duration::from_secs(1)),
                     None => Duration::from_secs(1),
                 };
@@ -385,21 +420,9 @@ impl Tailer {
             drop(g);
             i.waiters.fetch_sub(1, Ordering::SeqCst);
             if i.durable.load(Ordering::SeqCst) <= self.next {
-                return Ok(None);
+                return Ok(false);
             }
         }
-        let lsn = self.next;
-        match i.read(lsn) {
-            Ok(rec) => {
-                self.next += 1;
-                Ok(Some((lsn, rec)))
-            }
-            Err(e @ Error::Damaged { .. }) => {
-                // A hole of a salvaged log: reported once, then the records after it.
-                self.next += 1;
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
+        Ok(true)
     }
 }

@@ -235,15 +235,7 @@ impl Log {
     /// Record `lsn` as an owned handle that lends its bytes without copying them
     /// (see [`RecordRef`]); errors as [`Log::read`].
     pub fn read_ref(&self, lsn: Lsn) -> Result<RecordRef> {
-        let inner = &self.inner;
-        let end = inner.visible_end(Upto::Durable);
-        let seg = inner.segment_in_log(lsn, end, Upto::Durable)?;
-        if let Some(map) = seg.frozen()? {
-            let off = inner.offset_in(&seg, lsn, Some(&map))?;
-            let r = decode_at(&seg, &map, off, lsn, inner.opts.max_record)?;
-            return Ok(RecordRef { lsn, bytes: Bytes::Mapped(map, r) });
-        }
-        Ok(RecordRef { lsn, bytes: Bytes::Copied(inner.read_below(lsn, end, Upto::Durable)?) })
+        self.inner.read_ref(lsn)
     }
 
     /// Copies consecutive records from `from` on into `buf` (cleared first), as many
@@ -277,6 +269,19 @@ impl Log {
 }
 
 impl Inner {
+    /// [`Log::read_ref`].
+    pub(crate) fn read_ref(&self, lsn: Lsn) -> Result<RecordRef> {
+        let inner = self;
+        let end = inner.visible_end(Upto::Durable);
+        let seg = inner.segment_in_log(lsn, end, Upto::Durable)?;
+        if let Some(map) = seg.frozen()? {
+            let off = inner.offset_in(&seg, lsn, Some(&map))?;
+            let r = decode_at(&seg, &map, off, lsn, inner.opts.max_record)?;
+            return Ok(RecordRef { lsn, bytes: Bytes::Mapped(map, r) });
+        }
+        Ok(RecordRef { lsn, bytes: Bytes::Copied(inner.read_below(lsn, end, Upto::Durable)?) })
+    }
+
     /// The segment holding `lsn`, if `lsn` is in the log and below `end`.
     pub(crate) fn segment_in_log(&self, lsn: Lsn, end: Lsn, upto: Upto) -> Result<Arc<Segment>> {
         let (mut first, seg, in_first) = {
