@@ -258,7 +258,10 @@ pub(crate) fn recover(
                     let seg =
                         Segment::new(path.clone(), found.offset, found.span, header, frames, file, index, true, files);
                     seg.from_index.store(true, Ordering::Relaxed);
-                    if apply.changes() {
+                    // A segment file as long as its records was trimmed, the seal's
+                    // last step (after its switch to cached): nothing to finish, and
+                    // no mode to look up. A slot is not trimmed: its mode is checked.
+                    if apply.changes() && found.span != u64::MAX {
                         report.repairs.extend(store.finish_seal(&seg, true)?);
                     }
                     out.push(seg);
