@@ -234,8 +234,45 @@ def java_bench():
                  groups, ["Java byte[]", "Java direct ByteBuffer"], rel)
 
 
+def reads_bench():
+    """Sequential and random reads per method, beside the bare loops, from
+    `dynadax log bench --json` runs in bench/results/log-bench-reads-{fs}-{record}.jsonl."""
+    runs = {}
+    for fs in ["shm", "ext4"]:
+        for rec in ["4000", "256"]:
+            p = ROOT / f"bench/results/log-bench-reads-{fs}-{rec}.jsonl"
+            if p.exists():
+                runs[(fs, rec)] = {json.loads(l)["bench"]: json.loads(l) for l in p.read_text().splitlines() if l}
+    if not runs:
+        return
+    seq = [("read-seq", "Log::range (copy)"), ("read-seq-zero-copy", "cursor, cold"),
+           ("read-seq-zero-copy-warm", "cursor, warm"), ("bare-pread-crc", "bare pread + CRC"),
+           ("bare-mmap-crc", "bare CRC in place")]
+    print("\n### Reads of a sealed segment, per method (GB/s; dynadax log bench)\n")
+    print("| fs | record | " + " | ".join(n for _, n in seq) + " | 2 readers | bare, 2 threads |")
+    print("| --- | ---: |" + " ---: |" * (len(seq) + 2))
+    vals = {}
+    for (fs, rec), r in runs.items():
+        v = lambda b: r.get(b, {}).get("value")
+        cells = [v(b) for b, _ in seq] + [v("read-seq-zero-copy-2-readers"), v("bare-mmap-crc-2-threads")]
+        print(f"| {fs} | {rec} B | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+        for (b, n) in seq:
+            if v(b):
+                vals[(f"{fs} {rec} B", n)] = v(b)
+    bars_svg(IMG / "reads.svg", "Sequential reads of a sealed 256 MiB segment, CRC checked (one run each)", "GB/s",
+             list(dict.fromkeys(g for g, _ in vals)), [n for _, n in seq], vals)
+    print("\n### Random reads (reads/s)\n")
+    print("| fs | record | Log::read (copy) | read_with (zero-copy) | bare random pread | bare random CRC in place |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for (fs, rec), r in runs.items():
+        v = lambda b: r.get(b, {}).get("value")
+        cells = [v(b) for b in ["read-random", "read-random-zero-copy", "bare-pread-random", "bare-mmap-random-crc"]]
+        print(f"| {fs} | {rec} B | " + " | ".join("-" if c is None else f"{c/1e3:.0f} k" for c in cells) + " |")
+
+
 if __name__ == "__main__":
     main()
     log_bench()
     layout_bench()
     java_bench()
+    reads_bench()
