@@ -8,6 +8,7 @@ mod demo;
 mod log_bench;
 mod log_cmd;
 mod report;
+mod service_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dynadax::{Mode, Policy, SwitchOptions};
@@ -94,6 +95,28 @@ enum Command {
     Log {
         #[command(subcommand)]
         command: log_cmd::LogCommand,
+    },
+    /// Run one node of a replicated log service until SIGINT or SIGTERM.
+    ///
+    /// openraft replicates the node's Raft log (a dynadax log in DIR/raft) to the
+    /// others over HTTP; each committed append becomes the next record of DIR/applied,
+    /// at the same index on every node. Logs to stderr.
+    #[command(after_help = "Examples (three nodes, one command each; the cluster forms itself):
+  dynadax serve --id 1 --dir n1 --listen 127.0.0.1:7001 --peers 2=127.0.0.1:7002,3=127.0.0.1:7003
+  dynadax serve --id 2 --dir n2 --listen 127.0.0.1:7002 --peers 1=127.0.0.1:7001,3=127.0.0.1:7003
+  dynadax serve --id 3 --dir n3 --listen 127.0.0.1:7003 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002
+Or start them without --peers and run `dynadax cluster init` once.")]
+    Serve(service_cmd::ServeArgs),
+    /// Set up and change a cluster (init, add-learner, promote, remove,
+    /// transfer-leader) and see a node's status.
+    Cluster {
+        #[command(subcommand)]
+        command: service_cmd::ClusterCommand,
+    },
+    /// Append to and read the replicated log of a cluster.
+    Client {
+        #[command(subcommand)]
+        command: service_cmd::ClientCommand,
     },
     /// Run the tour: probe, volume, modes, writes in both vectors, a switch refused
     /// while mapped, switches both ways with data checked, and a short report.
@@ -232,6 +255,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Log { command } => log_cmd::run(command),
         Command::Demo { dir, size, json } => demo::run(&dir, size, json),
+        Command::Serve(args) => service_cmd::serve(args),
+        Command::Cluster { command } => service_cmd::cluster(command),
+        Command::Client { command } => service_cmd::client(command),
     }
 }
 

@@ -1,0 +1,252 @@
+//! openraft's network over HTTP: [`Network`] makes one [`Peer`] per target node;
+//! every peer shares one `reqwest` client, whose pool keeps a connection per node
+//! alive between RPCs (HTTP/1.1 keep-alive), so replication pays no connect per
+//! append.
+//!
+//! Why HTTP with axum and reqwest rather than gRPC with tonic: openraft's messages
+//! are already serde types, so a postcard body over plain HTTP needs no schema or
+//! generated code (tonic needs `.proto` files, `protoc` and a prost build step, and
+//! a mapping of every openraft type to protobuf); both crates are hyper underneath,
+//! well kept and widely used; and the admin and status endpoints are JSON that
+//! `curl` can call. Streaming, which gRPC would give, is not needed: openraft sends
+//! snapshots whole through `full_snapshot`.
+
+use crate::api::{self, ApiError, ErrorKind};
+use crate::types::{NodeId, TypeConfig};
+use openraft::alias::{SnapshotOf, VoteOf};
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::impls::BasicNode;
+use openraft::network::v2::RaftNetworkV2;
+use openraft::network::{RPCOption, RPCTypes};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::RaftNetworkFactory;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::Future;
+use std::io::Cursor;
+use std::time::Duration;
+
+type C = TypeConfig;
+
+/// How a call to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// No connection: refused, reset, no route, DNS.
+    #[error("{addr}: cannot connect: {why}")]
+    Connect { addr: String, why: String },
+    /// No answer in time.
+    #[error("{addr}: no answer in {after:?}")]
+    Timeout { addr: String, after: Duration },
+    /// The node answered with an error.
+    #[error("{addr}: {err}")]
+    Api { addr: String, err: ApiError },
+    /// Anything else: a broken body, a connection cut mid-answer.
+    #[error("{addr}: {why}")]
+    Other { addr: String, why: String },
+}
+
+/// `http://ADDR` unless `addr` has a scheme already.
+pub(crate) fn base_url(addr: &str) -> String {
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.trim_end_matches('/').to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn send_error(addr: &str, e: reqwest::Error, timeout: Duration) -> CallError {
+    if e.is_timeout() {
+        CallError::Timeout { addr: addr.to_string(), after: timeout }
+    } else if e.is_connect() {
+        // reqwest's Display says only "error sending request"; the cause names the reason.
+        let mut why = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            why = s.to_string();
+            src = s.source();
+        }
+        CallError::Connect { addr: addr.to_string(), why }
+    } else {
+        CallError::Other { addr: addr.to_string(), why: e.to_string() }
+    }
+}
+
+/// Decodes an answer: the body in postcard (or JSON) on success, the [`ApiError`] in
+/// JSON otherwise.
+pub(crate) async fn decode<T: DeserializeOwned>(
+    addr: &str,
+    resp: reqwest::Response,
+    json: bool,
+    timeout: Duration,
+) -> Result<T, CallError> {
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| send_error(addr, e, timeout))?;
+    if !status.is_success() {
+        let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
+            ApiError::new(
+                ErrorKind::Internal,
+                format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])),
+            )
+        });
+        return Err(CallError::Api { addr: addr.to_string(), err });
+    }
+    let r = if json {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else {
+        postcard::from_bytes(&body).map_err(|e| e.to_string())
+    };
+    r.map_err(|why| CallError::Other { addr: addr.to_string(), why: format!("undecodable answer: {why}") })
+}
+
+/// POSTs `req` in postcard to `addr` + `path` and decodes the postcard answer.
+pub(crate) async fn post<Q: Serialize, A: DeserializeOwned>(
+    http: &reqwest::Client,
+    addr: &str,
+    path: &str,
+    req: &Q,
+    timeout: Duration,
+) -> Result<A, CallError> {
+    let body = postcard::to_stdvec(req)
+        .map_err(|e| CallError::Other { addr: addr.to_string(), why: format!("encoding the request: {e}") })?;
+    let resp = http
+        .post(format!("{}{path}", base_url(addr)))
+        .header(reqwest::header::CONTENT_TYPE, api::POSTCARD)
+        .body(body)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| send_error(addr, e, timeout))?;
+    decode(addr, resp, false, timeout).await
+}
+
+/// The HTTP client all of a node's peers share (one connection pool).
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .build()
+        .expect("a reqwest client without TLS roots or proxies to load builds")
+}
+
+/// openraft's network factory for node `id`.
+#[derive(Clone)]
+pub struct Network {
+    id: NodeId,
+    http: reqwest::Client,
+}
+
+impl Network {
+    /// The network of node `id`.
+    pub fn new(id: NodeId) -> Network {
+        Network { id, http: http_client() }
+    }
+}
+
+/// The connection to one node.
+pub struct Peer {
+    id: NodeId,
+    target: NodeId,
+    addr: String,
+    http: reqwest::Client,
+}
+
+impl RaftNetworkFactory<C> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer { id: self.id, target, addr: node.addr.clone(), http: self.http.clone() }
+    }
+}
+
+impl Peer {
+    async fn rpc<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Q,
+        action: RPCTypes,
+        option: &RPCOption,
+    ) -> Result<A, RPCError<C>> {
+        let ttl = option.hard_ttl();
+        post(&self.http, &self.addr, path, req, ttl).await.map_err(|e| match e {
+            CallError::Timeout { .. } => {
+                RPCError::Timeout(Timeout { action, id: self.id, target: self.target, timeout: ttl })
+            }
+            CallError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            e => RPCError::Network(NetworkError::new(&e)),
+        })
+    }
+}
+
+/// A remote Raft error: the target's Raft is shutting down or failed. Reported as
+/// unreachable, so openraft backs off from it.
+fn remote<E: std::error::Error + 'static>(e: E) -> RPCError<C> {
+    RPCError::Unreachable(Unreachable::new(&e))
+}
+
+impl RaftNetworkV2<C> for Peer {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
+        let r: Result<AppendEntriesResponse<C>, RaftError<C>> =
+            self.rpc(api::RAFT_APPEND, &rpc, RPCTypes::AppendEntries, &option).await?;
+        r.map_err(remote)
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
+        let r: Result<VoteResponse<C>, RaftError<C>> = self.rpc(api::RAFT_VOTE, &rpc, RPCTypes::Vote, &option).await?;
+        r.map_err(remote)
+    }
+
+    async fn pre_vote(&mut self, rpc: VoteRequest<C>, option: RPCOption) -> Result<VoteResponse<C>, RPCError<C>> {
+        let r: Result<VoteResponse<C>, RaftError<C>> =
+            self.rpc(api::RAFT_PRE_VOTE, &rpc, RPCTypes::Vote, &option).await?;
+        r.map_err(remote)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<C>,
+        snapshot: SnapshotOf<C, Cursor<Vec<u8>>>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
+        let body = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        let call = self.rpc::<_, Result<SnapshotResponse<C>, Fatal<C>>>(
+            api::RAFT_SNAPSHOT,
+            &body,
+            RPCTypes::InstallSnapshot,
+            &option,
+        );
+        let r = tokio::select! {
+            r = call => r,
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+        };
+        match r {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(fatal)) => Err(StreamingError::Unreachable(Unreachable::new(&fatal))),
+            Err(RPCError::Timeout(t)) => Err(StreamingError::Timeout(t)),
+            Err(RPCError::Unreachable(u)) => Err(StreamingError::Unreachable(u)),
+            Err(RPCError::Network(n)) => Err(StreamingError::Network(n)),
+            Err(RPCError::RemoteError(e)) => Err(StreamingError::Unreachable(Unreachable::new(&e))),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<C>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<C>, RPCError<C>> {
+        let r: Result<TransferLeaderResponse<C>, Fatal<C>> =
+            self.rpc(api::RAFT_TRANSFER, &req, RPCTypes::TransferLeader, &option).await?;
+        r.map_err(remote)
+    }
+}
