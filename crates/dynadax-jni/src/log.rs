@@ -24,6 +24,7 @@ fn options(
     max_record: jlong,
     first_lsn: jlong,
     capacity: jlong,
+    scan_sealed: bool,
 ) -> Res<LogOptions> {
     let bad = |what: &str, v: i64| Failure::Arg(format!("no {what} with ordinal {v}"));
     // An existing log keeps its own segment size and record limit unless told.
@@ -64,6 +65,7 @@ fn options(
             0 => Layout::Files,
             c => Layout::SingleFile { capacity: lsn(c, "capacity")? },
         },
+        scan_sealed,
         ..LogOptions::default()
     })
 }
@@ -82,10 +84,21 @@ pub extern "system" fn Java_io_dynadax_internal_Native_logOpen<'l>(
     max_record: jlong,
     first_lsn: jlong,
     capacity: jlong,
+    scan_sealed: jboolean,
 ) -> jlong {
     guard(&mut env, 0, |env| {
         let dir = path(env, &dir)?;
-        let opts = options(&dir, durability, recovery, tail_mode, segment_size, max_record, first_lsn, capacity)?;
+        let opts = options(
+            &dir,
+            durability,
+            recovery,
+            tail_mode,
+            segment_size,
+            max_record,
+            first_lsn,
+            capacity,
+            scan_sealed != 0,
+        )?;
         let log = if read_only != 0 { Log::open_read_only(&dir, opts)? } else { Log::open(&dir, opts)? };
         Ok(into_handle(log))
     })

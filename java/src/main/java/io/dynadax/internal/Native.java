@@ -120,7 +120,7 @@ public final class Native {
      * existing log, its own); {@code capacity} &gt; 0: a new log in the single-file layout.
      */
     public static native long logOpen(String dir, boolean readOnly, int durability, int recovery, int tailMode,
-            long segmentSize, long maxRecord, long firstLsn, long capacity);
+            long segmentSize, long maxRecord, long firstLsn, long capacity, boolean scanSealed);
 
     public static native void logFree(long log);
 

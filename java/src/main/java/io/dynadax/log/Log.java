@@ -132,7 +132,8 @@ public final class Log implements AutoCloseable {
         String d = Util.nativePath(dir, "dir");
         Objects.requireNonNull(o, "options");
         long h = Native.logOpen(d, readOnly, o.durability().ordinal(), o.recovery().ordinal(),
-                o.tailMode().ordinal(), o.segmentSize(), o.maxRecord(), o.firstLsn(), o.singleFileCapacity());
+                o.tailMode().ordinal(), o.segmentSize(), o.maxRecord(), o.firstLsn(), o.singleFileCapacity(),
+                o.scanSealed());
         try {
             return new Log(h, dir, readOnly);
         } catch (RuntimeException | Error e) {

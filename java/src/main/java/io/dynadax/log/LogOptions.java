@@ -26,6 +26,7 @@ public final class LogOptions {
     private final int maxRecord;
     private final long firstLsn;
     private final long singleFileCapacity;
+    private final boolean scanSealed;
 
     private LogOptions(Builder b) {
         this.durability = b.durability;
@@ -35,6 +36,7 @@ public final class LogOptions {
         this.maxRecord = b.maxRecord;
         this.firstLsn = b.firstLsn;
         this.singleFileCapacity = b.singleFileCapacity;
+        this.scanSealed = b.scanSealed;
     }
 
     /**
@@ -70,6 +72,7 @@ public final class LogOptions {
         b.maxRecord = maxRecord;
         b.firstLsn = firstLsn;
         b.singleFileCapacity = singleFileCapacity;
+        b.scanSealed = scanSealed;
         return b;
     }
 
@@ -137,6 +140,16 @@ public final class LogOptions {
     }
 
     /**
+     * Whether an open scans every sealed segment (checking every record's CRC)
+     * instead of opening it from its index file.
+     *
+     * @return true if sealed segments are scanned at open
+     */
+    public boolean scanSealed() {
+        return scanSealed;
+    }
+
+    /**
      * Whether a new log uses the single-file layout.
      *
      * @return true if {@link #singleFileCapacity()} is set
@@ -153,19 +166,21 @@ public final class LogOptions {
         LogOptions x = (LogOptions) o;
         return durability == x.durability && segmentSize == x.segmentSize && recovery == x.recovery
                 && tailMode == x.tailMode && maxRecord == x.maxRecord && firstLsn == x.firstLsn
-                && singleFileCapacity == x.singleFileCapacity;
+                && singleFileCapacity == x.singleFileCapacity && scanSealed == x.scanSealed;
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(durability, segmentSize, recovery, tailMode, maxRecord, firstLsn, singleFileCapacity);
+        return Objects.hash(durability, segmentSize, recovery, tailMode, maxRecord, firstLsn, singleFileCapacity,
+                scanSealed);
     }
 
     @Override
     public String toString() {
         return "LogOptions[durability=" + durability + ", segmentSize=" + segmentSize + ", recovery=" + recovery
                 + ", tailMode=" + tailMode + ", maxRecord=" + maxRecord + ", firstLsn=" + firstLsn
-                + (singleFileCapacity > 0 ? ", singleFile=" + singleFileCapacity : "") + "]";
+                + (singleFileCapacity > 0 ? ", singleFile=" + singleFileCapacity : "")
+                + (scanSealed ? ", scanSealed" : "") + "]";
     }
 
     /** Builds {@link LogOptions}; not thread safe. */
@@ -177,6 +192,7 @@ public final class LogOptions {
         private int maxRecord;
         private long firstLsn;
         private long singleFileCapacity;
+        private boolean scanSealed;
 
         private Builder() {}
 
@@ -264,6 +280,21 @@ public final class LogOptions {
                 throw new IllegalArgumentException("singleFile capacity must be positive, not " + capacity);
             }
             this.singleFileCapacity = capacity;
+            return this;
+        }
+
+        /**
+         * Makes an open scan every sealed segment, checking every record's CRC. By
+         * default a sealed segment is opened from its index file (written after its
+         * seal): the open reads headers and index heads, not records, whatever the
+         * log's size, and damage in a sealed segment is found when a record is read.
+         * {@link RecoveryMode#STRICT} and the salvage modes always scan.
+         *
+         * @param scanSealed true to scan sealed segments at open
+         * @return this builder
+         */
+        public Builder scanSealed(boolean scanSealed) {
+            this.scanSealed = scanSealed;
             return this;
         }
 

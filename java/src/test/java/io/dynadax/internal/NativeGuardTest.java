@@ -28,7 +28,7 @@ class NativeGuardTest {
                 () -> Native.setMode("/nonexistent-dynadax-path", 7, -1));
         assertTrue(e.getMessage().contains("no mode with ordinal 7"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class,
-                () -> Native.logOpen("/nonexistent-dynadax-path", false, 9, 1, 0, 0, 0, 0, 0));
+                () -> Native.logOpen("/nonexistent-dynadax-path", false, 9, 1, 0, 0, 0, 0, 0, false));
         assertTrue(e.getMessage().contains("durability"), e.getMessage());
     }
 }

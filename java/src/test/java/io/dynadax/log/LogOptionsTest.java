@@ -31,8 +31,11 @@ class LogOptionsTest {
     void builderSetsEverythingAndIsChecked() {
         LogOptions o = LogOptions.builder().durability(Durability.EACH).segmentSize(1 << 20)
                 .recovery(RecoveryMode.SKIP_DAMAGED).tailMode(TailMode.CACHED).maxRecord(1000).firstLsn(7)
-                .singleFile(64 << 20).build();
+                .singleFile(64 << 20).scanSealed(true).build();
         assertEquals(Durability.EACH, o.durability());
+        assertTrue(o.scanSealed());
+        assertFalse(LogOptions.defaults().scanSealed(), "sealed segments open from their index files by default");
+        assertNotEquals(o, o.toBuilder().scanSealed(false).build());
         assertEquals(1 << 20, o.segmentSize());
         assertEquals(RecoveryMode.SKIP_DAMAGED, o.recovery());
         assertEquals(TailMode.CACHED, o.tailMode());

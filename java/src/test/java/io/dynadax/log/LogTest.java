@@ -296,15 +296,25 @@ class LogTest {
             ch.write(b, at);
             ch.force(true);
         }
-        LogCorruptException e = assertThrows(LogCorruptException.class, () -> Log.open(dir));
+        long hole = Long.parseLong(victim.getFileName().toString().replace(".dlog", ""));
+        // The default open reads the sealed segments' index files, not their records:
+        // the damaged record is LogCorruptException when it is read.
+        try (Log log = Log.open(dir)) {
+            assertTrue(Records.intact(hole + 1, 3, 300, log.read(hole + 1)));
+            LogCorruptException r = assertThrows(LogCorruptException.class, () -> log.read(hole));
+            assertEquals(victim.toRealPath(), r.path().toRealPath(), r.getMessage());
+        }
+        // An open that scans them refuses the log, naming the file and the offset.
+        LogOptions scanning = LogOptions.builder().scanSealed(true).build();
+        LogCorruptException e = assertThrows(LogCorruptException.class, () -> Log.open(dir, scanning));
         assertEquals(victim.toRealPath(), e.path().toRealPath(), e.getMessage());
         assertTrue(e.offset() >= 0, "offset " + e.offset());
         assertTrue(e.offset() <= at, "offset " + e.offset() + " at or before the flipped byte");
         assertTrue(e.getMessage().contains(victim.getFileName().toString()), e.getMessage());
         // Nothing was changed: the same damage is found again, also by a reader.
-        assertThrows(LogCorruptException.class, () -> Log.open(dir));
+        assertThrows(LogCorruptException.class, () -> Log.open(dir, scanning));
+        assertThrows(LogCorruptException.class, () -> Log.openReadOnly(dir, scanning));
         // Salvage keeps every other record; the damaged one is a hole.
-        long hole = Long.parseLong(victim.getFileName().toString().replace(".dlog", ""));
         try (Log log = Log.open(dir, LogOptions.builder().recovery(RecoveryMode.SKIP_DAMAGED).build())) {
             assertTrue(Records.intact(0, 3, 300, log.read(0)));
             assertTrue(Records.intact(hole + 1, 3, 300, log.read(hole + 1)));
