@@ -209,10 +209,10 @@ impl Client {
         r.map_err(|e| self.unreachable(vec![addr.into()], e))
     }
 
-    /// Initializes a new cluster of `members` through its first address.
+    /// Initializes a new cluster of `members` through the client's address (retried
+    /// while the node is not listening yet; refused if it is initialized already).
     pub async fn init(&self, members: BTreeMap<NodeId, String>) -> Result<AdminReply, Error> {
-        let addr = self.addrs[0].clone();
-        self.admin_at(&addr, api::INIT, &api::InitRequest { members }).await
+        self.admin(api::INIT, &api::InitRequest { members }).await
     }
 
     /// Adds node `id` at `addr` as a learner; returns once it has caught up.
@@ -237,16 +237,6 @@ impl Client {
 
     async fn admin<Q: Serialize>(&self, path: &str, req: &Q) -> Result<AdminReply, Error> {
         self.call_cluster(true, |addr| self.post_json(addr, path, req)).await
-    }
-
-    async fn admin_at<Q: Serialize>(&self, addr: &str, path: &str, req: &Q) -> Result<AdminReply, Error> {
-        match self.post_json(addr.to_string(), path, req).await {
-            Step::Done(r) => Ok(r),
-            Step::Fail(e) => Err(e),
-            Step::Retry(CallError::Api { err, .. }) => Err(Error::Api(err)),
-            Step::Retry(e) => Err(self.unreachable(vec![addr.into()], e)),
-            Step::Redirect(l) => Err(Error::Other(format!("{addr} says the leader is at {l}"))),
-        }
     }
 
     async fn post_pc<Q: Serialize, A: DeserializeOwned>(&self, addr: String, path: &str, req: &Q) -> Step<A> {

@@ -1,0 +1,501 @@
+//! The replicated log service as a person runs it: three `dynadax serve` processes
+//! on loopback, `dynadax cluster` and `dynadax client` commands, kill -9 and
+//! restarts. Every test is bounded in time; child processes are killed on drop.
+
+use dynadax_service::{Client, Request};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dynadax");
+
+/// A command for the CLI whose process is killed if the test's thread dies
+/// without dropping it (a test killed by a signal leaves no node running).
+fn dynadax() -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(BIN);
+    // SAFETY: prctl is async-signal-safe; it only sets this child's death signal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// A `dynadax serve` process, killed (SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Cluster {
+    root: tempfile::TempDir,
+    addrs: BTreeMap<u64, String>,
+    nodes: BTreeMap<u64, Proc>,
+}
+
+/// A port nobody listens on now (bound, then released: the node binds it next).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    /// Three nodes with ids 1..=3 on free loopback ports, not started.
+    fn new() -> Cluster {
+        let root = tempfile::Builder::new().prefix("dynadax-service-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let addrs = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+        Cluster { root, addrs, nodes: BTreeMap::new() }
+    }
+
+    fn dir(&self, id: u64) -> PathBuf {
+        self.root.path().join(format!("n{id}"))
+    }
+
+    fn addr(&self, id: u64) -> &str {
+        &self.addrs[&id]
+    }
+
+    fn all(&self) -> String {
+        self.addrs.values().cloned().collect::<Vec<_>>().join(",")
+    }
+
+    /// Starts node `id`, with `--peers` (the others) if `peers`; its stderr goes to
+    /// `n{id}.log` (appended to across restarts).
+    fn start(&mut self, id: u64, peers: bool) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join(format!("n{id}.log")))
+            .unwrap();
+        let mut cmd = dynadax();
+        cmd.args(["serve", "--id", &id.to_string(), "--listen", self.addr(id), "--snapshot-every", "5000"])
+            .arg("--dir")
+            .arg(self.dir(id))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if peers {
+            let p: Vec<String> =
+                self.addrs.iter().filter(|(i, _)| **i != id).map(|(i, a)| format!("{i}={a}")).collect();
+            cmd.arg("--peers").arg(p.join(","));
+        }
+        self.nodes.insert(id, Proc(cmd.spawn().unwrap()));
+    }
+
+    fn kill9(&mut self, id: u64) {
+        drop(self.nodes.remove(&id).expect("node running"));
+    }
+
+    fn node_log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.root.path().join(format!("n{id}.log"))).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        self.addrs.keys().map(|id| format!("--- node {id}:\n{}", self.node_log(*id))).collect()
+    }
+
+    /// `cluster status --json` of node `id`, or None if it does not answer.
+    fn status(&self, id: u64) -> Option<Value> {
+        let out = run(&["cluster", "status", "--json", "--node", self.addr(id)], None, Duration::from_secs(10));
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
+    }
+
+    /// The leader every running node agrees on, waiting up to `timeout`.
+    fn leader(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen: Vec<Option<u64>> =
+                self.nodes.keys().map(|id| self.status(*id).and_then(|s| s["leader"]["id"].as_u64())).collect();
+            if let Some(Some(l)) = seen.first() {
+                if seen.iter().all(|s| s == &Some(*l)) && self.nodes.contains_key(l) {
+                    return *l;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader agreed on in {timeout:?}: {seen:?}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Records read from node `id` (`client read`, linearizable unless `stale`).
+    fn read(&self, id: u64, stale: bool) -> Vec<(u64, String)> {
+        let mut args = vec!["client", "read", "--cluster", self.addr(id)];
+        if stale {
+            args.push("--stale");
+        }
+        let out = run(&args, None, Duration::from_secs(60));
+        assert!(out.status.success(), "read from node {id}: {}\n{}", stderr(&out), self.logs());
+        parse_records(&out.stdout)
+    }
+
+    /// Waits until node `id`'s own (stale) log equals `want`.
+    fn caught_up(&self, id: u64, want: &[(u64, String)], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.read(id, true);
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline && got.len() <= want.len() && want.starts_with(&got),
+                "node {id} holds {} records, not a prefix of the {} expected (or not caught up in {timeout:?})\n{}",
+                got.len(),
+                want.len(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs the CLI with `stdin`, killing it after `timeout` (then the test fails).
+fn run(args: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Output {
+    let mut child = dynadax()
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        let mut w = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = w.write_all(&input);
+        });
+    }
+    wait_output(child, timeout, &args.join(" "))
+}
+
+/// A CLI process whose output is read as it comes (so a full pipe never stalls it).
+struct Running {
+    child: Child,
+    out: Option<std::thread::JoinHandle<Vec<u8>>>,
+    err: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+fn collect(mut child: Child) -> Running {
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    Running { child, out: Some(out), err: Some(err) }
+}
+
+fn wait_output(child: Child, timeout: Duration, what: &str) -> Output {
+    collect(child).wait(timeout, what)
+}
+
+impl Running {
+    /// Waits for the process, killing it after `timeout` (then the test fails).
+    fn wait(mut self, timeout: Duration, what: &str) -> Output {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("`dynadax {what}` did not finish in {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| h.map(|h| h.join().unwrap()).unwrap_or_default();
+        Output { status, stdout: join(self.out.take()), stderr: join(self.err.take()) }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_records(out: &[u8]) -> Vec<(u64, String)> {
+    String::from_utf8(out.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (i, r) = l.split_once('\t').unwrap_or_else(|| panic!("not INDEX<TAB>record: {l:?}"));
+            (i.parse().unwrap(), r.to_string())
+        })
+        .collect()
+}
+
+fn parse_indexes(out: &[u8]) -> Vec<u64> {
+    String::from_utf8(out.to_vec()).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
+/// The checker: `log` is consecutive from 0, holds exactly the acknowledged
+/// (index, record) pairs, each record once, and nothing nobody sent.
+fn check(log: &[(u64, String)], acked: &BTreeMap<u64, String>, sent: &BTreeSet<String>) {
+    for (k, (i, _)) in log.iter().enumerate() {
+        assert_eq!(*i, k as u64, "the log has a hole or is out of order at position {k}");
+    }
+    let mut seen = BTreeSet::new();
+    for (_, r) in log {
+        assert!(seen.insert(r.clone()), "record {r:?} is in the log twice");
+        assert!(sent.contains(r), "record {r:?} is in the log but nobody sent it");
+    }
+    for (i, r) in acked {
+        assert_eq!(log.get(*i as usize).map(|(_, r)| r), Some(r), "acknowledged record {r:?} is not at its index {i}");
+    }
+}
+
+/// Three nodes set up with `cluster init`; three clients append at once, each
+/// through a different node; every node holds every acknowledged record exactly
+/// once, at its acknowledged index, in one order, read linearizably and stale.
+#[test]
+fn concurrent_appends_through_every_node_land_once_in_one_order_everywhere() {
+    let mut c = Cluster::new();
+    for id in 1..=3 {
+        c.start(id, false);
+    }
+    // A node not yet in a cluster says so.
+    for id in 1..=3 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let st = loop {
+            if let Some(s) = c.status(id) {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "node {id} does not answer\n{}", c.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(st["initialized"], Value::Bool(false), "{st}");
+    }
+    let members: Vec<String> = c.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect();
+    let out = run(&["cluster", "init", "--node", c.addr(1), &members.join(",")], None, Duration::from_secs(20));
+    assert!(out.status.success(), "init: {}", stderr(&out));
+    let leader = c.leader(Duration::from_secs(20));
+    let st = c.status(leader).unwrap();
+    assert_eq!(st["voters"].as_array().unwrap().len(), 3, "{st}");
+    assert_eq!(st["state"], "Leader");
+
+    let per_client = 3000;
+    let mut children = Vec::new();
+    let mut sent = BTreeSet::new();
+    for k in 1..=3u64 {
+        let input: String = (0..per_client).map(|i| format!("c{k}-{i}\n")).collect();
+        sent.extend((0..per_client).map(|i| format!("c{k}-{i}")));
+        let mut child = dynadax()
+            .args(["client", "append", "--cluster", c.addr(k)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut w = child.stdin.take().unwrap();
+        std::thread::spawn(move || w.write_all(input.as_bytes()));
+        children.push((k, collect(child)));
+    }
+    let mut acked = BTreeMap::new();
+    for (k, child) in children {
+        let out = child.wait(Duration::from_secs(120), "client append");
+        assert!(out.status.success(), "client {k}: {}", stderr(&out));
+        let idx = parse_indexes(&out.stdout);
+        assert_eq!(idx.len(), per_client, "client {k} printed {} indexes", idx.len());
+        for (i, index) in idx.into_iter().enumerate() {
+            let prev = acked.insert(index, format!("c{k}-{i}"));
+            assert!(prev.is_none(), "index {index} acknowledged twice ({prev:?} and c{k}-{i})");
+        }
+    }
+    assert_eq!(acked.len(), 3 * per_client);
+    // Linearizable reads through every node see all of it, the same.
+    let log = c.read(1, false);
+    check(&log, &acked, &sent);
+    assert_eq!(log.len(), 3 * per_client);
+    for id in 2..=3 {
+        assert_eq!(c.read(id, false), log, "linearizable read through node {id}");
+    }
+    // Each node's own log catches up to the same.
+    for id in 1..=3 {
+        c.caught_up(id, &log, Duration::from_secs(30));
+    }
+    // A range read, and the status's counts.
+    let out =
+        run(&["client", "read", "--cluster", &c.all(), "--from", "10", "--to", "13"], None, Duration::from_secs(20));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(parse_records(&out.stdout), log[10..13].to_vec());
+    let st = c.status(leader).unwrap();
+    assert_eq!(st["records"].as_u64(), Some(3 * per_client as u64), "{st}");
+}
+
+/// Under a load of appends, kill -9 a follower, restart it, then kill -9 the
+/// leader, restart it: the client goes on through the leader change; every
+/// acknowledged record is on every node exactly once in one order, the restarted
+/// nodes catch up, and nothing was applied twice although the client retried.
+#[test]
+fn kill9_of_a_follower_and_the_leader_mid_load_loses_and_repeats_nothing() {
+    let mut c = Cluster::new();
+    for id in 1..=3 {
+        c.start(id, true); // the cluster forms itself from --peers
+    }
+    let leader = c.leader(Duration::from_secs(30));
+
+    let mut client = dynadax()
+        .args(["client", "append", "--timeout", "60", "--cluster", &c.all()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut w = client.stdin.take().unwrap();
+    let client = collect(client);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // The load: lines as fast as a small pause allows, until told to stop.
+    let feeder = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while !stop2.load(Ordering::Relaxed) {
+            let chunk: String = (n..n + 50).map(|i| format!("r{i}\n")).collect();
+            if w.write_all(chunk.as_bytes()).is_err() {
+                break;
+            }
+            n += 50;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        n // `w` drops here: end of input
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let follower = *c.addrs.keys().find(|id| **id != leader).unwrap();
+    c.kill9(follower);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.start(follower, true);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.kill9(leader);
+    // The other two elect a new leader and the client follows it.
+    std::thread::sleep(Duration::from_millis(2500));
+    c.start(leader, true);
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let lines = feeder.join().unwrap();
+    let out = client.wait(Duration::from_secs(120), "client append");
+    assert!(out.status.success(), "client append: {}\n{}", stderr(&out), c.logs());
+    let idx = parse_indexes(&out.stdout);
+    assert_eq!(idx.len() as u64, lines, "every line acknowledged");
+    let sent: BTreeSet<String> = (0..lines).map(|i| format!("r{i}")).collect();
+    let acked: BTreeMap<u64, String> = idx.iter().enumerate().map(|(i, x)| (*x, format!("r{i}"))).collect();
+    assert_eq!(acked.len() as u64, lines, "an index was acknowledged twice");
+    assert!(lines > 1000, "the load was too small to mean anything: {lines} lines");
+
+    let new_leader = c.leader(Duration::from_secs(30));
+    let log = c.read(new_leader, false);
+    check(&log, &acked, &sent);
+    assert_eq!(log.len() as u64, lines, "the log holds exactly the acknowledged records");
+    for id in 1..=3 {
+        assert_eq!(c.read(id, false), log, "linearizable read through node {id}");
+        c.caught_up(id, &log, Duration::from_secs(60));
+    }
+    // The restarted nodes really did restart (a new term was seen) and rejoined.
+    let st = c.status(new_leader).unwrap();
+    let entries = st["applied"].as_u64().unwrap_or(0) + 1;
+    eprintln!(
+        "cluster kill -9: {lines} appends acknowledged, 0 lost, 0 duplicated, 0 reordered; {entries} Raft entries \
+         applied for them (retried duplicates, blank and membership entries make the difference)"
+    );
+    assert!(st["term"].as_u64().unwrap() >= 2, "{st}");
+    for f in st["replication"].as_array().unwrap() {
+        assert_eq!(f["lag"].as_u64(), Some(0), "follower behind: {st}");
+    }
+}
+
+/// A retried (client, seq) is applied once, also when the retry goes through
+/// another node; errors name what is wrong: a record too large, an unreachable
+/// cluster, a node that is not a member.
+#[test]
+fn a_retried_append_is_applied_once_and_errors_say_what_is_wrong() {
+    let mut c = Cluster::new();
+    // Node 3 is started alone and never added: not a member.
+    for id in 1..=2 {
+        c.start(id, false);
+    }
+    c.start(3, false);
+    let two: BTreeMap<u64, String> = c.addrs.iter().filter(|(i, _)| **i != 3).map(|(i, a)| (*i, a.clone())).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let admin = Client::connect([c.addr(1).to_string()]).unwrap().with_deadline(Duration::from_secs(20));
+        // Retried until node 1 listens.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match admin.init(two.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "init: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let client = Client::connect(two.values().cloned()).unwrap().with_id(0xfeed);
+        let first = client.append(b"before").await.unwrap();
+        let req = Request { client: 0xfeed_0001, seq: 7, acked: 0, bytes: b"once".to_vec() };
+        let a = client.send_requests(vec![req.clone()]).await.unwrap();
+        assert!(!a[0].duplicate);
+        let index = a[0].index.unwrap();
+        assert!(index > first);
+        // The same request again, through each node (a follower forwards the client
+        // to the leader): answered with the same index, not appended.
+        for addr in two.values() {
+            let other = Client::connect([addr.clone()]).unwrap();
+            let b = other.send_requests(vec![req.clone()]).await.unwrap();
+            assert_eq!((b[0].index, b[0].duplicate), (Some(index), true), "retry through {addr}");
+        }
+        let after = client.append(b"after").await.unwrap();
+        assert_eq!(after, index + 1, "the retries took no index");
+        let all = client.read(0..u64::MAX, false).await.unwrap();
+        let onces = all.iter().filter(|(_, r)| r == b"once").count();
+        assert_eq!(onces, 1, "{all:?}");
+        assert_eq!(all.len() as u64, after + 1);
+
+        // A node outside the cluster refuses, saying so.
+        let outsider = Client::connect([c.addr(3).to_string()]).unwrap().with_deadline(Duration::from_secs(2));
+        let e = outsider.append(b"x").await.unwrap_err().to_string();
+        assert!(e.contains("not a member"), "{e}");
+    });
+
+    // Through the command line: a line over 1 MiB is refused and named.
+    let big = format!("small\n{}\n", "x".repeat((1 << 20) + 1));
+    let out = run(&["client", "append", "--cluster", c.addr(1)], Some(big.as_bytes()), Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 2 is 1048577 bytes: the largest record is 1048576 bytes"), "{}", stderr(&out));
+    // An unreachable cluster: the error names every address tried.
+    let dead = [format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())];
+    let out = run(
+        &["client", "append", "--timeout", "1", "--cluster", &dead.join(",")],
+        Some(b"x\n"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(e.contains("cluster unreachable") && e.contains(&dead[0]) && e.contains(&dead[1]), "{e}");
+    let out = run(&["cluster", "status", "--node", &dead[0]], None, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&dead[0]), "{}", stderr(&out));
+    // Usage errors exit 2.
+    let out = run(&["cluster", "init", "--node", c.addr(1), "1=a,x=b"], None, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
