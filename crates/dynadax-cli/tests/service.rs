@@ -229,6 +229,16 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Kills the process (a `tail` never ends by itself) and returns what it printed.
+    fn kill(mut self) -> Output {
+        let _ = self.child.kill();
+        let status = self.child.wait().unwrap();
+        let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| h.map(|h| h.join().unwrap()).unwrap_or_default();
+        Output { status, stdout: join(self.out.take()), stderr: join(self.err.take()) }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -343,6 +353,20 @@ fn concurrent_appends_through_every_node_land_once_in_one_order_everywhere() {
     assert_eq!(parse_records(&out.stdout), log[10..13].to_vec());
     let st = c.status(leader).unwrap();
     assert_eq!(st["records"].as_u64(), Some(3 * per_client as u64), "{st}");
+    // Leadership moves where it is asked to, and the log stays the same.
+    let to = if leader == 3 { 2 } else { 3 };
+    let out = run(
+        &["cluster", "transfer-leader", "--node", c.addr(to), "--to", &to.to_string()],
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "transfer-leader: {}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.leader(Duration::from_secs(20)) != to {
+        assert!(Instant::now() < deadline, "leadership did not move to node {to}\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.read(1, false), log);
 }
 
 /// Under a load of appends, kill -9 a follower, restart it, then kill -9 the
@@ -476,6 +500,48 @@ fn a_retried_append_is_applied_once_and_errors_say_what_is_wrong() {
         let e = outsider.append(b"x").await.unwrap_err().to_string();
         assert!(e.contains("not a member"), "{e}");
     });
+
+    // `client tail` follows new commits.
+    let tail = collect(
+        dynadax()
+            .args(["client", "tail", "--cluster", c.addr(2), "--from", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let input: String = (0..100).map(|i| format!("t{i}\n")).collect();
+    let out = run(&["client", "append", "--cluster", c.addr(1)], Some(input.as_bytes()), Duration::from_secs(30));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first_t = parse_indexes(&out.stdout)[0];
+    let log = c.read(1, false);
+    c.caught_up(2, &log, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    let printed = parse_records(&tail.kill().stdout);
+    assert_eq!(printed, log[1..].to_vec(), "tail printed what the log holds from 1");
+    assert_eq!(printed.last().map(|r| r.0), Some(first_t + 99));
+
+    // Node 3 joins: as a learner (it catches up), then a voter; then it is removed.
+    let out = run(
+        &["cluster", "add-learner", "--node", c.addr(2), "--id", "3", "--addr", c.addr(3)],
+        None,
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "add-learner: {}", stderr(&out));
+    c.caught_up(3, &log, Duration::from_secs(20));
+    let out = run(&["cluster", "promote", "--node", c.addr(1), "3"], None, Duration::from_secs(60));
+    assert!(out.status.success(), "promote: {}", stderr(&out));
+    let st = c.status(3).unwrap();
+    assert_eq!(st["voters"].as_array().unwrap().len(), 3, "{st}");
+    assert_eq!(c.read(3, false), log, "linearizable read through the new voter");
+    let out = run(&["cluster", "remove", "--node", c.addr(1), "3"], None, Duration::from_secs(60));
+    assert!(out.status.success(), "remove: {}", stderr(&out));
+    c.kill9(3); // a removed node keeps its last view; the leader is the others' to say
+    let leader = c.leader(Duration::from_secs(20));
+    let st = c.status(leader).unwrap();
+    let voters: Vec<u64> = st["voters"].as_array().unwrap().iter().map(|v| v["id"].as_u64().unwrap()).collect();
+    assert_eq!(voters, vec![1, 2], "{st}");
 
     // Through the command line: a line over 1 MiB is refused and named.
     let big = format!("small\n{}\n", "x".repeat((1 << 20) + 1));
