@@ -203,7 +203,6 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let mut cfg = NodeConfig::new(a.id, &a.dir, a.listen);
         cfg.advertise = a.advertise.clone();
         cfg.peers = a.peers.clone().unwrap_or_default();
-        cfg.peers.remove(&a.id);
         cfg.snapshot_every = a.snapshot_every;
         let node = Node::start(cfg).await.with_context(|| format!("node {} in {}", a.id, a.dir.display()))?;
         let addr = a.advertise.clone().unwrap_or_else(|| node.local_addr.to_string());

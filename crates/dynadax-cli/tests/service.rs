@@ -87,8 +87,8 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(log);
         if peers {
-            let p: Vec<String> =
-                self.addrs.iter().filter(|(i, _)| **i != id).map(|(i, a)| format!("{i}={a}")).collect();
+            // Itself among them, as an operator may write it (one list for all).
+            let p: Vec<String> = self.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect();
             cmd.arg("--peers").arg(p.join(","));
         }
         self.nodes.insert(id, Proc(cmd.spawn().unwrap()));
@@ -564,4 +564,44 @@ fn a_retried_append_is_applied_once_and_errors_say_what_is_wrong() {
     // Usage errors exit 2.
     let out = run(&["cluster", "init", "--node", c.addr(1), "1=a,x=b"], None, Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// A node whose applied log was damaged under its checkpoint refuses to start
+/// (exit 1, naming the log), rather than serve a log with records missing.
+#[test]
+fn a_node_whose_applied_log_is_damaged_refuses_to_start() {
+    let mut c = Cluster::new();
+    c.addrs.retain(|id, _| *id == 1);
+    c.start(1, true); // --peers names only itself: a cluster of one
+    let input: String = (0..500).map(|i| format!("rec-{i:04}\n")).collect();
+    let out = run(&["client", "append", "--cluster", c.addr(1)], Some(input.as_bytes()), Duration::from_secs(60));
+    assert!(out.status.success(), "{}\n{}", stderr(&out), c.logs());
+    assert_eq!(parse_indexes(&out.stdout).len(), 500);
+    // A clean stop writes the checkpoint covering all 500 records.
+    let pid = c.nodes[&1].0.id();
+    // SAFETY: signalling a child this test started and still holds.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.nodes.get_mut(&1).unwrap().0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "node 1 did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.nodes.remove(&1);
+    let seg = std::fs::read_dir(c.dir(1).join("applied"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "dlog"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.windows(8).position(|w| w == b"rec-0100").expect("record 100 in the segment");
+    bytes[at + 5] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    let out = run(
+        &["serve", "--id", "1", "--listen", c.addr(1), "--dir", c.dir(1).to_str().unwrap()],
+        None,
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("applied") && e.contains("records were lost"), "{e}");
 }
