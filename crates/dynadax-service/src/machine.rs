@@ -569,7 +569,10 @@ impl RaftStateMachine<C> for StateMachine {
             batch.push(entry);
             responders.push(responder);
         }
-        let answers = self.apply_entries(&batch)?;
+        // Appending (and now and then a checkpoint's fsync) blocks: off the async
+        // workers, which also run heartbeats (two cores: one blocked worker is half).
+        let me = self.clone();
+        let answers = tokio::task::spawn_blocking(move || me.apply_entries(&batch)).await.map_err(other)??;
         for (answer, responder) in answers.into_iter().zip(responders) {
             if let Some(r) = responder {
                 r.send(answer.unwrap_or(Response { index: None, duplicate: false }));

@@ -171,7 +171,8 @@ impl Peer {
         action: RPCTypes,
         option: &RPCOption,
     ) -> Result<A, RPCError<C>> {
-        let ttl = option.hard_ttl();
+        // openraft asks for a timeout at the soft TTL, before it drops the RPC itself.
+        let ttl = option.soft_ttl();
         post(&self.http, &self.addr, path, req, ttl).await.map_err(|e| match e {
             CallError::Timeout { .. } => {
                 RPCError::Timeout(Timeout { action, id: self.id, target: self.target, timeout: ttl })

@@ -82,12 +82,14 @@ struct App {
 fn raft_config(cfg: &NodeConfig) -> Result<Config, crate::Error> {
     Config {
         cluster_name: "dynadax".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 600,
-        election_timeout_max: 1200,
+        // openraft gives each replication RPC the heartbeat interval as its time:
+        // append batches are kept small enough to fit it on a loaded machine.
+        heartbeat_interval: 250,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every),
         max_in_snapshot_log_to_keep: 1000,
-        max_payload_entries: 2000,
+        max_payload_entries: 256,
         ..Config::default()
     }
     .validate()
