@@ -701,7 +701,7 @@ impl Segment {
         let mut buf_at = 0u64;
         for _ in 0..frames {
             let len = match map {
-                Some(m) => m.len_at(from),
+                Some(m) => m.len_at(from)?,
                 None => {
                     if from < buf_at || from + 4 > buf_at + buf.len() as u64 {
                         buf.resize(16 << 10, 0);

@@ -18,12 +18,14 @@
 //! another process cannot yet see trimmed (the writer is sealing it), and of the
 //! single-file layout, whose ring reuses a purged segment's slot in place.
 //!
-//! **Unreadable pages.** A mapped page that cannot be read (a bad sector, poisoned
-//! persistent memory) raises SIGBUS when touched, as with any mapping. A [`Cursor`]
-//! faults its next window in ahead with `MADV_POPULATE_READ`, which reports such a
-//! page as an error instead; a single [`Log::read_with`] does not (one system call
-//! per record would cost more than the read). The copying API ([`Log::read`],
-//! [`Log::iter`]) reads with `pread` and turns every I/O error into an error.
+//! **Unreadable pages.** A mapped page that cannot be read (a bad sector) is not
+//! touched through the mapping: a page fault on it raises SIGBUS, and on Linux 6.1
+//! `MADV_POPULATE_READ` over it does not return (the fault is retried for ever; the
+//! lab's dm-error test hung on it). So every 4 MiB window of a mapping is first read
+//! with `pread`, which reports the I/O error, and only then faulted in, once per
+//! mapping: before any read lends from it (a cursor, [`Log::read_with`], the sparse
+//! index's steps). The copying API ([`Log::read`], [`Log::iter`]) reads with `pread`
+//! and turns every I/O error into an error.
 
 use super::format::Decoded;
 use super::reader::Upto;
@@ -40,11 +42,16 @@ use std::sync::Arc;
 /// A read-only mapping of a sealed segment's records (`0..end` of its file).
 pub(crate) struct SealedMap {
     map: FrozenMap,
+    /// The file, for the `pread` that checks a window before it is faulted in.
+    file: std::fs::File,
     path: PathBuf,
-    /// Faulted in (by any cursor) up to here: later cursors do not ask again. (A page
-    /// the kernel reclaims later is faulted in again when touched.)
-    populated: AtomicU64,
+    /// One bit per [`WINDOW`]: read and faulted in (by any reader). A page the
+    /// kernel reclaims later is read again when touched.
+    ready: Vec<AtomicU64>,
 }
+
+/// The unit in which a mapping is checked and faulted in.
+const WINDOW: u64 = 4 << 20;
 
 impl SealedMap {
     /// Maps `0..end` of the sealed segment file at `path`, if the file is exactly
@@ -60,40 +67,70 @@ impl SealedMap {
         // SAFETY: the file is a sealed segment whose seal has finished; by the rule in
         // this module's docs nothing writes or shrinks it while it is mapped.
         let map = unsafe { FrozenMap::new(f.as_fd(), len) }.map_err(|e| Error::io(path, "map sealed segment", e))?;
-        Ok(Some(SealedMap { map, path: path.to_path_buf(), populated: AtomicU64::new(0) }))
+        let windows = end.div_ceil(WINDOW).div_ceil(64) as usize;
+        let ready = (0..windows).map(|_| AtomicU64::new(0)).collect();
+        Ok(Some(SealedMap { map, file: f, path: path.to_path_buf(), ready }))
     }
 
     fn bytes(&self) -> &[u8] {
         self.map.bytes()
     }
 
-    /// The frame length field at `at`, if it lies in the mapping. (Not faulted in
-    /// first: a single read touches the mapping as [`Log::read_with`] does.)
-    pub fn len_at(&self, at: u64) -> Option<u32> {
-        let at = usize::try_from(at).ok()?;
-        self.bytes().get(at..at.checked_add(4)?).map(|h| u32::from_le_bytes(h.try_into().expect("4 bytes")))
+    /// The frame length field at `at`, if it lies in the mapping, made ready first.
+    pub fn len_at(&self, at: u64) -> Result<Option<u32>> {
+        self.populate(at, at.saturating_add(4))?;
+        let Ok(at) = usize::try_from(at) else { return Ok(None) };
+        Ok(self.bytes().get(at..at.saturating_add(4)).map(|h| u32::from_le_bytes(h.try_into().expect("4 bytes"))))
     }
 
-    /// Makes sure `at..upto` is faulted in: if it is not yet, faults in from `at` to
-    /// `upto` or a window further (clamped to the mapping); an unreadable page is an
-    /// error naming the file and offset.
+    /// Makes sure `at..upto` (clamped to the mapping) can be touched: each window
+    /// in it not yet ready is read with `pread` (an unreadable page is an error
+    /// naming the file and offset) and then faulted in.
     fn populate(&self, at: u64, upto: u64) -> Result<()> {
-        if upto <= self.populated.load(Ordering::Acquire) {
-            return Ok(());
-        }
         let len = self.bytes().len() as u64;
-        let end = upto.max(at + POPULATE_WINDOW).min(len);
-        let at = at.min(end);
-        if end > at {
-            self.map.populate(at as usize, (end - at) as usize).map_err(|source| Error::IoAt {
-                path: self.path.clone(),
-                offset: at,
-                op: "read sealed segment",
-                source,
-            })?;
+        let upto = upto.min(len);
+        let mut w = at / WINDOW;
+        while w * WINDOW < upto {
+            let (word, bit) = ((w / 64) as usize, 1u64 << (w % 64));
+            if self.ready[word].load(Ordering::Acquire) & bit == 0 {
+                let (start, end) = (w * WINDOW, ((w + 1) * WINDOW).min(len));
+                self.check(start, end)?;
+                self.map.populate(start as usize, (end - start) as usize).map_err(|source| Error::IoAt {
+                    path: self.path.clone(),
+                    offset: start,
+                    op: "read sealed segment",
+                    source,
+                })?;
+                self.ready[word].fetch_or(bit, Ordering::AcqRel);
+            }
+            w += 1;
         }
-        self.populated.fetch_max(end, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Reads `start..end` of the file with `pread` (into a scratch buffer, thrown
+    /// away): the I/O error of an unreadable page, before the mapping touches it.
+    fn check(&self, start: u64, end: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            b.resize(256 << 10, 0);
+            let mut at = start;
+            while at < end {
+                let n = (end - at).min(b.len() as u64) as usize;
+                self.file.read_exact_at(&mut b[..n], at).map_err(|source| Error::IoAt {
+                    path: self.path.clone(),
+                    offset: at,
+                    op: "read sealed segment",
+                    source,
+                })?;
+                at += n as u64;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -186,9 +223,6 @@ struct SegView {
     holes: bool,
 }
 
-/// How far ahead a cursor faults a mapping in.
-const POPULATE_WINDOW: u64 = 4 << 20;
-
 /// A reader that lends records without copying them: [`Cursor::next`] returns each
 /// record's bytes where they lie in a sealed segment's mapping, its CRC checked.
 /// Goes up to the durable end as it is at each step (or the appended end, for
@@ -276,7 +310,10 @@ impl Inner {
         let seg = inner.segment_in_log(lsn, end, Upto::Durable)?;
         if let Some(map) = seg.frozen()? {
             let off = inner.offset_in(&seg, lsn, Some(&map))?;
-            let r = decode_at(&seg, &map, off, lsn, inner.opts.max_record)?;
+            let max = inner.opts.max_record;
+            let len = map.len_at(off)?.unwrap_or(0);
+            map.populate(off, off + seg.frames.frame_len(len.min(max as u32) as usize) as u64)?;
+            let r = decode_at(&seg, &map, off, lsn, max)?;
             return Ok(RecordRef { lsn, bytes: Bytes::Mapped(map, r) });
         }
         Ok(RecordRef { lsn, bytes: Bytes::Copied(inner.read_below(lsn, end, Upto::Durable)?) })
@@ -442,11 +479,8 @@ impl Cursor {
             Some(o) if !v.holes => o,
             _ => self.inner.offset_in(&v.seg, lsn, Some(map))?,
         };
-        // Faulted in before it is touched: the header, then the whole frame.
-        map.populate(off, off + v.seg.frames.header() as u64)?;
-        let b = map.bytes();
-        let len =
-            b.get(off as usize..off as usize + 4).map_or(0, |h| u32::from_le_bytes(h.try_into().expect("4 bytes")));
+        // Ready before it is touched: the header, then the whole frame.
+        let len = map.len_at(off)?.unwrap_or(0);
         map.populate(off, off + v.seg.frames.frame_len(len.min(max as u32) as usize) as u64)?;
         let r = decode_at(&v.seg, map, off, lsn, max)?;
         v.off = Some(off + v.seg.frames.frame_len(r.len()) as u64);
