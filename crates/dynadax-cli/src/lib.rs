@@ -110,11 +110,15 @@ Or start them without --peers and run `dynadax cluster init` once.")]
     /// Set up and change a cluster (init, add-learner, promote, remove,
     /// transfer-leader) and see a node's status.
     Cluster {
+        #[command(flatten)]
+        tls: service_cmd::TlsArgs,
         #[command(subcommand)]
         command: service_cmd::ClusterCommand,
     },
     /// Append to and read the replicated log of a cluster.
     Client {
+        #[command(flatten)]
+        tls: service_cmd::TlsArgs,
         #[command(subcommand)]
         command: service_cmd::ClientCommand,
     },
@@ -256,8 +260,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { command } => log_cmd::run(command),
         Command::Demo { dir, size, json } => demo::run(&dir, size, json),
         Command::Serve(args) => service_cmd::serve(args),
-        Command::Cluster { command } => service_cmd::cluster(command),
-        Command::Client { command } => service_cmd::client(command),
+        Command::Cluster { tls, command } => service_cmd::cluster(tls, command),
+        Command::Client { tls, command } => service_cmd::client(tls, command),
     }
 }
 

@@ -11,9 +11,46 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// TLS files: all three, or none (plain HTTP).
+#[derive(Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// The cluster's CA certificate (PEM): peers and clients must present a
+    /// certificate it signed, and nodes must too.
+    #[arg(long, global = true, requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This node's or client's certificate (PEM), signed by the CA; a node's names
+    /// the address it is reached at (IP or DNS subject alternative name).
+    #[arg(long, global = true, requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, global = true, requires_all = ["tls_ca", "tls_cert"])]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn files(&self) -> Option<dynadax_service::TlsFiles> {
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                Some(dynadax_service::TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
+            }
+            _ => None,
+        }
+    }
+
+    fn client(&self, addrs: Vec<String>) -> anyhow::Result<Client> {
+        let c = Client::connect(addrs)?;
+        Ok(match self.files() {
+            Some(f) => c.with_tls(&f)?,
+            None => c,
+        })
+    }
+}
+
 /// `dynadax serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    tls: TlsArgs,
     /// This node's id: a number unique in the cluster.
     #[arg(long)]
     id: NodeId,
@@ -204,10 +241,15 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         cfg.advertise = a.advertise.clone();
         cfg.peers = a.peers.clone().unwrap_or_default();
         cfg.snapshot_every = a.snapshot_every;
+        cfg.tls = a.tls.files();
         let node = Node::start(cfg).await.with_context(|| format!("node {} in {}", a.id, a.dir.display()))?;
         let addr = a.advertise.clone().unwrap_or_else(|| node.local_addr.to_string());
+        let tls = match &a.tls.tls_ca {
+            Some(ca) => format!("TLS: peers and clients must present a certificate {} signed", ca.display()),
+            None => "no TLS: peers and clients talk plain HTTP, unauthenticated".to_string(),
+        };
         eprintln!(
-            "dynadax serve: node {} listening on {} (advertised as {addr}), dir {}; no TLS: peers and clients talk plain HTTP",
+            "dynadax serve: node {} listening on {} (advertised as {addr}), dir {}; {tls}",
             a.id,
             node.local_addr,
             a.dir.display()
@@ -251,10 +293,10 @@ async fn shutdown_signal() {
 }
 
 /// `dynadax cluster ...`.
-pub fn cluster(cmd: ClusterCommand) -> anyhow::Result<()> {
+pub fn cluster(tls: TlsArgs, cmd: ClusterCommand) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async move {
-        let node_of = |n: &String| Client::connect([n.clone()]).map(|c| c.with_deadline(Duration::from_secs(60)));
+        let node_of = |n: &String| tls.client(vec![n.clone()]).map(|c| c.with_deadline(Duration::from_secs(60)));
         let reply = match &cmd {
             ClusterCommand::Init { node, members } => node_of(node)?.init(members.clone()).await?,
             ClusterCommand::AddLearner { node, id, addr } => node_of(node)?.add_learner(*id, addr).await?,
@@ -309,16 +351,16 @@ fn print_status(st: &Status, json: bool) -> anyhow::Result<()> {
 }
 
 /// `dynadax client ...`.
-pub fn client(cmd: ClientCommand) -> anyhow::Result<()> {
+pub fn client(tls: TlsArgs, cmd: ClientCommand) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async move {
         match cmd {
             ClientCommand::Append { cluster, json, timeout } => {
-                let c = Client::connect(cluster)?.with_deadline(Duration::from_secs(timeout));
+                let c = tls.client(cluster)?.with_deadline(Duration::from_secs(timeout));
                 append(Arc::new(c), json).await
             }
             ClientCommand::Read { cluster, from, to, stale, json } => {
-                let c = Client::connect(cluster)?;
+                let c = tls.client(cluster)?;
                 let mut out = std::io::BufWriter::new(std::io::stdout().lock());
                 let mut next = from;
                 let end = to.unwrap_or(u64::MAX);
@@ -334,7 +376,7 @@ pub fn client(cmd: ClientCommand) -> anyhow::Result<()> {
                 Ok(())
             }
             ClientCommand::Tail { cluster, from } => {
-                let c = Client::connect(cluster)?.with_deadline(Duration::from_secs(3600 * 24 * 365));
+                let c = tls.client(cluster)?.with_deadline(Duration::from_secs(3600 * 24 * 365));
                 let mut next = from;
                 loop {
                     let r = c.read_some(next, None, true, Some(Duration::from_secs(10))).await?;

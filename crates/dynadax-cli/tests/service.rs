@@ -74,6 +74,10 @@ impl Cluster {
     /// Starts node `id`, with `--peers` (the others) if `peers`; its stderr goes to
     /// `n{id}.log` (appended to across restarts).
     fn start(&mut self, id: u64, peers: bool) {
+        self.start_with(id, peers, &[]);
+    }
+
+    fn start_with(&mut self, id: u64, peers: bool, extra: &[String]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -91,6 +95,7 @@ impl Cluster {
             let p: Vec<String> = self.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect();
             cmd.arg("--peers").arg(p.join(","));
         }
+        cmd.args(extra);
         self.nodes.insert(id, Proc(cmd.spawn().unwrap()));
     }
 
@@ -412,8 +417,9 @@ fn kill9_of_a_follower_and_the_leader_mid_load_loses_and_repeats_nothing() {
     c.start(follower, true);
     std::thread::sleep(Duration::from_millis(1500));
     c.kill9(leader);
-    // The other two elect a new leader and the client follows it.
-    std::thread::sleep(Duration::from_millis(2500));
+    // The other two elect a new leader (a new term) and the client follows it.
+    let elected = c.leader(Duration::from_secs(30));
+    assert_ne!(elected, leader);
     c.start(leader, true);
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Relaxed);
@@ -517,7 +523,7 @@ fn a_retried_append_is_applied_once_and_errors_say_what_is_wrong() {
     let first_t = parse_indexes(&out.stdout)[0];
     let log = c.read(1, false);
     c.caught_up(2, &log, Duration::from_secs(20));
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(2000));
     let printed = parse_records(&tail.kill().stdout);
     assert_eq!(printed, log[1..].to_vec(), "tail printed what the log holds from 1");
     assert_eq!(printed.last().map(|r| r.0), Some(first_t + 99));
@@ -604,4 +610,77 @@ fn a_node_whose_applied_log_is_damaged_refuses_to_start() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let e = stderr(&out);
     assert!(e.contains("applied") && e.contains("records were lost"), "{e}");
+}
+
+/// Three `serve` processes over mutual TLS (certificates from rcgen): the client
+/// with the cluster's certificate appends and reads, status says TLS is on, a
+/// client without TLS or with a certificate of another CA gets nowhere.
+#[test]
+fn a_tls_cluster_of_serve_processes_talks_only_to_its_own() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
+    let mut c = Cluster::new();
+    let pki = |name: &str| -> Vec<String> {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, format!("{name} CA"));
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        p.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &ca_cert, &ca_key).unwrap();
+        let path = |f: &str| c.root.path().join(format!("{name}-{f}")).to_str().unwrap().to_string();
+        std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(path("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+        ["--tls-ca", &path("ca.pem"), "--tls-cert", &path("cert.pem"), "--tls-key", &path("key.pem")]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let good = pki("cluster");
+    let rogue = pki("rogue");
+    for id in 1..=3 {
+        c.start_with(id, true, &good);
+    }
+    let cluster = c.all();
+    let with = |tls: &[String], args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        v.extend(tls.iter().cloned());
+        v
+    };
+    let input: String = (0..300).map(|i| format!("tls-{i}\n")).collect();
+    let args = with(&good, &["client", "append", "--cluster", &cluster]);
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = run(&refs, Some(input.as_bytes()), Duration::from_secs(60));
+    assert!(out.status.success(), "{}\n{}", stderr(&out), c.logs());
+    assert_eq!(parse_indexes(&out.stdout), (0..300).collect::<Vec<u64>>());
+    for id in 1..=3 {
+        let args = with(&good, &["client", "read", "--cluster", c.addr(id)]);
+        let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let out = run(&refs, None, Duration::from_secs(30));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let recs = parse_records(&out.stdout);
+        assert_eq!(recs.len(), 300);
+        assert_eq!(recs[299], (299, "tls-299".to_string()));
+        let args = with(&good, &["cluster", "status", "--json", "--node", c.addr(id)]);
+        let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let out = run(&refs, None, Duration::from_secs(30));
+        let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(st["tls"], Value::Bool(true), "{st}");
+    }
+    assert!(c.node_log(1).contains("TLS: peers and clients must present a certificate"), "{}", c.node_log(1));
+    // Without TLS, and with another CA's certificate: nothing gets through.
+    for tls in [&[][..], &rogue[..]] {
+        let args = with(tls, &["client", "append", "--timeout", "2", "--cluster", &cluster]);
+        let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let out = run(&refs, Some(b"intruder\n"), Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("cluster unreachable"), "{}", stderr(&out));
+    }
+    let args = with(&good, &["client", "read", "--cluster", &cluster]);
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = run(&refs, None, Duration::from_secs(30));
+    assert_eq!(parse_records(&out.stdout).len(), 300, "nothing of theirs landed");
 }

@@ -26,6 +26,8 @@ pub struct Client {
     deadline: Duration,
     /// How long one HTTP call may take.
     call_timeout: Duration,
+    /// `https` with TLS, else `http`.
+    scheme: &'static str,
 }
 
 #[derive(Default)]
@@ -67,7 +69,16 @@ impl Client {
             seqs: Mutex::new(Seqs::default()),
             deadline: Duration::from_secs(30),
             call_timeout: Duration::from_secs(20),
+            scheme: "http",
         })
+    }
+
+    /// Talks TLS: trusts only the cluster's CA in `files` and presents the client
+    /// certificate and key in it (nodes refuse clients without one the CA signed).
+    pub fn with_tls(mut self, files: &crate::TlsFiles) -> Result<Client, Error> {
+        self.http = crate::tls::Tls::load(files)?.http_client()?;
+        self.scheme = "https";
+        Ok(self)
     }
 
     /// Keeps retrying an operation for at most `d` (30 s by default).
@@ -201,6 +212,8 @@ impl Client {
 
     /// The status of the node at `addr`.
     pub async fn status(&self, addr: &str) -> Result<Status, Error> {
+        let url = network::url(self.scheme, addr);
+        let addr = url.as_str();
         let resp = self.http.get(format!("{}{}", base_url(addr), api::STATUS)).timeout(self.call_timeout).send().await;
         let r = match resp {
             Ok(resp) => network::decode(addr, resp, true, self.call_timeout).await,
@@ -297,7 +310,7 @@ impl Client {
                 if !tried.contains(&addr) {
                     tried.push(addr.clone());
                 }
-                match call(addr.clone()).await {
+                match call(network::url(self.scheme, &addr)).await {
                     Step::Done(v) => {
                         if leader {
                             *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = Some(addr);

@@ -21,6 +21,7 @@ mod client;
 mod machine;
 mod network;
 mod server;
+mod tls;
 mod types;
 
 pub use api::{AdminReply, ApiError, ErrorKind, FollowerStatus, Member, Status, MAX_APPEND_BODY};
@@ -28,6 +29,7 @@ pub use client::Client;
 pub use machine::{Progress, StateMachine};
 pub use network::{Network, Peer};
 pub use server::{Node, NodeConfig, RaftNode};
+pub use tls::TlsFiles;
 pub use types::{NodeId, Records, Request, Response, TypeConfig, MAX_RECORD};
 
 /// An error of the service: what a node answered, an unreachable cluster, a log

@@ -124,13 +124,23 @@ pub(crate) async fn post<Q: Serialize, A: DeserializeOwned>(
     decode(addr, resp, false, timeout).await
 }
 
-/// The HTTP client all of a node's peers share (one connection pool).
+/// How the service's HTTP clients are built (a connection pool kept warm).
+pub(crate) fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(60)).tcp_nodelay(true).no_proxy()
+}
+
+/// A plain-HTTP client, all of a node's peers sharing it (one connection pool).
 pub(crate) fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(60))
-        .tcp_nodelay(true)
-        .build()
-        .expect("a reqwest client without TLS roots or proxies to load builds")
+    http_builder().build().expect("a reqwest client without TLS material or proxies builds")
+}
+
+/// `scheme://addr` unless `addr` has a scheme already.
+pub(crate) fn url(scheme: &str, addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("{scheme}://{addr}")
+    }
 }
 
 /// openraft's network factory for node `id`.
@@ -138,12 +148,18 @@ pub(crate) fn http_client() -> reqwest::Client {
 pub struct Network {
     id: NodeId,
     http: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl Network {
-    /// The network of node `id`.
+    /// The network of node `id`, over plain HTTP.
     pub fn new(id: NodeId) -> Network {
-        Network { id, http: http_client() }
+        Network { id, http: http_client(), scheme: "http" }
+    }
+
+    /// The network of node `id` through `http` (a TLS client: `https`).
+    pub(crate) fn with_client(id: NodeId, http: reqwest::Client, scheme: &'static str) -> Network {
+        Network { id, http, scheme }
     }
 }
 
@@ -159,7 +175,7 @@ impl RaftNetworkFactory<C> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        Peer { id: self.id, target, addr: node.addr.clone(), http: self.http.clone() }
+        Peer { id: self.id, target, addr: url(self.scheme, &node.addr), http: self.http.clone() }
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::api::{self, AdminReply, ApiError, ErrorKind, FollowerStatus, Member, ReadQuery, Status};
 use crate::machine::StateMachine;
 use crate::network::{self, Network};
+use crate::tls::{Tls, TlsFiles, TlsListener};
 use crate::types::{NodeId, Records, Response, TypeConfig, MAX_RECORD};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -52,6 +53,8 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// Options of both dynadax logs (segment size, recovery mode, tail mode).
     pub log: LogOptions,
+    /// TLS for peers and clients (mutual), or plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl NodeConfig {
@@ -65,6 +68,7 @@ impl NodeConfig {
             peers: BTreeMap::new(),
             snapshot_every: 100_000,
             log: LogOptions::default(),
+            tls: None,
         }
     }
 }
@@ -73,6 +77,8 @@ impl NodeConfig {
 struct App {
     id: NodeId,
     addr: String,
+    /// `https` with TLS, else `http`.
+    scheme: &'static str,
     raft: RaftNode,
     sm: StateMachine,
     http: reqwest::Client,
@@ -96,10 +102,15 @@ fn raft_config(cfg: &NodeConfig) -> Result<Config, crate::Error> {
     .map_err(|e| crate::Error::Other(format!("raft config: {e}")))
 }
 
+enum Listen {
+    Plain(tokio::net::TcpListener),
+    Tls(TlsListener),
+}
+
 /// A started node: its Raft handle and the address it serves on.
 pub struct Node {
     app: Arc<App>,
-    listener: Option<tokio::net::TcpListener>,
+    listener: Option<Listen>,
     /// The address it listens on (the port chosen, for port 0).
     pub local_addr: SocketAddr,
 }
@@ -114,7 +125,13 @@ impl Node {
         let store: LogStore<C> = LogStore::open(cfg.dir.join("raft"), cfg.log.clone())?;
         let sm = StateMachine::open(&cfg.dir, cfg.log.clone())?;
         let config = Arc::new(raft_config(&cfg)?);
-        let raft = Raft::new(cfg.id, config, Network::new(cfg.id), store, sm.clone())
+        let tls = cfg.tls.as_ref().map(Tls::load).transpose()?;
+        let (http, scheme) = match &tls {
+            Some(t) => (t.http_client()?, "https"),
+            None => (network::http_client(), "http"),
+        };
+        let net = Network::with_client(cfg.id, http.clone(), scheme);
+        let raft = Raft::new(cfg.id, config, net, store, sm.clone())
             .await
             .map_err(|e| crate::Error::Other(format!("starting raft: {e}")))?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -122,7 +139,13 @@ impl Node {
             .map_err(|e| crate::Error::Other(format!("cannot listen on {}: {e}", cfg.listen)))?;
         let local_addr = listener.local_addr().map_err(|e| crate::Error::Other(format!("{}: {e}", cfg.listen)))?;
         let addr = cfg.advertise.clone().unwrap_or_else(|| local_addr.to_string());
-        let app = Arc::new(App { id: cfg.id, addr: addr.clone(), raft, sm, http: network::http_client() });
+        let app = Arc::new(App { id: cfg.id, addr: addr.clone(), scheme, raft, sm, http });
+        let listener = match &tls {
+            Some(t) => Listen::Tls(
+                t.listener(listener).map_err(|e| crate::Error::Other(format!("TLS listener on {local_addr}: {e}")))?,
+            ),
+            None => Listen::Plain(listener),
+        };
         if !cfg.peers.is_empty() {
             let mut members = cfg.peers.clone();
             members.insert(cfg.id, addr);
@@ -156,7 +179,10 @@ impl Node {
     pub async fn serve(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), crate::Error> {
         let listener = self.listener.take().expect("serve is called once");
         let router = router(self.app.clone());
-        let r = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        let r = match listener {
+            Listen::Plain(l) => axum::serve(l, router).with_graceful_shutdown(shutdown).await,
+            Listen::Tls(l) => axum::serve(l, router).with_graceful_shutdown(shutdown).await,
+        };
         let _ = self.app.raft.shutdown().await;
         r.map_err(|e| crate::Error::Other(format!("serving on {}: {e}", self.local_addr)))
     }
@@ -426,7 +452,8 @@ async fn linearize(app: &App) -> Result<(), ApiError> {
         Some(l) if l.id != app.id => l,
         _ => return Err(app.not_leader(None)),
     };
-    let index: Option<u64> = network::post(&app.http, &leader.addr, api::READ_INDEX, &(), MAX_WAIT)
+    let leader_url = network::url(app.scheme, &leader.addr);
+    let index: Option<u64> = network::post(&app.http, &leader_url, api::READ_INDEX, &(), MAX_WAIT)
         .await
         .map_err(|e| ApiError::new(ErrorKind::NoLeader, format!("node {}: read index from the leader: {e}", app.id)))?;
     let Some(index) = index else { return Ok(()) };
@@ -566,7 +593,7 @@ fn status_of(app: &App) -> Status {
         voters: mem.voter_ids().map(member).collect(),
         learners: mem.learner_ids().map(member).collect(),
         replication,
-        tls: false,
+        tls: app.scheme == "https",
         initialized: m.state != ServerState::Learner || mem.nodes().next().is_some(),
     }
 }
