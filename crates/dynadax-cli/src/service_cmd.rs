@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
-use dynadax_service::{Client, Node, NodeConfig, NodeId, Status};
+use dynadax_service::{Client, Node, NodeConfig, NodeId, RaftStore, Status};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
@@ -73,6 +73,25 @@ pub struct ServeArgs {
     /// and a node that fell far behind catch up).
     #[arg(long, default_value_t = 100_000)]
     snapshot_every: u64,
+    /// Reach node ID at ADDR rather than at the address its membership gives,
+    /// ID=ADDR,... (through a NAT or a proxy; the fault tests put a proxy they
+    /// control between every two nodes this way).
+    #[arg(long, value_parser = parse_members)]
+    route: Option<BTreeMap<NodeId, String>>,
+    /// Where the Raft log is kept: `dynadax` (DIR/raft, durable: an entry is
+    /// acknowledged once it is on disk) or `memory` (persists nothing, lost with the
+    /// process; only to measure what durability costs, and on a fresh --dir).
+    #[arg(long, value_enum, default_value_t = RaftStoreArg::Dynadax)]
+    raft_store: RaftStoreArg,
+}
+
+/// `--raft-store`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum RaftStoreArg {
+    /// A dynadax log in DIR/raft.
+    Dynadax,
+    /// In memory, not durable.
+    Memory,
 }
 
 /// `dynadax cluster ...`.
@@ -142,7 +161,9 @@ pub enum ClusterCommand {
         node: String,
         /// Print one JSON object (keys: id, addr, state, term, leader, last_log_index,
         /// committed, applied, records, snapshot, purged, voters, learners,
-        /// replication, tls, initialized).
+        /// replication, tls, appends_per_sec, flushes_per_sec, flush_mean_us,
+        /// initialized). The same figures, and a histogram of flush times, are at
+        /// http://NODE/metrics for Prometheus.
         #[arg(long)]
         json: bool,
     },
@@ -242,14 +263,23 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         cfg.peers = a.peers.clone().unwrap_or_default();
         cfg.snapshot_every = a.snapshot_every;
         cfg.tls = a.tls.files();
+        cfg.routes = a.route.clone().unwrap_or_default();
+        cfg.raft_store = match a.raft_store {
+            RaftStoreArg::Dynadax => RaftStore::Dynadax,
+            RaftStoreArg::Memory => RaftStore::Memory,
+        };
         let node = Node::start(cfg).await.with_context(|| format!("node {} in {}", a.id, a.dir.display()))?;
         let addr = a.advertise.clone().unwrap_or_else(|| node.local_addr.to_string());
         let tls = match &a.tls.tls_ca {
             Some(ca) => format!("TLS: peers and clients must present a certificate {} signed", ca.display()),
             None => "no TLS: peers and clients talk plain HTTP, unauthenticated".to_string(),
         };
+        let store = match a.raft_store {
+            RaftStoreArg::Dynadax => "",
+            RaftStoreArg::Memory => "; Raft log IN MEMORY: nothing is durable",
+        };
         eprintln!(
-            "dynadax serve: node {} listening on {} (advertised as {addr}), dir {}; {tls}",
+            "dynadax serve: node {} listening on {} (advertised as {addr}), dir {}; {tls}{store}; metrics at /metrics",
             a.id,
             node.local_addr,
             a.dir.display()
@@ -344,6 +374,11 @@ fn print_status(st: &Status, json: bool) -> anyhow::Result<()> {
         println!("follower    {}: matched {}, lag {}", f.id, opt(f.matched), f.lag);
     }
     println!("tls         {}", if st.tls { "on" } else { "off (plain HTTP)" });
+    let flush = st.flush_mean_us.map_or("-".to_string(), |us| format!("{us:.0} µs"));
+    println!(
+        "last second {:.0} appends/s, {:.0} flushes/s, flush time {flush} (mean)",
+        st.appends_per_sec, st.flushes_per_sec
+    );
     if !st.initialized {
         println!("(not a member of an initialized cluster: run `dynadax cluster init`, or add it)");
     }

@@ -44,6 +44,8 @@ struct Cluster {
     root: tempfile::TempDir,
     addrs: BTreeMap<u64, String>,
     nodes: BTreeMap<u64, Proc>,
+    /// Between nodes, by (from, to), if the test put them there.
+    proxies: BTreeMap<(u64, u64), Proxy>,
 }
 
 /// A port nobody listens on now (bound, then released: the node binds it next).
@@ -56,7 +58,7 @@ impl Cluster {
     fn new() -> Cluster {
         let root = tempfile::Builder::new().prefix("dynadax-service-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let addrs = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
-        Cluster { root, addrs, nodes: BTreeMap::new() }
+        Cluster { root, addrs, nodes: BTreeMap::new(), proxies: BTreeMap::new() }
     }
 
     fn dir(&self, id: u64) -> PathBuf {
@@ -95,7 +97,7 @@ impl Cluster {
             let p: Vec<String> = self.addrs.iter().map(|(i, a)| format!("{i}={a}")).collect();
             cmd.arg("--peers").arg(p.join(","));
         }
-        cmd.args(extra);
+        cmd.args(self.routes(id)).args(extra);
         self.nodes.insert(id, Proc(cmd.spawn().unwrap()));
     }
 
@@ -374,10 +376,253 @@ fn concurrent_appends_through_every_node_land_once_in_one_order_everywhere() {
     assert_eq!(c.read(1, false), log);
 }
 
-/// Under a load of appends, kill -9 a follower, restart it, then kill -9 the
-/// leader, restart it: the client goes on through the leader change; every
-/// acknowledged record is on every node exactly once in one order, the restarted
-/// nodes catch up, and nothing was applied twice although the client retried.
+/// A TCP proxy the test controls, between two nodes: it forwards until `cut`, which
+/// resets the connections open and holds new ones silent (a partition: a peer's
+/// RPCs go unanswered until their timeouts), until `heal`.
+struct Proxy {
+    addr: String,
+    cut: Arc<AtomicBool>,
+    /// Forwarded connections (both ends) and, while cut, the ones held.
+    conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(to: String) -> Proxy {
+        use std::net::{Shutdown, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (cut2, conns2) = (cut.clone(), conns.clone());
+        // Ends with the test process (a blocked accept holds nothing but a port).
+        std::thread::spawn(move || {
+            for down in listener.incoming() {
+                let Ok(down) = down else { continue };
+                if cut2.load(Ordering::SeqCst) {
+                    conns2.lock().unwrap().push(down); // held: nothing goes through
+                    continue;
+                }
+                let Ok(up) = TcpStream::connect(&to) else { continue }; // the node is down: refused
+                let pump = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                };
+                let mut held = conns2.lock().unwrap();
+                held.push(down.try_clone().unwrap());
+                held.push(up.try_clone().unwrap());
+                drop(held);
+                pump(down.try_clone().unwrap(), up.try_clone().unwrap());
+                pump(up, down);
+            }
+        });
+        Proxy { addr, cut, conns }
+    }
+
+    fn set(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Cluster {
+    /// Puts a proxy the test controls between every two nodes (node `a` reaches
+    /// node `b` through `proxies[(a, b)]`, given with `--route`); call before
+    /// starting them.
+    fn with_proxies(mut self) -> Cluster {
+        for a in 1..=3 {
+            for b in (1..=3).filter(|b| *b != a) {
+                self.proxies.insert((a, b), Proxy::start(self.addr(b).to_string()));
+            }
+        }
+        self
+    }
+
+    /// `--route` for node `id`: its proxies, if any.
+    fn routes(&self, id: u64) -> Vec<String> {
+        let r: Vec<String> =
+            self.proxies.iter().filter(|((a, _), _)| *a == id).map(|((_, b), p)| format!("{b}={}", p.addr)).collect();
+        if r.is_empty() {
+            vec![]
+        } else {
+            vec!["--route".into(), r.join(",")]
+        }
+    }
+
+    /// Cuts (or heals) every link between node `id` and the others.
+    fn isolate(&self, id: u64, cut: bool) {
+        for ((a, b), p) in &self.proxies {
+            if *a == id || *b == id {
+                p.set(cut);
+            }
+        }
+    }
+
+    /// The leader nodes `ids` agree on, waiting up to `timeout`.
+    fn leader_of(&self, ids: &[u64], timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen: Vec<Option<u64>> =
+                ids.iter().map(|id| self.status(*id).and_then(|s| s["leader"]["id"].as_u64())).collect();
+            if let Some(Some(l)) = seen.first() {
+                if seen.iter().all(|s| s == &Some(*l)) && ids.contains(l) {
+                    return *l;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader agreed on by {ids:?} in {timeout:?}: {seen:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A load on the cluster: one `client append` process fed lines `r0`, `r1`, ... as
+/// fast as a small pause allows, and a reader reading the whole log linearizably
+/// again and again; both until [`Load::check`], which runs the checker.
+struct Load {
+    stop: Arc<AtomicBool>,
+    feeder: std::thread::JoinHandle<u64>,
+    client: Running,
+    /// The reads that returned, and how many failed.
+    reader: std::thread::JoinHandle<(Vec<Records>, usize)>,
+}
+
+type Records = Vec<(u64, String)>;
+
+impl Load {
+    fn start(c: &Cluster) -> Load {
+        let mut client = dynadax()
+            .args(["client", "append", "--timeout", "90", "--cluster", &c.all()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut w = client.stdin.take().unwrap();
+        let client = collect(client);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let feeder = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                let chunk: String = (n..n + 50).map(|i| format!("r{i}\n")).collect();
+                if w.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
+                n += 50;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            n // `w` drops here: end of input
+        });
+        let (stop3, all) = (stop.clone(), c.all());
+        let reader = std::thread::spawn(move || {
+            let (mut reads, mut failed) = (Vec::new(), 0);
+            while !stop3.load(Ordering::Relaxed) {
+                let out = run(&["client", "read", "--cluster", &all], None, Duration::from_secs(120));
+                if out.status.success() {
+                    reads.push(parse_records(&out.stdout));
+                } else {
+                    failed += 1; // no leader for a while: a read may fail, never lie
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            (reads, failed)
+        });
+        Load { stop, feeder, client, reader }
+    }
+
+    /// Stops the load and checks, after `fault`: every acknowledged append is in
+    /// every node's log exactly once, at its index, in one order; no log holds a
+    /// record nobody sent; every read that returned was a prefix of the final log,
+    /// each at least as long as the one before. Prints the counts.
+    fn check(self, c: &Cluster, fault: &str) {
+        // Under load, the leader's status and metrics show it.
+        let leader = c.leader(Duration::from_secs(30));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let st = loop {
+            let st = c.status(leader).unwrap_or_default();
+            if st["appends_per_sec"].as_f64().unwrap_or(0.0) > 0.0 || Instant::now() > deadline {
+                break st;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(st["appends_per_sec"].as_f64().unwrap() > 0.0, "no appends/s under load: {st}");
+        assert!(st["flushes_per_sec"].as_f64().unwrap() > 0.0, "{st}");
+        assert!(st["flush_mean_us"].as_f64().unwrap() > 0.0, "{st}");
+        let m = metrics(c.addr(leader));
+        assert!(m.contains("dynadax_service_is_leader 1"), "{m}");
+        assert!(m.contains("dynadax_service_raft_flush_seconds_count "), "{m}");
+        self.stop.store(true, Ordering::Relaxed);
+        let lines = self.feeder.join().unwrap();
+        let out = self.client.wait(Duration::from_secs(150), "client append");
+        assert!(out.status.success(), "client append: {}\n{}", stderr(&out), c.logs());
+        let (reads, failed) = self.reader.join().unwrap();
+        let idx = parse_indexes(&out.stdout);
+        assert_eq!(idx.len() as u64, lines, "every line acknowledged");
+        assert!(lines > 1000, "the load was too small to mean anything: {lines} lines");
+        let sent: BTreeSet<String> = (0..lines).map(|i| format!("r{i}")).collect();
+        let acked: BTreeMap<u64, String> = idx.iter().enumerate().map(|(i, x)| (*x, format!("r{i}"))).collect();
+        assert_eq!(acked.len() as u64, lines, "an index was acknowledged twice");
+
+        let leader = c.leader(Duration::from_secs(30));
+        let log = c.read(leader, false);
+        for id in c.nodes.keys() {
+            c.caught_up(*id, &log, Duration::from_secs(60));
+        }
+        // Counted first, so the line is printed whatever the outcome.
+        let mut seen = BTreeSet::new();
+        let duplicated = log.iter().filter(|(_, r)| !seen.insert(r.clone())).count();
+        let foreign = log.iter().filter(|(_, r)| !sent.contains(r)).count();
+        let lost = acked.iter().filter(|(i, r)| log.get(**i as usize).map(|(_, x)| x) != Some(r)).count();
+        let reordered = log.iter().enumerate().filter(|(k, (i, _))| *i != *k as u64).count();
+        let not_prefix = reads.iter().filter(|r| !log.starts_with(r)).count();
+        let went_back = reads.windows(2).filter(|w| w[1].len() < w[0].len()).count();
+        eprintln!(
+            "cluster faults ({fault}): {} appends acknowledged, {lost} lost, {duplicated} duplicated, {reordered} \
+             reordered, {foreign} nobody sent; {} reads during the faults ({failed} failed), {not_prefix} not a \
+             prefix of the final log, {went_back} went back",
+            acked.len(),
+            reads.len()
+        );
+        assert_eq!((lost, duplicated, reordered, foreign), (0, 0, 0, 0), "{}", c.logs());
+        assert_eq!((not_prefix, went_back), (0, 0), "a read was not a prefix of the final log, or went back");
+        assert!(!reads.is_empty(), "no read returned during the faults");
+        check(&log, &acked, &sent);
+        assert_eq!(log.len() as u64, lines, "the log holds exactly the acknowledged records");
+        for id in c.nodes.keys() {
+            assert_eq!(c.read(*id, false), log, "linearizable read through node {id}");
+        }
+        let st = c.status(leader).unwrap();
+        for f in st["replication"].as_array().unwrap() {
+            assert_eq!(f["lag"].as_u64(), Some(0), "follower behind: {st}");
+        }
+    }
+}
+
+/// `GET /metrics` of the node at `addr` (plain HTTP/1.1 by hand: the test needs
+/// no HTTP client for one request).
+fn metrics(addr: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("application/openmetrics-text"), "{out}");
+    out
+}
+
+/// Fault (a), under a load of appends and reads: kill -9 a follower, restart it,
+/// then kill -9 the leader, restart it. The client goes on through the leader
+/// change, the restarted nodes catch up, and nothing was applied twice although
+/// the client retried.
 #[test]
 fn kill9_of_a_follower_and_the_leader_mid_load_loses_and_repeats_nothing() {
     let mut c = Cluster::new();
@@ -385,31 +630,7 @@ fn kill9_of_a_follower_and_the_leader_mid_load_loses_and_repeats_nothing() {
         c.start(id, true); // the cluster forms itself from --peers
     }
     let leader = c.leader(Duration::from_secs(30));
-
-    let mut client = dynadax()
-        .args(["client", "append", "--timeout", "60", "--cluster", &c.all()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut w = client.stdin.take().unwrap();
-    let client = collect(client);
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    // The load: lines as fast as a small pause allows, until told to stop.
-    let feeder = std::thread::spawn(move || {
-        let mut n = 0u64;
-        while !stop2.load(Ordering::Relaxed) {
-            let chunk: String = (n..n + 50).map(|i| format!("r{i}\n")).collect();
-            if w.write_all(chunk.as_bytes()).is_err() {
-                break;
-            }
-            n += 50;
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        n // `w` drops here: end of input
-    });
+    let load = Load::start(&c);
     std::thread::sleep(Duration::from_millis(1500));
     let follower = *c.addrs.keys().find(|id| **id != leader).unwrap();
     c.kill9(follower);
@@ -422,36 +643,105 @@ fn kill9_of_a_follower_and_the_leader_mid_load_loses_and_repeats_nothing() {
     assert_ne!(elected, leader);
     c.start(leader, true);
     std::thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::Relaxed);
-    let lines = feeder.join().unwrap();
-    let out = client.wait(Duration::from_secs(120), "client append");
-    assert!(out.status.success(), "client append: {}\n{}", stderr(&out), c.logs());
-    let idx = parse_indexes(&out.stdout);
-    assert_eq!(idx.len() as u64, lines, "every line acknowledged");
-    let sent: BTreeSet<String> = (0..lines).map(|i| format!("r{i}")).collect();
-    let acked: BTreeMap<u64, String> = idx.iter().enumerate().map(|(i, x)| (*x, format!("r{i}"))).collect();
-    assert_eq!(acked.len() as u64, lines, "an index was acknowledged twice");
-    assert!(lines > 1000, "the load was too small to mean anything: {lines} lines");
+    load.check(&c, "kill -9 of a follower, then of the leader");
+    let st = c.status(c.leader(Duration::from_secs(30))).unwrap();
+    assert!(st["term"].as_u64().unwrap() >= 2, "no new term: {st}");
+}
 
-    let new_leader = c.leader(Duration::from_secs(30));
-    let log = c.read(new_leader, false);
-    check(&log, &acked, &sent);
-    assert_eq!(log.len() as u64, lines, "the log holds exactly the acknowledged records");
+/// Fault (b): the leader is cut off from the other two by proxies the test
+/// controls (its clients still reach it), then healed; then a follower. The two
+/// others elect a leader and go on; the old leader's unacknowledged appends are
+/// never acknowledged, and it takes the new log when it rejoins.
+#[test]
+fn isolating_the_leader_then_a_follower_loses_and_repeats_nothing() {
+    let mut c = Cluster::new().with_proxies();
     for id in 1..=3 {
-        assert_eq!(c.read(id, false), log, "linearizable read through node {id}");
-        c.caught_up(id, &log, Duration::from_secs(60));
+        c.start(id, true); // with --route through the proxies
     }
-    // The restarted nodes really did restart (a new term was seen) and rejoined.
-    let st = c.status(new_leader).unwrap();
-    let entries = st["applied"].as_u64().unwrap_or(0) + 1;
-    eprintln!(
-        "cluster kill -9: {lines} appends acknowledged, 0 lost, 0 duplicated, 0 reordered; {entries} Raft entries \
-         applied for them (retried duplicates, blank and membership entries make the difference)"
+    let leader = c.leader(Duration::from_secs(30));
+    let load = Load::start(&c);
+    std::thread::sleep(Duration::from_millis(1500));
+    c.isolate(leader, true);
+    let others: Vec<u64> = c.addrs.keys().copied().filter(|id| *id != leader).collect();
+    let elected = c.leader_of(&others, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1500)); // appends go on through the new leader
+    c.isolate(leader, false);
+    let healed = c.leader(Duration::from_secs(30));
+    // A follower other than the old leader, if it is not leading again.
+    let follower = *c.addrs.keys().find(|id| **id != healed && **id != leader).unwrap_or(&others[0]);
+    std::thread::sleep(Duration::from_millis(1000));
+    c.isolate(follower, true);
+    std::thread::sleep(Duration::from_millis(2000));
+    c.isolate(follower, false);
+    std::thread::sleep(Duration::from_millis(1000));
+    eprintln!("leader {leader} isolated, {elected} elected; follower {follower} isolated");
+    load.check(&c, "the leader isolated and healed, then a follower");
+}
+
+/// Fault (c): every node killed (-9) at once under load, and restarted together.
+/// Whatever was acknowledged before is there after, and the client's retries of
+/// appends in flight during the crash are applied once (the deduplication table
+/// is rebuilt from the applied log).
+#[test]
+fn restarting_every_node_at_once_loses_and_repeats_nothing() {
+    let mut c = Cluster::new();
+    for id in 1..=3 {
+        c.start(id, true);
+    }
+    c.leader(Duration::from_secs(30));
+    let load = Load::start(&c);
+    std::thread::sleep(Duration::from_millis(2000));
+    for id in 1..=3 {
+        c.kill9(id);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for id in 1..=3 {
+        c.start(id, true);
+    }
+    c.leader(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(2000));
+    load.check(&c, "every node killed -9 at once and restarted");
+}
+
+/// The same cluster on in-memory Raft logs (what the benchmarks compare durability
+/// against) serves appends and reads, and says it is not durable; a node on memory
+/// refuses a directory whose applied log an earlier run left, since its Raft log
+/// cannot continue it.
+#[test]
+fn a_cluster_on_in_memory_raft_logs_serves_and_refuses_an_old_directory() {
+    let mut c = Cluster::new();
+    let memory = ["--raft-store".to_string(), "memory".to_string()];
+    for id in 1..=3 {
+        c.start_with(id, true, &memory);
+    }
+    c.leader(Duration::from_secs(30));
+    let input: String = (0..500).map(|i| format!("m{i}\n")).collect();
+    let out = run(&["client", "append", "--cluster", &c.all()], Some(input.as_bytes()), Duration::from_secs(60));
+    assert!(out.status.success(), "{}\n{}", stderr(&out), c.logs());
+    assert_eq!(parse_indexes(&out.stdout), (0..500).collect::<Vec<u64>>());
+    let log = c.read(2, false);
+    assert_eq!(log.len(), 500);
+    assert_eq!(log[499], (499, "m499".to_string()));
+    assert!(!c.dir(1).join("raft").exists(), "a memory node made a Raft log directory");
+    assert!(c.node_log(1).contains("Raft log IN MEMORY: nothing is durable"), "{}", c.node_log(1));
+    c.kill9(1);
+    let out = run(
+        &[
+            "serve",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--raft-store",
+            "memory",
+            "--dir",
+            c.dir(1).to_str().unwrap(),
+        ],
+        None,
+        Duration::from_secs(30),
     );
-    assert!(st["term"].as_u64().unwrap() >= 2, "{st}");
-    for f in st["replication"].as_array().unwrap() {
-        assert_eq!(f["lag"].as_u64(), Some(0), "follower behind: {st}");
-    }
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("an in-memory Raft log cannot continue"), "{}", stderr(&out));
 }
 
 /// A retried (client, seq) is applied once, also when the retry goes through

@@ -52,9 +52,9 @@ fn run<C: RaftTypeConfig>(shared: Weak<Shared<C>>, rx: mpsc::Receiver<IOFlushed<
         if !batch.is_empty() {
             // Everything in `batch` was written before it was queued, so this one
             // persist covers it all.
-            let r = shared.log.sync();
+            let r = shared.persist_appends();
             for cb in batch {
-                cb.io_completed(r.as_ref().map(|_| ()).map_err(|e| io::Error::other(e.to_string())));
+                cb.io_completed(r.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
             }
         }
         // A failed write is retried next round; the committed log id is a hint.

@@ -19,7 +19,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How often, at most, the committed log id is written to the metadata record
@@ -57,6 +57,9 @@ pub(crate) struct Shared<C: RaftTypeConfig> {
     /// `codec::encode_state` for this `C`, taken where its serde bounds are known,
     /// so that writing the state (also on drop) needs none.
     encode_state: fn(&StoreState<C>) -> Vec<u8>,
+    /// Told the time of every persist that acknowledges appends (set once, by
+    /// [`LogStore::observe_flushes`]).
+    flush_observer: OnceLock<FlushObserver>,
     /// Declared last: dropped (and its thread joined) after the final state write.
     flusher: Flusher<C>,
 }
@@ -74,6 +77,8 @@ struct State<C: RaftTypeConfig> {
     /// Encoding buffer for entries, reused.
     scratch: Vec<u8>,
 }
+
+type FlushObserver = Box<dyn Fn(Duration) + Send + Sync>;
 
 fn io_err(e: dynadax::Error) -> io::Error {
     io::Error::other(e)
@@ -111,6 +116,7 @@ where
             log,
             state: Mutex::new(state),
             encode_state: codec::encode_state::<C>,
+            flush_observer: OnceLock::new(),
             flusher: Flusher::start(weak.clone()),
         });
         Ok(LogStore { shared })
@@ -119,6 +125,14 @@ where
     /// The dynadax log underneath (segments, modes, recovery report).
     pub fn log(&self) -> &Log {
         &self.shared.log
+    }
+
+    /// Calls `f` with the duration of every persist that makes appended entries
+    /// durable (one `fdatasync`, `msync` or cache-line flush covering a group of
+    /// appends), on the thread that made it: for a node's metrics. Keep `f` short.
+    /// Only the first observer is kept: false if one was set already.
+    pub fn observe_flushes(&self, f: impl Fn(Duration) + Send + Sync + 'static) -> bool {
+        self.shared.flush_observer.set(Box::new(f)).is_ok()
     }
 }
 
@@ -137,6 +151,16 @@ where
 impl<C: RaftTypeConfig> Shared<C> {
     fn state(&self) -> MutexGuard<'_, State<C>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes every appended entry durable, timed for the flush observer.
+    pub(crate) fn persist_appends(&self) -> Result<(), io::Error> {
+        let start = Instant::now();
+        let r = self.log.sync().map(|_| ()).map_err(io_err);
+        if let Some(f) = self.flush_observer.get() {
+            f(start.elapsed());
+        }
+        r
     }
 
     /// Writes `next` to the metadata record, with the latest committed log id if its
@@ -298,7 +322,7 @@ where
         drop(st);
         if sh.inline_persist {
             // A flush and a fence of these lines: cheaper here than a thread hop.
-            callback.io_completed(log.sync().map(|_| ()).map_err(io_err));
+            callback.io_completed(sh.persist_appends());
         } else {
             sh.flusher.flush(callback);
         }

@@ -26,9 +26,13 @@ pub(crate) const PROMOTE: &str = "/admin/promote";
 pub(crate) const REMOVE: &str = "/admin/remove";
 pub(crate) const TRANSFER_LEADER: &str = "/admin/transfer-leader";
 pub(crate) const STATUS: &str = "/status";
+/// Metrics for Prometheus (OpenMetrics text).
+pub(crate) const METRICS: &str = "/metrics";
 
 /// The content type of postcard bodies.
 pub(crate) const POSTCARD: &str = "application/postcard";
+/// The content type of `/metrics`.
+pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Largest body of an append request: many records per request (pipelined clients),
 /// each at most [`crate::MAX_RECORD`].
@@ -190,8 +194,14 @@ pub struct Status {
     pub learners: Vec<Member>,
     /// For a leader: each other member's progress.
     pub replication: Vec<FollowerStatus>,
-    /// Whether peers and clients talk to it over TLS (not yet: phase 2).
+    /// Whether peers and clients talk to it over TLS.
     pub tls: bool,
+    /// Records applied per second, over the last second.
+    pub appends_per_sec: f64,
+    /// Persists of the Raft log per second (each covers a group of appends).
+    pub flushes_per_sec: f64,
+    /// Their mean time over the last second, in µs (none if there was none).
+    pub flush_mean_us: Option<f64>,
     /// Whether it has joined an initialized cluster.
     pub initialized: bool,
 }

@@ -136,7 +136,12 @@ impl Client {
             }
             for (r, q) in answers?.into_iter().zip(seqs) {
                 out.push(r.index.ok_or_else(|| {
-                    Error::Other(format!("append seq {q} of client {:x}: answered as a forgotten duplicate", self.id))
+                    Error::Other(format!(
+                        "append seq {q} of client {:x}: answered as forgotten (a retry of an append acknowledged \
+                         before, or this client id was idle so long that its deduplication window expired): \
+                         it is not applied again",
+                        self.id
+                    ))
                 })?);
             }
             start = end;

@@ -19,6 +19,8 @@
 mod api;
 mod client;
 mod machine;
+mod mem_store;
+mod metrics;
 mod network;
 mod server;
 mod tls;
@@ -28,7 +30,7 @@ pub use api::{AdminReply, ApiError, ErrorKind, FollowerStatus, Member, Status, M
 pub use client::Client;
 pub use machine::{Progress, StateMachine};
 pub use network::{Network, Peer};
-pub use server::{Node, NodeConfig, RaftNode};
+pub use server::{Node, NodeConfig, RaftNode, RaftStore};
 pub use tls::TlsFiles;
 pub use types::{NodeId, Records, Request, Response, TypeConfig, MAX_RECORD};
 

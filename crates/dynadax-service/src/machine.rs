@@ -39,15 +39,22 @@ type C = TypeConfig;
 /// Format byte of an applied record.
 const RECORD_FORMAT: u8 = 1;
 /// Format byte of the checkpoint in the applied log's metadata record.
-const CHECKPOINT_FORMAT: u8 = 1;
+const CHECKPOINT_FORMAT: u8 = 2;
 /// Format byte of a snapshot's data.
-const SNAPSHOT_FORMAT: u8 = 1;
+const SNAPSHOT_FORMAT: u8 = 2;
 /// Bytes of header an applied record may carry besides the client's bytes (a log id
 /// and three varints: well under this).
 pub(crate) const HEADER_MAX: usize = 64;
 /// Answers kept per client at most, whatever it acknowledges: bounds the table for a
 /// client that never moves `acked`.
 const WINDOW_MAX: usize = 1 << 16;
+/// A client whose last applied append is this many records back is forgotten: its
+/// window is dropped (checked every `EXPIRY_CHECK` records), so clients that never
+/// come back do not grow the table for ever. Counted in records, not time, so every
+/// node and every replay forgets at the same point. 4 Mi records is far more than a
+/// client's retry deadline covers at any rate the service reaches.
+const CLIENT_EXPIRY: u64 = if cfg!(test) { 1 << 10 } else { 1 << 22 };
+const EXPIRY_CHECK: u64 = if cfg!(test) { 1 << 6 } else { 1 << 12 };
 /// A checkpoint is written after this many applied records, or this long after the
 /// last one if anything was applied meanwhile: it bounds the replay at restart.
 const CHECKPOINT_RECORDS: u64 = 50_000;
@@ -69,6 +76,8 @@ struct Window {
     acked: u64,
     /// seq -> index of the applied requests at or above `acked`.
     answers: BTreeMap<u64, u64>,
+    /// The index of its last applied append, for expiry.
+    last: u64,
 }
 
 /// The applied state: what a checkpoint and a snapshot hold besides the records.
@@ -86,6 +95,11 @@ impl Applied {
     /// duplicate, the index its record takes. Deterministic: every node computes the
     /// same from the same entries.
     fn apply(&mut self, r: &Request) -> (Response, bool) {
+        if r.acked > 0 && !self.clients.contains_key(&r.client) {
+            // It had appends answered, so it was known: its window expired, and
+            // whether this one was applied already cannot be told. Never twice.
+            return (Response { index: None, duplicate: true }, false);
+        }
         let w = self.clients.entry(r.client).or_default();
         if r.acked > w.acked {
             w.acked = r.acked;
@@ -100,8 +114,13 @@ impl Applied {
         let index = self.next;
         self.next += 1;
         w.answers.insert(r.seq, index);
+        w.last = index;
         if w.answers.len() > WINDOW_MAX {
             w.answers.pop_first();
+        }
+        if self.next.is_multiple_of(EXPIRY_CHECK) {
+            let horizon = self.next.saturating_sub(CLIENT_EXPIRY);
+            self.clients.retain(|_, w| w.last >= horizon);
         }
         (Response { index: Some(index), duplicate: false }, true)
     }
@@ -626,6 +645,40 @@ mod tests {
 
     fn opts() -> LogOptions {
         LogOptions { segment_size: 4 << 20, ..LogOptions::default() }
+    }
+
+    /// A client idle for CLIENT_EXPIRY records is forgotten, on every replay alike;
+    /// its later retry is answered as forgotten, never applied again; a new client
+    /// and an active one are unaffected.
+    #[test]
+    fn an_idle_clients_window_expires_and_its_retry_is_not_applied_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path(), opts()).unwrap();
+        let mut index = 0;
+        let mut entry = |r: Request| {
+            index += 1;
+            normal(index, r)
+        };
+        // Client 1 appends seq 0 and 1 (acked 0: both in flight), then is idle.
+        let a = sm.apply_entries(&[entry(req(1, 0, 0, "x")), entry(req(1, 1, 0, "y"))]).unwrap();
+        assert_eq!(a[1], Some(Response { index: Some(1), duplicate: false }));
+        let busy: Vec<_> = (0..CLIENT_EXPIRY + EXPIRY_CHECK).map(|s| entry(req(2, s, s, "z"))).collect();
+        sm.apply_entries(&busy).unwrap();
+        assert!(!sm.state().applied.clients.contains_key(&1), "client 1 was not forgotten");
+        assert!(sm.state().applied.clients.contains_key(&2));
+        // Its retry of seq 1 (it acknowledged seq 0 meanwhile) is not applied again.
+        let a = sm.apply_entries(&[entry(req(1, 1, 1, "y")), entry(req(3, 0, 0, "new"))]).unwrap();
+        assert_eq!(a[0], Some(Response { index: None, duplicate: true }));
+        assert!(!a[1].unwrap().duplicate);
+        let before = sm.state().applied.clone();
+        // A crash (no checkpoint at drop): the replay of the records forgets at the
+        // same point.
+        sm.state().unsaved = 0;
+        drop(sm);
+        let sm = StateMachine::open(dir.path(), opts()).unwrap();
+        let after = sm.state().applied.clone();
+        assert_eq!(after.next, before.next);
+        assert_eq!(after.clients.keys().collect::<Vec<_>>(), before.clients.keys().collect::<Vec<_>>());
     }
 
     #[test]

@@ -27,8 +27,10 @@ use openraft::raft::{
 use openraft::RaftNetworkFactory;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Cursor;
+use std::sync::Arc;
 use std::time::Duration;
 
 type C = TypeConfig;
@@ -149,17 +151,25 @@ pub struct Network {
     id: NodeId,
     http: reqwest::Client,
     scheme: &'static str,
+    /// Addresses used instead of the membership's, by node.
+    routes: Arc<BTreeMap<NodeId, String>>,
 }
 
 impl Network {
     /// The network of node `id`, over plain HTTP.
     pub fn new(id: NodeId) -> Network {
-        Network { id, http: http_client(), scheme: "http" }
+        Network { id, http: http_client(), scheme: "http", routes: Arc::default() }
     }
 
-    /// The network of node `id` through `http` (a TLS client: `https`).
-    pub(crate) fn with_client(id: NodeId, http: reqwest::Client, scheme: &'static str) -> Network {
-        Network { id, http, scheme }
+    /// The network of node `id` through `http` (a TLS client: `https`), reaching
+    /// the nodes in `routes` there rather than at their members' addresses.
+    pub(crate) fn with_client(
+        id: NodeId,
+        http: reqwest::Client,
+        scheme: &'static str,
+        routes: Arc<BTreeMap<NodeId, String>>,
+    ) -> Network {
+        Network { id, http, scheme, routes }
     }
 }
 
@@ -175,7 +185,8 @@ impl RaftNetworkFactory<C> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        Peer { id: self.id, target, addr: url(self.scheme, &node.addr), http: self.http.clone() }
+        let addr = self.routes.get(&target).unwrap_or(&node.addr);
+        Peer { id: self.id, target, addr: url(self.scheme, addr), http: self.http.clone() }
     }
 }
 

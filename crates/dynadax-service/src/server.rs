@@ -4,6 +4,8 @@
 
 use crate::api::{self, AdminReply, ApiError, ErrorKind, FollowerStatus, Member, ReadQuery, Status};
 use crate::machine::StateMachine;
+use crate::mem_store::MemLogStore;
+use crate::metrics::Metrics;
 use crate::network::{self, Network};
 use crate::tls::{Tls, TlsFiles, TlsListener};
 use crate::types::{NodeId, Records, Response, TypeConfig, MAX_RECORD};
@@ -55,6 +57,11 @@ pub struct NodeConfig {
     pub log: LogOptions,
     /// TLS for peers and clients (mutual), or plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Where the Raft log is kept.
+    pub raft_store: RaftStore,
+    /// Where to reach some members instead of the address in the membership (a
+    /// NAT, a proxy, or a test's fault injection between two nodes).
+    pub routes: BTreeMap<NodeId, String>,
 }
 
 impl NodeConfig {
@@ -69,8 +76,21 @@ impl NodeConfig {
             snapshot_every: 100_000,
             log: LogOptions::default(),
             tls: None,
+            routes: BTreeMap::new(),
+            raft_store: RaftStore::Dynadax,
         }
     }
+}
+
+/// Where a node keeps its Raft log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RaftStore {
+    /// A dynadax log in `DIR/raft`: an entry is acknowledged once durable.
+    #[default]
+    Dynadax,
+    /// In memory, persisting nothing (lost with the process): only to measure what
+    /// durability costs. Needs a fresh directory.
+    Memory,
 }
 
 /// A running node's parts, shared by the HTTP handlers.
@@ -82,6 +102,8 @@ struct App {
     raft: RaftNode,
     sm: StateMachine,
     http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    routes: Arc<BTreeMap<NodeId, String>>,
 }
 
 /// The Raft configuration: timeouts that hold on a loaded two-core machine.
@@ -122,24 +144,45 @@ impl Node {
         std::fs::create_dir_all(&cfg.dir).map_err(|e| {
             crate::Error::Other(format!("{}: cannot create the node directory: {e}", cfg.dir.display()))
         })?;
-        let store: LogStore<C> = LogStore::open(cfg.dir.join("raft"), cfg.log.clone())?;
+        let metrics = Metrics::new();
+        let store = match cfg.raft_store {
+            RaftStore::Dynadax => {
+                let store: LogStore<C> = LogStore::open(cfg.dir.join("raft"), cfg.log.clone())?;
+                let m = metrics.clone();
+                store.observe_flushes(move |d| m.observe_flush(d));
+                Some(store)
+            }
+            RaftStore::Memory => None,
+        };
         let sm = StateMachine::open(&cfg.dir, cfg.log.clone())?;
+        if store.is_none() && sm.progress().borrow().raft_applied.is_some() {
+            return Err(crate::Error::Other(format!(
+                "{}: holds an applied log from an earlier run, which an in-memory Raft log cannot continue: \
+                 give --raft-store memory a fresh directory",
+                cfg.dir.display()
+            )));
+        }
+        let progress = sm.progress();
+        metrics.start_sampler(move || progress.has_changed().is_ok().then(|| progress.borrow().next));
+        let routes = Arc::new(cfg.routes.clone());
         let config = Arc::new(raft_config(&cfg)?);
         let tls = cfg.tls.as_ref().map(Tls::load).transpose()?;
         let (http, scheme) = match &tls {
             Some(t) => (t.http_client()?, "https"),
             None => (network::http_client(), "http"),
         };
-        let net = Network::with_client(cfg.id, http.clone(), scheme);
-        let raft = Raft::new(cfg.id, config, net, store, sm.clone())
-            .await
-            .map_err(|e| crate::Error::Other(format!("starting raft: {e}")))?;
+        let net = Network::with_client(cfg.id, http.clone(), scheme, routes.clone());
+        let raft = match store {
+            Some(store) => Raft::new(cfg.id, config, net, store, sm.clone()).await,
+            None => Raft::new(cfg.id, config, net, MemLogStore::default(), sm.clone()).await,
+        }
+        .map_err(|e| crate::Error::Other(format!("starting raft: {e}")))?;
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| crate::Error::Other(format!("cannot listen on {}: {e}", cfg.listen)))?;
         let local_addr = listener.local_addr().map_err(|e| crate::Error::Other(format!("{}: {e}", cfg.listen)))?;
         let addr = cfg.advertise.clone().unwrap_or_else(|| local_addr.to_string());
-        let app = Arc::new(App { id: cfg.id, addr: addr.clone(), scheme, raft, sm, http });
+        let app = Arc::new(App { id: cfg.id, addr: addr.clone(), scheme, raft, sm, http, metrics, routes });
         let listener = match &tls {
             Some(t) => Listen::Tls(
                 t.listener(listener).map_err(|e| crate::Error::Other(format!("TLS listener on {local_addr}: {e}")))?,
@@ -228,6 +271,7 @@ fn router(app: Arc<App>) -> Router {
         .route(api::REMOVE, post(remove))
         .route(api::TRANSFER_LEADER, post(transfer_leader))
         .route(api::STATUS, get(status))
+        .route(api::METRICS, get(metrics))
         // Snapshots carry the whole applied log; appends up to MAX_APPEND_BODY.
         .layer(DefaultBodyLimit::max(1 << 30))
         .with_state(app)
@@ -452,7 +496,7 @@ async fn linearize(app: &App) -> Result<(), ApiError> {
         Some(l) if l.id != app.id => l,
         _ => return Err(app.not_leader(None)),
     };
-    let leader_url = network::url(app.scheme, &leader.addr);
+    let leader_url = network::url(app.scheme, app.routes.get(&leader.id).unwrap_or(&leader.addr));
     let index: Option<u64> = network::post(&app.http, &leader_url, api::READ_INDEX, &(), MAX_WAIT)
         .await
         .map_err(|e| ApiError::new(ErrorKind::NoLeader, format!("node {}: read index from the leader: {e}", app.id)))?;
@@ -555,6 +599,16 @@ async fn status(State(app): State<Arc<App>>) -> HttpResponse {
     Json(status_of(&app)).into_response()
 }
 
+/// `GET /metrics`: the status's figures and the flush histogram, for Prometheus.
+async fn metrics(State(app): State<Arc<App>>) -> HttpResponse {
+    match app.metrics.render(&status_of(&app)) {
+        Ok(text) => ([(header::CONTENT_TYPE, api::OPENMETRICS)], text).into_response(),
+        Err(e) => {
+            ApiError::new(ErrorKind::Internal, format!("node {}: encoding the metrics: {e}", app.id)).into_response()
+        }
+    }
+}
+
 fn status_of(app: &App) -> Status {
     let m = app.raft.metrics().borrow_watched().clone();
     let mem = m.membership_config.membership();
@@ -578,6 +632,7 @@ fn status_of(app: &App) -> Status {
                 .collect()
         })
         .unwrap_or_default();
+    let rates = app.metrics.rates();
     Status {
         id: app.id,
         addr: app.addr.clone(),
@@ -594,6 +649,9 @@ fn status_of(app: &App) -> Status {
         learners: mem.learner_ids().map(member).collect(),
         replication,
         tls: app.scheme == "https",
+        appends_per_sec: rates.appends_per_sec,
+        flushes_per_sec: rates.flushes_per_sec,
+        flush_mean_us: rates.flush_mean_us,
         initialized: m.state != ServerState::Learner || mem.nodes().next().is_some(),
     }
 }
