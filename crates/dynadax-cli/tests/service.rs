@@ -624,7 +624,7 @@ fn metrics(addr: &str) -> String {
 /// change, the restarted nodes catch up, and nothing was applied twice although
 /// the client retried.
 #[test]
-fn kill9_of_a_follower_and_the_leader_mid_load_loses_and_repeats_nothing() {
+fn cluster_faults_kill9_of_a_follower_then_the_leader() {
     let mut c = Cluster::new();
     for id in 1..=3 {
         c.start(id, true); // the cluster forms itself from --peers
@@ -653,7 +653,7 @@ fn kill9_of_a_follower_and_the_leader_mid_load_loses_and_repeats_nothing() {
 /// others elect a leader and go on; the old leader's unacknowledged appends are
 /// never acknowledged, and it takes the new log when it rejoins.
 #[test]
-fn isolating_the_leader_then_a_follower_loses_and_repeats_nothing() {
+fn cluster_faults_isolating_the_leader_then_a_follower() {
     let mut c = Cluster::new().with_proxies();
     for id in 1..=3 {
         c.start(id, true); // with --route through the proxies
@@ -683,7 +683,7 @@ fn isolating_the_leader_then_a_follower_loses_and_repeats_nothing() {
 /// appends in flight during the crash are applied once (the deduplication table
 /// is rebuilt from the applied log).
 #[test]
-fn restarting_every_node_at_once_loses_and_repeats_nothing() {
+fn cluster_faults_restarting_every_node_at_once() {
     let mut c = Cluster::new();
     for id in 1..=3 {
         c.start(id, true);
