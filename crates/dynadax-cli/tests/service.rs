@@ -548,7 +548,10 @@ impl Load {
         let deadline = Instant::now() + Duration::from_secs(10);
         let st = loop {
             let st = c.status(leader).unwrap_or_default();
-            if st["appends_per_sec"].as_f64().unwrap_or(0.0) > 0.0 || Instant::now() > deadline {
+            // A window of both appends and flushes (one of only applies can follow a
+            // leader change, as a node applies what it had not yet).
+            let rate = |k: &str| st[k].as_f64().unwrap_or(0.0);
+            if (rate("appends_per_sec") > 0.0 && rate("flushes_per_sec") > 0.0) || Instant::now() > deadline {
                 break st;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -742,6 +745,46 @@ fn a_cluster_on_in_memory_raft_logs_serves_and_refuses_an_old_directory() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("an in-memory Raft log cannot continue"), "{}", stderr(&out));
+}
+
+/// A node added after its Raft log was purged catches up from a snapshot, which is
+/// streamed out of the leader's applied log (several MiB, in frames) into a new
+/// applied log on the learner: neither keeps a copy of the records in its snapshot
+/// file, and the learner's log is the leader's, byte for byte as read.
+#[test]
+fn a_new_node_catches_up_from_a_streamed_snapshot_without_a_copy_of_the_log() {
+    let mut c = Cluster::new();
+    for id in 1..=3 {
+        c.start(id, false);
+    }
+    let two = format!("1={},2={}", c.addr(1), c.addr(2));
+    let out = run(&["cluster", "init", "--node", c.addr(1), &two], None, Duration::from_secs(20));
+    assert!(out.status.success(), "init: {}", stderr(&out));
+    let pad = "p".repeat(200);
+    let n = 40_000;
+    let input: String = (0..n).map(|i| format!("s{i}-{pad}\n")).collect();
+    let out = run(&["client", "append", "--cluster", &c.all()], Some(input.as_bytes()), Duration::from_secs(120));
+    assert!(out.status.success(), "{}\n{}", stderr(&out), c.logs());
+    let log = c.read(1, false);
+    assert_eq!(log.len(), n);
+    // Snapshots every 5,000 entries: the leader's Raft log is purged far past 0.
+    let leader = c.leader_of(&[1, 2], Duration::from_secs(20));
+    let st = c.status(leader).unwrap();
+    assert!(st["purged"].as_u64().unwrap_or(0) > 20_000, "{st}");
+    let out = run(
+        &["cluster", "add-learner", "--node", c.addr(1), "--id", "3", "--addr", c.addr(3)],
+        None,
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "add-learner: {}\n{}", stderr(&out), c.logs());
+    c.caught_up(3, &log, Duration::from_secs(60));
+    let st3 = c.status(3).unwrap();
+    assert!(st3["snapshot"].as_u64().unwrap_or(0) > 20_000, "node 3 did not install a snapshot: {st3}");
+    for id in [leader, 3] {
+        let file = std::fs::metadata(c.dir(id).join("snapshot")).unwrap().len();
+        // The applied state only: the deduplication table (the client's last answers).
+        assert!(file < 1 << 20, "node {id}'s snapshot file is {file} bytes: a copy of the ~9 MB log?");
+    }
 }
 
 /// A retried (client, seq) is applied once, also when the retry goes through

@@ -23,6 +23,7 @@ mod mem_store;
 mod metrics;
 mod network;
 mod server;
+mod snapshot;
 mod tls;
 mod types;
 
@@ -31,6 +32,7 @@ pub use client::Client;
 pub use machine::{Progress, StateMachine};
 pub use network::{Network, Peer};
 pub use server::{Node, NodeConfig, RaftNode, RaftStore};
+pub use snapshot::SnapshotData;
 pub use tls::TlsFiles;
 pub use types::{NodeId, Records, Request, Response, TypeConfig, MAX_RECORD};
 

@@ -18,6 +18,7 @@
 //! openraft purges its log only below a snapshot, and a snapshot is built from synced
 //! records.
 
+use crate::snapshot::{self, remove_dir, sync_dir, SnapshotData, SnapshotFile, SnapshotWriter, Source};
 use crate::types::{Records, Request, Response, TypeConfig};
 use dynadax::log::{Durability, Log, LogOptions};
 use futures_util::{Stream, TryStreamExt};
@@ -28,7 +29,7 @@ use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Cursor, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -40,8 +41,6 @@ type C = TypeConfig;
 const RECORD_FORMAT: u8 = 1;
 /// Format byte of the checkpoint in the applied log's metadata record.
 const CHECKPOINT_FORMAT: u8 = 2;
-/// Format byte of a snapshot's data.
-const SNAPSHOT_FORMAT: u8 = 2;
 /// Bytes of header an applied record may carry besides the client's bytes (a log id
 /// and three varints: well under this).
 pub(crate) const HEADER_MAX: usize = 64;
@@ -82,9 +81,9 @@ struct Window {
 
 /// The applied state: what a checkpoint and a snapshot hold besides the records.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Applied {
+pub(crate) struct Applied {
     /// The applied log's length this state covers: its next LSN.
-    next: u64,
+    pub(crate) next: u64,
     last_applied: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
     clients: BTreeMap<u64, Window>,
@@ -126,15 +125,6 @@ impl Applied {
     }
 }
 
-/// What a snapshot's data holds: the applied state and every applied record (with
-/// its header) from the applied log's first.
-#[derive(Serialize, Deserialize)]
-struct SnapshotBody {
-    applied: Applied,
-    first: u64,
-    records: Vec<Vec<u8>>,
-}
-
 /// Where the applied log is, and the progress it publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
@@ -151,11 +141,24 @@ pub struct StateMachine {
     shared: Arc<Shared>,
 }
 
+/// A state machine held weakly (by a snapshot being sent: it must not keep a
+/// stopped node's logs open).
+pub(crate) struct WeakStateMachine(std::sync::Weak<Shared>);
+
+impl WeakStateMachine {
+    pub(crate) fn get(&self) -> Option<StateMachine> {
+        self.0.upgrade().map(|shared| StateMachine { shared })
+    }
+}
+
 struct Shared {
     dir: PathBuf,
     opts: LogOptions,
     state: Mutex<State>,
     progress: watch::Sender<Progress>,
+    /// Held by a snapshot being received until it is installed: one at a time (they
+    /// share `DIR/applied.new`).
+    receiving: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct State {
@@ -165,8 +168,8 @@ struct State {
     /// Records applied since the last checkpoint.
     unsaved: u64,
     saved_at: Instant,
-    /// The meta of the snapshot in `DIR/snapshot`, if any.
-    snapshot: Option<SnapshotMetaOf<C>>,
+    /// The snapshot in `DIR/snapshot`, if any: its records are in `log`.
+    snapshot: Option<SnapshotFile>,
 }
 
 fn other(e: impl std::fmt::Display) -> io::Error {
@@ -193,7 +196,7 @@ fn decode_record<'a>(dir: &Path, lsn: u64, rec: &'a [u8]) -> dynadax::Result<(He
     }
 }
 
-fn encode_applied(a: &Applied) -> Vec<u8> {
+pub(crate) fn encode_applied(a: &Applied) -> Vec<u8> {
     let mut out = vec![CHECKPOINT_FORMAT];
     postcard::to_io(a, &mut out).expect("serializing into a Vec does not fail");
     out
@@ -214,11 +217,25 @@ impl StateMachine {
         let opts = LogOptions { durability: Durability::None, max_record: crate::MAX_RECORD + HEADER_MAX, ..opts };
         finish_install(&dir)?;
         let (log, applied) = open_applied(&dir.join("applied"), &opts)?;
-        let snapshot = read_snapshot_file(&dir)?.map(|(m, _)| m);
+        // The snapshot's records must be in the applied log (see `snapshot`): not so
+        // only after a crash between an install's swap and its snapshot file.
+        let snapshot = snapshot::read_file(&dir)?.filter(|(_, a, first)| {
+            let there = *first >= log.first_lsn() && a.next <= log.next_lsn();
+            if !there {
+                tracing::warn!("{}: snapshot dropped: its records are not in the applied log", dir.display());
+            }
+            there
+        });
         let progress = Progress { raft_applied: applied.last_applied.map(|l| l.index), next: applied.next };
         let state = State { log: Some(log), applied, unsaved: 0, saved_at: Instant::now(), snapshot };
         Ok(StateMachine {
-            shared: Arc::new(Shared { dir, opts, state: Mutex::new(state), progress: watch::Sender::new(progress) }),
+            shared: Arc::new(Shared {
+                dir,
+                opts,
+                state: Mutex::new(state),
+                progress: watch::Sender::new(progress),
+                receiving: Arc::default(),
+            }),
         })
     }
 
@@ -251,6 +268,38 @@ impl StateMachine {
             out.push((e.lsn, rec.to_vec()));
         }
         Ok(Records { records: out, next: st.applied.next })
+    }
+
+    /// Records `from..to` of the applied log as they are stored (header included), at
+    /// most `max_bytes` of them (at least one if any): what a snapshot sends.
+    pub(crate) fn read_raw(&self, from: u64, to: u64, max_bytes: usize) -> io::Result<Vec<Vec<u8>>> {
+        let st = self.state();
+        let log = st.log().map_err(other)?;
+        let end = st.applied.next.min(to);
+        visible(log, end).map_err(other)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut c = log.cursor_appended(from, end);
+        while let Some(r) = c.next() {
+            let e = r.map_err(other)?;
+            if !out.is_empty() && bytes + e.bytes.len() > max_bytes {
+                break;
+            }
+            bytes += e.bytes.len();
+            out.push(e.bytes.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Starts receiving a snapshot into `DIR/applied.new`. Hold the guard of
+    /// [`StateMachine::receiving`] until it is installed.
+    pub(crate) fn receive_snapshot(&self) -> io::Result<SnapshotWriter> {
+        SnapshotWriter::new(self.shared.dir.join("applied.new"), self.shared.opts.clone())
+    }
+
+    /// The right to receive a snapshot: one at a time.
+    pub(crate) async fn receiving(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.shared.receiving.clone().lock_owned().await
     }
 
     /// Who wrote applied record `index`: (client, seq). For checkers and tests.
@@ -333,67 +382,41 @@ impl StateMachine {
         Ok(out)
     }
 
-    fn build(&self) -> io::Result<SnapshotOf<C, Cursor<Vec<u8>>>> {
+    /// A snapshot of the state as of now: a checkpoint (the records it covers
+    /// durable: openraft may purge its log up to here), then `DIR/snapshot`. No
+    /// record is copied.
+    fn build(&self) -> io::Result<SnapshotOf<C, SnapshotData>> {
         let mut st = self.state();
-        // The snapshot lets openraft purge its log up to here: these records must be
-        // durable first.
         checkpoint(&mut st).map_err(other)?;
         let first = st.log().map_err(other)?.first_lsn();
-        let mut records = Vec::with_capacity((st.applied.next - first) as usize);
-        let mut c = st.log().map_err(other)?.cursor_appended(first, st.applied.next);
-        while let Some(r) = c.next() {
-            records.push(r.map_err(other)?.bytes.to_vec());
-        }
-        if records.len() as u64 != st.applied.next - first {
-            return Err(other(format!(
-                "{}: {} records read for a snapshot of {first}..{}",
-                st.log().map_err(other)?.dir().display(),
-                records.len(),
-                st.applied.next
-            )));
-        }
-        let body = SnapshotBody { applied: st.applied.clone(), first, records };
-        let mut data = vec![SNAPSHOT_FORMAT];
-        postcard::to_io(&body, &mut data).map_err(other)?;
         let meta = SnapshotMetaOf::<C> {
             last_log_id: st.applied.last_applied,
             last_membership: st.applied.membership.clone(),
         };
-        write_snapshot_file(&self.shared.dir, &meta, &data)?;
-        st.snapshot = Some(meta.clone());
-        Ok(SnapshotOf::<C, Cursor<Vec<u8>>> { meta, snapshot: Cursor::new(data) })
+        let file = (meta.clone(), st.applied.clone(), first);
+        snapshot::write_file(&self.shared.dir, &file)?;
+        st.snapshot = Some(file);
+        let data = SnapshotData {
+            applied: st.applied.clone(),
+            first,
+            source: Source::Log(WeakStateMachine(Arc::downgrade(&self.shared))),
+        };
+        Ok(SnapshotOf::<C, SnapshotData> { meta, snapshot: data })
     }
 
-    fn install(&self, meta: &SnapshotMetaOf<C>, data: Vec<u8>) -> io::Result<()> {
+    /// Swaps in the applied log a received snapshot was written to, then writes the
+    /// snapshot file: a crash before the swap leaves the old log (the new one is
+    /// dropped at open), after it the new one (and, until the file is written, an old
+    /// snapshot file that open drops).
+    fn install(&self, meta: &SnapshotMetaOf<C>, data: SnapshotData) -> io::Result<()> {
         let dir = &self.shared.dir;
-        let body: SnapshotBody = match data.split_first() {
-            Some((&SNAPSHOT_FORMAT, b)) => postcard::from_bytes(b).map_err(|e| other(format!("snapshot: {e}")))?,
-            _ => return Err(other("snapshot: not a dynadax-service snapshot (format byte)")),
-        };
-        if body.first + body.records.len() as u64 != body.applied.next {
-            return Err(other(format!(
-                "snapshot: {} records from {} do not end at {}",
-                body.records.len(),
-                body.first,
-                body.applied.next
-            )));
-        }
-        // Build the new applied log beside the old one, then swap them by rename: a
-        // crash before the swap leaves the old log (the new one is dropped at open),
-        // after it the new one.
-        let new = dir.join("applied.new");
-        remove_dir(&new)?;
-        {
-            let log =
-                Log::open(&new, LogOptions { first_lsn: body.first, ..self.shared.opts.clone() }).map_err(other)?;
-            for chunk in body.records.chunks(4096) {
-                let recs: Vec<&[u8]> = chunk.iter().map(|r| r.as_slice()).collect();
-                log.append_batch(&recs).map_err(other)?;
+        let new = match &data.source {
+            Source::Received(new) if *new == dir.join("applied.new") => new.clone(),
+            Source::Received(other_dir) => {
+                return Err(other(format!("snapshot received into {}, not this node's", other_dir.display())))
             }
-            log.sync().map_err(other)?;
-            log.set_metadata(&encode_applied(&body.applied)).map_err(other)?;
-        }
-        write_snapshot_file(dir, meta, &data)?;
+            Source::Log(_) => return Err(other("snapshot: only a received snapshot can be installed")),
+        };
         let mut st = self.state();
         // The old log is closed before its directory moves (it writes its metadata by
         // path); nothing else holds it: readers use it under this lock only.
@@ -406,10 +429,12 @@ impl StateMachine {
         sync_dir(dir)?;
         remove_dir(&old)?;
         st.log = Some(Log::open(&applied, self.shared.opts.clone()).map_err(other)?);
-        st.applied = body.applied;
+        let file = (meta.clone(), data.applied.clone(), data.first);
+        snapshot::write_file(dir, &file)?;
+        st.snapshot = Some(file);
+        st.applied = data.applied;
         st.unsaved = 0;
         st.saved_at = Instant::now();
-        st.snapshot = Some(meta.clone());
         let p = Progress { raft_applied: st.applied.last_applied.map(|l| l.index), next: st.applied.next };
         drop(st);
         self.shared.progress.send_replace(p);
@@ -515,40 +540,6 @@ fn finish_install(dir: &Path) -> dynadax::Result<()> {
     Ok(())
 }
 
-fn remove_dir(d: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(d) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(other(format!("{}: {e}", d.display()))),
-        _ => Ok(()),
-    }
-}
-
-fn sync_dir(d: &Path) -> io::Result<()> {
-    fs::File::open(d).and_then(|f| f.sync_all()).map_err(|e| other(format!("{}: {e}", d.display())))
-}
-
-/// Writes the snapshot file (`DIR/snapshot`: the meta and the data, in postcard),
-/// replacing the last one atomically.
-fn write_snapshot_file(dir: &Path, meta: &SnapshotMetaOf<C>, data: &[u8]) -> io::Result<()> {
-    let tmp = dir.join("snapshot.tmp");
-    let path = dir.join("snapshot");
-    let bytes = postcard::to_stdvec(&(meta, data)).map_err(other)?;
-    let mut f = fs::File::create(&tmp).map_err(|e| other(format!("{}: {e}", tmp.display())))?;
-    f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(|e| other(format!("{}: {e}", tmp.display())))?;
-    fs::rename(&tmp, &path).map_err(|e| other(format!("{}: {e}", path.display())))?;
-    sync_dir(dir)
-}
-
-fn read_snapshot_file(dir: &Path) -> dynadax::Result<Option<(SnapshotMetaOf<C>, Vec<u8>)>> {
-    let path = dir.join("snapshot");
-    match fs::read(&path) {
-        Ok(b) => postcard::from_bytes::<(SnapshotMetaOf<C>, Vec<u8>)>(&b)
-            .map(Some)
-            .map_err(|e| corrupt(&path, "snapshot", e.to_string())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(dynadax::Error::Io { path: path.to_path_buf(), op: "read", source: e }),
-    }
-}
-
 impl Drop for Shared {
     fn drop(&mut self) {
         // A clean close saves the replay at the next open. Best effort: without it
@@ -561,16 +552,16 @@ impl Drop for Shared {
 }
 
 impl RaftSnapshotBuilder<C> for StateMachine {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotData;
 
-    async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, Cursor<Vec<u8>>>, io::Error> {
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, SnapshotData>, io::Error> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.build()).await.map_err(other)?
     }
 }
 
 impl RaftStateMachine<C> for StateMachine {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
@@ -604,21 +595,22 @@ impl RaftStateMachine<C> for StateMachine {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<C>, snapshot: Cursor<Vec<u8>>) -> Result<(), io::Error> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMetaOf<C>, snapshot: SnapshotData) -> Result<(), io::Error> {
         let me = self.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || me.install(&meta, snapshot.into_inner())).await.map_err(other)?
+        tokio::task::spawn_blocking(move || me.install(&meta, snapshot)).await.map_err(other)?
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<C, Cursor<Vec<u8>>>>, io::Error> {
-        if self.state().snapshot.is_none() {
-            return Ok(None);
-        }
-        let dir = self.shared.dir.clone();
-        let read = tokio::task::spawn_blocking(move || read_snapshot_file(&dir)).await.map_err(other)?;
-        Ok(read
-            .map_err(other)?
-            .map(|(meta, data)| SnapshotOf::<C, Cursor<Vec<u8>>> { meta, snapshot: Cursor::new(data) }))
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<C, SnapshotData>>, io::Error> {
+        let st = self.state();
+        Ok(st.snapshot.as_ref().map(|(meta, applied, first)| SnapshotOf::<C, SnapshotData> {
+            meta: meta.clone(),
+            snapshot: SnapshotData {
+                applied: applied.clone(),
+                first: *first,
+                source: Source::Log(WeakStateMachine(Arc::downgrade(&self.shared))),
+            },
+        }))
     }
 }
 
@@ -769,7 +761,24 @@ mod tests {
         b.apply_entries(&[normal(0, req(3, 0, 0, "stale"))]).unwrap();
         let snap = a.build_snapshot().await.unwrap();
         assert_eq!(snap.meta.last_log_id, Some(log_id::<C>(1, 1, 99)));
-        b.install_snapshot(&snap.meta, snap.snapshot).await.unwrap();
+        // Sent in small chunks, received in pieces that split frames anywhere.
+        let mut wire = Vec::new();
+        snap.snapshot
+            .encode(100, |c| {
+                wire.extend_from_slice(&c);
+                true
+            })
+            .unwrap();
+        // A body cut short is refused, naming what is missing.
+        let mut w = b.receive_snapshot().unwrap();
+        w.feed(&wire[..wire.len() - 3]).unwrap();
+        let err = w.finish().err().expect("a cut snapshot must be refused").to_string();
+        assert!(err.contains("99 of 100 records received, and a cut frame"), "{err}");
+        let mut w = b.receive_snapshot().unwrap();
+        for piece in wire.chunks(7) {
+            w.feed(piece).unwrap();
+        }
+        b.install_snapshot(&snap.meta, w.finish().unwrap()).await.unwrap();
         assert_eq!(records(&b), records(&a));
         assert_eq!(b.state().applied, a.state().applied);
         let cur = b.get_current_snapshot().await.unwrap().expect("installed snapshot kept");

@@ -12,7 +12,9 @@
 //! snapshots whole through `full_snapshot`.
 
 use crate::api::{self, ApiError, ErrorKind};
+use crate::snapshot::put_frame;
 use crate::types::{NodeId, TypeConfig};
+use crate::SnapshotData;
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::error::{
     Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Timeout, Unreachable,
@@ -29,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::Cursor;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,6 +117,17 @@ pub(crate) async fn post<Q: Serialize, A: DeserializeOwned>(
 ) -> Result<A, CallError> {
     let body = postcard::to_stdvec(req)
         .map_err(|e| CallError::Other { addr: addr.to_string(), why: format!("encoding the request: {e}") })?;
+    post_body(http, addr, path, body.into(), timeout).await
+}
+
+/// POSTs `body` (postcard, or a stream of it) and decodes the postcard answer.
+pub(crate) async fn post_body<A: DeserializeOwned>(
+    http: &reqwest::Client,
+    addr: &str,
+    path: &str,
+    body: reqwest::Body,
+    timeout: Duration,
+) -> Result<A, CallError> {
     let resp = http
         .post(format!("{}{path}", base_url(addr)))
         .header(reqwest::header::CONTENT_TYPE, api::POSTCARD)
@@ -217,7 +230,7 @@ fn remote<E: std::error::Error + 'static>(e: E) -> RPCError<C> {
 }
 
 impl RaftNetworkV2<C> for Peer {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotData;
 
     async fn append_entries(
         &mut self,
@@ -240,19 +253,40 @@ impl RaftNetworkV2<C> for Peer {
         r.map_err(remote)
     }
 
+    /// Streams the snapshot: a frame with the vote and meta, then the snapshot's own
+    /// frames read from the applied log as the body goes (see `snapshot`), so no
+    /// copy of the log is held in memory.
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<C>,
-        snapshot: SnapshotOf<C, Cursor<Vec<u8>>>,
+        snapshot: SnapshotOf<C, SnapshotData>,
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
-        let body = (vote, snapshot.meta, snapshot.snapshot.into_inner());
-        let call = self.rpc::<_, Result<SnapshotResponse<C>, Fatal<C>>>(
+        let (meta, data) = (snapshot.meta, snapshot.snapshot);
+        let mut head = Vec::new();
+        let encoded =
+            postcard::to_stdvec(&(vote, meta)).map_err(|e| StreamingError::Unreachable(Unreachable::new(&e)))?;
+        put_frame(&mut head, &encoded);
+        // openraft's install_snapshot_timeout is meant for one chunk; a whole snapshot
+        // takes as long as its records take to send: 30 s, plus 20 µs a record.
+        let timeout = Duration::from_secs(30) + Duration::from_micros(20 * data.records());
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(4);
+        let _ = tx.try_send(Ok(head));
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = data.encode(1 << 20, |chunk| tx.blocking_send(Ok(chunk)).is_ok()) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        }));
+        let call = post_body::<Result<SnapshotResponse<C>, Fatal<C>>>(
+            &self.http,
+            &self.addr,
             api::RAFT_SNAPSHOT,
-            &body,
-            RPCTypes::InstallSnapshot,
-            &option,
+            body,
+            timeout,
         );
         let r = tokio::select! {
             r = call => r,
@@ -261,10 +295,14 @@ impl RaftNetworkV2<C> for Peer {
         match r {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(fatal)) => Err(StreamingError::Unreachable(Unreachable::new(&fatal))),
-            Err(RPCError::Timeout(t)) => Err(StreamingError::Timeout(t)),
-            Err(RPCError::Unreachable(u)) => Err(StreamingError::Unreachable(u)),
-            Err(RPCError::Network(n)) => Err(StreamingError::Network(n)),
-            Err(RPCError::RemoteError(e)) => Err(StreamingError::Unreachable(Unreachable::new(&e))),
+            Err(CallError::Timeout { .. }) => Err(StreamingError::Timeout(Timeout {
+                action: RPCTypes::InstallSnapshot,
+                id: self.id,
+                target: self.target,
+                timeout,
+            })),
+            Err(e @ CallError::Connect { .. }) => Err(StreamingError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(StreamingError::Network(NetworkError::new(&e))),
         }
     }
 

@@ -7,8 +7,10 @@ use crate::machine::StateMachine;
 use crate::mem_store::MemLogStore;
 use crate::metrics::Metrics;
 use crate::network::{self, Network};
+use crate::snapshot::take_frame;
 use crate::tls::{Tls, TlsFiles, TlsListener};
 use crate::types::{NodeId, Records, Response, TypeConfig, MAX_RECORD};
+use crate::SnapshotData;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, StatusCode};
@@ -27,7 +29,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -272,8 +273,8 @@ fn router(app: Arc<App>) -> Router {
         .route(api::TRANSFER_LEADER, post(transfer_leader))
         .route(api::STATUS, get(status))
         .route(api::METRICS, get(metrics))
-        // Snapshots carry the whole applied log; appends up to MAX_APPEND_BODY.
-        .layer(DefaultBodyLimit::max(1 << 30))
+        // Appends up to MAX_APPEND_BODY (snapshots stream, unlimited).
+        .layer(DefaultBodyLimit::max(api::MAX_APPEND_BODY + (1 << 20)))
         .with_state(app)
 }
 
@@ -319,13 +320,58 @@ async fn raft_pre_vote(State(app): State<Arc<App>>, body: Bytes) -> HttpResponse
     }
 }
 
-async fn raft_snapshot(State(app): State<Arc<App>>, body: Bytes) -> HttpResponse {
-    let (vote, meta, data): (VoteOf<C>, SnapshotMetaOf<C>, Vec<u8>) = match decode_body(&app, "snapshot", &body) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
+/// Receives a streamed snapshot (see `snapshot`): its records go into a new applied
+/// log as they arrive, then openraft installs it (the state machine swaps it in).
+async fn raft_snapshot(State(app): State<Arc<App>>, body: axum::body::Body) -> HttpResponse {
+    let _one_at_a_time = app.sm.receiving().await;
+    match receive_snapshot(&app, body).await {
+        Ok((vote, snapshot)) => postcard_reply(&app.raft.install_full_snapshot(vote, snapshot).await),
+        Err(e) => {
+            ApiError::new(ErrorKind::BadRequest, format!("node {}: receiving a snapshot: {e}", app.id)).into_response()
+        }
+    }
+}
+
+async fn receive_snapshot(
+    app: &App,
+    body: axum::body::Body,
+) -> std::io::Result<(VoteOf<C>, SnapshotOf<C, SnapshotData>)> {
+    let mut stream = body.into_data_stream();
+    let mut head: Option<(VoteOf<C>, SnapshotMetaOf<C>)> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut writer = Some(app.sm.receive_snapshot()?);
+    let feed = |w: &mut Option<crate::snapshot::SnapshotWriter>, bytes: Vec<u8>| {
+        let mut taken = w.take().expect("the writer is put back after each feed");
+        async move {
+            tokio::task::spawn_blocking(move || taken.feed(&bytes).map(|_| taken))
+                .await
+                .map_err(std::io::Error::other)?
+        }
     };
-    let snapshot = SnapshotOf::<C, Cursor<Vec<u8>>> { meta, snapshot: Cursor::new(data) };
-    postcard_reply(&app.raft.install_full_snapshot(vote, snapshot).await)
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        buf.extend_from_slice(&chunk);
+        if head.is_none() {
+            let mut at = 0;
+            match take_frame(&buf, &mut at)? {
+                Some(f) => {
+                    head = Some(postcard::from_bytes(f).map_err(std::io::Error::other)?);
+                    buf.drain(..at);
+                }
+                None => continue,
+            }
+        }
+        // Fed in pieces of a few MiB: each feed is a hop to a blocking thread.
+        if buf.len() >= 4 << 20 {
+            writer = Some(feed(&mut writer, std::mem::take(&mut buf)).await?);
+        }
+    }
+    let Some((vote, meta)) = head else {
+        return Err(std::io::Error::other("the body ended before the snapshot's meta"));
+    };
+    let w = feed(&mut writer, buf).await?;
+    let data = tokio::task::spawn_blocking(move || w.finish()).await.map_err(std::io::Error::other)??;
+    Ok((vote, SnapshotOf::<C, SnapshotData> { meta, snapshot: data }))
 }
 
 async fn raft_transfer(State(app): State<Arc<App>>, body: Bytes) -> HttpResponse {
