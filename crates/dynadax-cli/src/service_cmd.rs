@@ -1,10 +1,10 @@
 //! `dynadax serve`, `dynadax cluster ...` and `dynadax client ...`: a replicated log
 //! service on the dynadax-service crate (openraft over HTTP; see docs/service.md).
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use dynadax_service::{Client, Node, NodeConfig, NodeId, RaftStore, Status};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -175,10 +175,11 @@ pub enum ClientCommand {
     /// Append standard input's lines as records; print each one's index in the
     /// replicated log once it is committed, in input order.
     ///
-    /// Many lines are in flight at once (batches of what input has ready, several
-    /// batches outstanding), like `log append --pipelined`. The run has a random
-    /// client id and numbers its records; a retry after a leader change or a timeout
-    /// resends the same numbers, and the cluster applies each record once.
+    /// Many lines are in flight at once (one batch of what input has ready, up to
+    /// 4,096 lines, while the next fills), and the records land in input order. The
+    /// run has a random client id and numbers its records; a retry after a leader
+    /// change or a timeout resends the same numbers, and the cluster applies each
+    /// record once.
     #[command(after_help = "Examples:
   seq 1000 | dynadax client append --cluster 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
   tail -f app.log | dynadax client append --cluster 127.0.0.1:7001
@@ -440,13 +441,13 @@ fn write_record(out: &mut impl Write, index: u64, rec: &[u8], json: bool) -> std
 
 /// Lines per append request at most.
 const BATCH: usize = 4096;
-/// Append requests in flight at most.
-const WINDOW: usize = 8;
 
-/// `client append`: a thread reads lines; batches of what is ready go out, up to
-/// `WINDOW` at once; indexes are printed in input order as batches are answered.
+/// `client append`: a thread reads lines; what is ready goes out as one batch while
+/// the next fills. One batch is in flight at a time, so the records land in the
+/// replicated log in input order (two requests in flight at once race to the
+/// leader, retries included); the batch grows with the round trip instead.
 async fn append(client: Arc<Client>, json: bool) -> anyhow::Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(BATCH * WINDOW);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(BATCH * 4);
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         let mut input = stdin.lock();
@@ -469,55 +470,36 @@ async fn append(client: Arc<Client>, json: bool) -> anyhow::Result<()> {
             }
         }
     });
-    type Batch = tokio::task::JoinHandle<Result<Vec<u64>, dynadax_service::Error>>;
-    let mut inflight: VecDeque<Batch> = VecDeque::new();
-    let mut eof = false;
     let mut out = std::io::stdout().lock();
     let mut line_no = 0u64;
-    loop {
-        let can_take = inflight.len() < WINDOW && !eof;
-        tokio::select! {
-            biased;
-            done = async { inflight.front_mut().expect("guarded by is_empty").await }, if !inflight.is_empty() => {
-                inflight.pop_front();
-                let indexes = done.map_err(|e| anyhow!("append task: {e}"))??;
-                for i in indexes {
-                    if json {
-                        writeln!(out, "{{\"index\":{i}}}")?;
-                    } else {
-                        writeln!(out, "{i}")?;
-                    }
-                }
-                out.flush()?;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first.context("reading standard input")?];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(l) => batch.push(l.context("reading standard input")?),
+                Err(_) => break,
             }
-            line = rx.recv(), if can_take => {
-                let Some(first) = line else { eof = true; continue };
-                let mut batch = vec![first.context("reading standard input")?];
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(l) => batch.push(l.context("reading standard input")?),
-                        Err(_) => break,
-                    }
-                }
-                for (k, rec) in batch.iter().enumerate() {
-                    if rec.len() > dynadax_service::MAX_RECORD {
-                        bail!(
-                            "line {} is {} bytes: the largest record is {} bytes (1 MiB)",
-                            line_no + k as u64 + 1,
-                            rec.len(),
-                            dynadax_service::MAX_RECORD
-                        );
-                    }
-                }
-                line_no += batch.len() as u64;
-                let c = client.clone();
-                inflight.push_back(tokio::spawn(async move {
-                    let refs: Vec<&[u8]> = batch.iter().map(|r| r.as_slice()).collect();
-                    c.append_batch(&refs).await
-                }));
-            }
-            else => break,
         }
+        for (k, rec) in batch.iter().enumerate() {
+            if rec.len() > dynadax_service::MAX_RECORD {
+                bail!(
+                    "line {} is {} bytes: the largest record is {} bytes (1 MiB)",
+                    line_no + k as u64 + 1,
+                    rec.len(),
+                    dynadax_service::MAX_RECORD
+                );
+            }
+        }
+        line_no += batch.len() as u64;
+        let refs: Vec<&[u8]> = batch.iter().map(|r| r.as_slice()).collect();
+        for i in client.append_batch(&refs).await? {
+            if json {
+                writeln!(out, "{{\"index\":{i}}}")?;
+            } else {
+                writeln!(out, "{i}")?;
+            }
+        }
+        out.flush()?;
     }
     Ok(())
 }

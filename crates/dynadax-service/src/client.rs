@@ -14,7 +14,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A client of a cluster. Cheap to share between tasks (`&Client` is enough):
-/// concurrent appends are pipelined, each batch one request.
+/// concurrent appends are pipelined, each batch one request. Appends made one after
+/// another (each awaited) land in the log in that order, and a batch's records in
+/// the batch's order; concurrent appends land in any order among themselves.
 pub struct Client {
     http: reqwest::Client,
     addrs: Vec<String>,

@@ -251,10 +251,13 @@ impl StateMachine {
     /// Records `from..to` of the applied log (clipped to what is applied), at most
     /// `max_bytes` of them (at least one if any), each with its index; and the applied
     /// log's length.
+    ///
+    /// Applied records not yet durable are read too (`cursor_appended`: on a disk the
+    /// log writes its staged frames out first, with no persist). The applied log is
+    /// derived from the Raft log, which is durable, so a read never waits for a sync.
     pub fn read(&self, from: u64, to: u64, max_bytes: usize) -> dynadax::Result<Records> {
         let st = self.state();
         let end = st.applied.next.min(to);
-        visible(st.log()?, end)?;
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut c = st.log()?.cursor_appended(from, end);
@@ -276,7 +279,6 @@ impl StateMachine {
         let st = self.state();
         let log = st.log().map_err(other)?;
         let end = st.applied.next.min(to);
-        visible(log, end).map_err(other)?;
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut c = log.cursor_appended(from, end);
@@ -305,7 +307,6 @@ impl StateMachine {
     /// Who wrote applied record `index`: (client, seq). For checkers and tests.
     pub fn origin(&self, index: u64) -> dynadax::Result<(u64, u64)> {
         let st = self.state();
-        visible(st.log()?, index + 1)?;
         let mut c = st.log()?.cursor_appended(index, index + 1);
         match c.next() {
             Some(r) => {
@@ -449,19 +450,6 @@ impl State {
             what: "the applied log could not be reopened after a snapshot install".to_string(),
         })
     }
-}
-
-/// Makes records below `end` readable. The applied log is written with
-/// `Durability::None`; where its tail is written with `pwrite` (a disk without DAX)
-/// appended records wait in memory until a persist, and the log's readers do not see
-/// them before (`cursor_appended` reports "record expected, found the end"). So a
-/// read that reaches past the durable end syncs first: readers pay for the persist,
-/// appliers do not, and concurrent readers share one.
-fn visible(log: &Log, end: u64) -> dynadax::Result<()> {
-    if end > log.durable_lsn() {
-        log.sync()?;
-    }
-    Ok(())
 }
 
 /// Makes the applied records durable, then writes the applied state as the
