@@ -58,14 +58,6 @@ fi
 DYNADAX="$ROOT/target/release/dynadax"
 BIN="$CARGO_TARGET_DIR_BENCH/release/service-compare"
 
-# HOOK (dynadax-memory): needs `dynadax serve --raft-store memory`. Without it, that
-# implementation is skipped with a warning (and says so in service-env.txt).
-HAVE_MEMORY=1
-if ! "$DYNADAX" serve --help 2>&1 | grep -q -- '--raft-store'; then
-    HAVE_MEMORY=0
-    echo "warning: this dynadax has no 'serve --raft-store memory': dynadax-memory skipped" >&2
-fi
-
 # --- clusters ---------------------------------------------------------------------
 PIDS=()
 cleanup() {
@@ -145,7 +137,7 @@ fi
     echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
     echo "disk: $DISK ($(df -T "$DISK" | awk 'NR==2 {print $2 " on " $1}'))"
     echo "dynadax: commit $COMMIT$DIRTY, $("$DYNADAX" --version 2>/dev/null | head -1)"
-    echo "dynadax-memory: $([[ $HAVE_MEMORY == 1 ]] && echo "serve --raft-store memory" || echo "SKIPPED: this dynadax has no serve --raft-store")"
+    echo "dynadax-memory: serve --raft-store memory"
     echo "etcd: $(etcd --version | tr '\n' ' ' | sed 's/ *$//'); package etcd-server $(dpkg-query -W -f='${Version}' etcd-server 2>/dev/null || echo '?')"
     echo "rustc: $(rustc --version)"
     echo "load generator crates: $(grep -A1 -E '^name = "(etcd-client|tonic|reqwest|openraft|tokio)"$' "$HERE/service/Cargo.lock" | grep -v '^--' | paste - - | sed 's/name = "\([^"]*\)"\tversion = "\([^"]*\)"/\1 \2/' | tr '\n' ';')"
@@ -162,9 +154,7 @@ for rep in $(seq "$REPS"); do
     for impl in $IMPLS; do
         case $impl in
             dynadax) start_dynadax disk ;;
-            dynadax-memory)
-                if [[ $HAVE_MEMORY == 0 ]]; then continue; fi
-                start_dynadax memory ;;
+            dynadax-memory) start_dynadax memory ;;
             etcd) start_etcd ;;
             *) echo "unknown implementation $impl" >&2; exit 2 ;;
         esac
