@@ -588,7 +588,10 @@ impl Load {
         // (`client append` keeps input order through every retry).
         let number = |r: &str| r.strip_prefix('r').and_then(|n| n.parse::<u64>().ok());
         let reordered = log.iter().enumerate().filter(|(k, (i, _))| *i != *k as u64).count()
-            + log.windows(2).filter(|w| matches!((number(&w[0].1), number(&w[1].1)), (Some(a), Some(b)) if b < a)).count();
+            + log
+                .windows(2)
+                .filter(|w| matches!((number(&w[0].1), number(&w[1].1)), (Some(a), Some(b)) if b < a))
+                .count();
         let not_prefix = reads.iter().filter(|r| !log.starts_with(r)).count();
         let went_back = reads.windows(2).filter(|w| w[1].len() < w[0].len()).count();
         eprintln!(
